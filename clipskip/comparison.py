@@ -1,0 +1,129 @@
+"""One prompt, one seed, several CLIP skips: encoded once, denoised together as one batch, laid out as a grid."""
+
+import copy
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import version
+
+import torch
+from PIL import Image
+
+from . import __version__
+from .encoding import encode, encoder_layers, layer_choice, token_window
+from .grid import render_grid
+from .metadata import caption_lines, cell_header
+from .request import DEFAULT_GUIDANCE, DEFAULT_SKIPS, DEFAULT_STEPS, MAX_SEED, RANDOM_SEED, ComparisonRequest
+from .samplers import make_scheduler, sampler_label
+
+Progress = Callable[[int, int], None]  # (denoising steps done, steps in all)
+
+
+@dataclass
+class Comparison:
+    images: dict[int, Image.Image]  # skip value -> image, in the order asked
+    grid: Image.Image
+    metadata: dict  # JSON-serialisable: every setting, the seed used, the layer of each cell
+    warnings: list[str]
+
+
+def native_size(pipe) -> tuple[int, int]:
+    size = pipe.unet.config.sample_size * pipe.vae_scale_factor
+    return size, size
+
+
+def truncation_warning(which: str, window: int, dropped: str) -> str:
+    return f"the {which} is longer than the text encoder's {window}-token window; dropped: “{dropped}”"
+
+
+@torch.no_grad()
+def compare(
+    pipe,
+    prompt: str,
+    *,
+    negative_prompt: str = "",
+    seed: int,
+    skips=DEFAULT_SKIPS,
+    steps: int = DEFAULT_STEPS,
+    guidance_scale: float = DEFAULT_GUIDANCE,
+    width: int | None = None,
+    height: int | None = None,
+    scheduler: str | None = None,
+    progress: Progress | None = None,
+) -> Comparison:
+    """Render `prompt` at each CLIP skip in `skips` from the same noise, as one batch; seed -1 draws one."""
+    # 1. Check inputs
+    request = ComparisonRequest.from_inputs(
+        prompt,
+        negative_prompt=negative_prompt,
+        seed=seed,
+        skips=skips,
+        steps=steps,
+        guidance_scale=guidance_scale,
+        width=width,
+        height=height,
+        scheduler=scheduler,
+        max_skip=encoder_layers(pipe),
+    )
+    default_w, default_h = native_size(pipe)
+    width, height = request.width or default_w, request.height or default_h
+    seed = random.randint(0, MAX_SEED) if request.seed == RANDOM_SEED else request.seed
+    guided = request.guidance_scale > 1  # diffusers runs the negative branch only then
+
+    # 2. Encode prompt and negative prompt: one text-encoder pass each, every skip taken from it
+    warnings = []
+    positive, dropped = encode(pipe, request.prompt, request.skips)
+    if dropped:
+        warnings.append(truncation_warning("prompt", token_window(pipe), dropped))
+    negative = None
+    if guided:
+        negative, dropped = encode(pipe, request.negative_prompt, request.skips)
+        if dropped:
+            warnings.append(truncation_warning("negative prompt", token_window(pipe), dropped))
+
+    # 3. A private view of the shared pipeline: its own scheduler, since schedulers keep per-call state
+    run = copy.copy(pipe)
+    run.scheduler = make_scheduler(request.scheduler, pipe.scheduler)
+    run.set_progress_bar_config(disable=True)
+
+    # 4. Denoise every cell in one batch; one generator per cell, all seeded alike, so each cell sees the same
+    #    starting noise (and the same per-step noise with ancestral samplers) as when rendered alone
+    def report(_pipe, step, _timestep, tensors):
+        if progress is not None:
+            progress(step + 1, request.steps)
+        return tensors
+
+    images = run(
+        prompt_embeds=torch.cat([positive[skip] for skip in request.skips]),
+        negative_prompt_embeds=torch.cat([negative[skip] for skip in request.skips]) if guided else None,
+        num_inference_steps=request.steps,
+        guidance_scale=request.guidance_scale,
+        width=width,
+        height=height,
+        generator=[torch.Generator("cpu").manual_seed(seed) for _ in request.skips],
+        callback_on_step_end=report,
+    ).images
+
+    # 5. Metadata, then the grid drawn from it
+    metadata = {
+        "clipskip_version": __version__,
+        "model": pipe.name_or_path,
+        "prompt": request.prompt,
+        "negative_prompt": request.negative_prompt,
+        "seed": seed,
+        "seed_requested": request.seed,
+        "skips": list(request.skips),
+        "steps": request.steps,
+        "guidance_scale": request.guidance_scale,
+        "sampler": sampler_label(request.scheduler, pipe.scheduler),
+        "width": width,
+        "height": height,
+        "text_encoder_layers": encoder_layers(pipe),
+        "cells": [layer_choice(pipe, skip).as_dict() for skip in request.skips],
+        "warnings": warnings,
+        "device": str(pipe._execution_device),
+        "dtype": str(pipe.unet.dtype).removeprefix("torch."),
+        "versions": {name: version(name) for name in ("torch", "diffusers", "transformers")},
+    }
+    grid = render_grid(images, [cell_header(cell) for cell in metadata["cells"]], caption_lines(metadata), warnings)
+    return Comparison(dict(zip(request.skips, images)), grid, metadata, warnings)

@@ -1,0 +1,106 @@
+"""The comparison grid: one column per skip value, a header over each, a caption under all. Pure PIL.
+
+Small cells are enlarged by a whole factor (nearest neighbour, so no pixel is invented) until they are at least
+`MIN_CELL` pixels wide, so that a 64-px comparison is as readable as a 512-px one; the caption says so.
+"""
+
+from functools import lru_cache
+
+from PIL import Image, ImageDraw, ImageFont
+
+MIN_CELL = 256
+GAP = 8
+INK, MUTED, PAPER, WARN = (20, 20, 20), (90, 90, 90), (255, 255, 255), (170, 60, 0)
+CAPTION_PROMPT_LINES = 3
+
+
+@lru_cache(maxsize=32)
+def font(size: int, bold: bool = False) -> ImageFont.FreeTypeFont:
+    """DejaVu Sans where the system has it (wide Unicode coverage), else Pillow's bundled font."""
+    try:
+        return ImageFont.truetype("DejaVuSans-Bold.ttf" if bold else "DejaVuSans.ttf", size)
+    except OSError:
+        return ImageFont.load_default(size)
+
+
+def text_width(text: str, face: ImageFont.FreeTypeFont) -> float:
+    return face.getlength(text)
+
+
+def fit(text: str, face: ImageFont.FreeTypeFont, width: float) -> str:
+    """`text` cut with an ellipsis so that it fits in `width` pixels."""
+    if text_width(text, face) <= width:
+        return text
+    while text and text_width(text + "…", face) > width:
+        text = text[:-1]
+    return text + "…"
+
+
+def wrap(text: str, face: ImageFont.FreeTypeFont, width: float, max_lines: int) -> list[str]:
+    """Greedy word wrap to `width`; a last line that would overflow `max_lines` ends with an ellipsis."""
+    lines, line = [], ""
+    for word in text.split():
+        candidate = f"{line} {word}" if line else word
+        if text_width(candidate, face) <= width or not line:
+            line = candidate
+        else:
+            lines.append(line)
+            line = word
+    lines.append(line)
+    if len(lines) > max_lines:
+        lines = lines[: max_lines - 1] + [fit(" ".join(lines[max_lines - 1 :]) + " …", face, width)]
+    return [fit(line, face, width) for line in lines]
+
+
+def line_height(face: ImageFont.FreeTypeFont) -> int:
+    ascent, descent = face.getmetrics()
+    return round((ascent + descent) * 1.2)
+
+
+def render_grid(
+    images: list[Image.Image], headers: list[list[str]], caption: list[str], warnings: list[str] = ()
+) -> Image.Image:
+    """Columns of `images` in order, `headers[i]` over column i (first line bold), `caption` and `warnings` below."""
+    if not images or len(images) != len(headers):
+        raise ValueError(f"need one header per image, got {len(images)} images and {len(headers)} headers")
+    width, height = images[0].size
+    scale = -(-MIN_CELL // width) if width < MIN_CELL else 1
+    cell_w, cell_h = width * scale, height * scale
+    grid_w = len(images) * cell_w + (len(images) + 1) * GAP
+
+    # 1. Fonts scale with the cell so that labels read the same at any size
+    title_face = font(max(14, min(36, cell_w // 12)), bold=True)
+    detail_face = font(max(12, min(26, cell_w // 18)))
+    caption_face = font(max(13, min(28, grid_w // 70)))
+    rows = max(len(h) for h in headers)
+    header_h = GAP + line_height(title_face) + (rows - 1) * line_height(detail_face) + GAP
+
+    # 2. Caption lines, wrapped to the grid's width
+    text_w = grid_w - 2 * GAP
+    if scale > 1:
+        caption = [*caption, f"cells shown enlarged {scale}× (nearest neighbour) from {width}×{height}"]
+    caption_lines = [(line, caption_face, INK) for first in caption[:1] for line in wrap(first, caption_face, text_w, CAPTION_PROMPT_LINES)]
+    caption_lines += [(line, caption_face, MUTED) for text in caption[1:] for line in wrap(text, caption_face, text_w, 2)]
+    caption_lines += [(line, caption_face, WARN) for text in warnings for line in wrap(f"⚠ {text}", caption_face, text_w, 2)]
+    caption_h = GAP + sum(line_height(face) for _, face, _ in caption_lines) + GAP
+
+    # 3. Paste the cells under their headers
+    grid = Image.new("RGB", (grid_w, header_h + cell_h + caption_h), PAPER)
+    draw = ImageDraw.Draw(grid)
+    for i, (image, header) in enumerate(zip(images, headers)):
+        if image.size != (width, height):
+            raise ValueError(f"all images must be {width}×{height}; image {i + 1} is {image.size[0]}×{image.size[1]}")
+        x = GAP + i * (cell_w + GAP)
+        y = GAP
+        for j, text in enumerate(header):
+            face = title_face if j == 0 else detail_face
+            draw.text((x + cell_w / 2, y), fit(text, face, cell_w), font=face, fill=INK if j == 0 else MUTED, anchor="ma")
+            y += line_height(face)
+        grid.paste(image.convert("RGB").resize((cell_w, cell_h), Image.NEAREST), (x, header_h))
+
+    # 4. Caption
+    y = header_h + cell_h + GAP
+    for text, face, colour in caption_lines:
+        draw.text((GAP, y), text, font=face, fill=colour)
+        y += line_height(face)
+    return grid
