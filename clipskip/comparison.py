@@ -126,4 +126,4 @@ def compare(
         "versions": {name: version(name) for name in ("torch", "diffusers", "transformers")},
     }
     grid = render_grid(images, [cell_header(cell) for cell in metadata["cells"]], caption_lines(metadata), warnings)
-    return Comparison(dict(zip(request.skips, images)), grid, metadata, warnings)
+    return Comparison(dict(zip(request.skips, images, strict=True)), grid, metadata, warnings)

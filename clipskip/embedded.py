@@ -32,7 +32,7 @@ oil watercolor watercolour ink pencil charcoal digital art concept art anime man
 realistic photorealistic hyperrealistic surreal abstract minimalist vintage retro futuristic cyberpunk steampunk
 fantasy science fiction medieval ancient modern style by artist trending on artstation 4k 8k hdr
 lowres bad anatomy extra fingers deformed ugly text watermark signature cropped jpeg artifacts
-""".split()
+""".split()  # noqa: SIM905 (a word list reads better as text)
 
 
 def build_tokenizer() -> CLIPTokenizer:

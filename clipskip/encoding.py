@@ -58,7 +58,7 @@ def tokenize(pipe, text: str) -> tuple[torch.Tensor, str | None]:
     """Token ids padded to the window, and the words dropped past it (None when the text fits)."""
     window = token_window(pipe)
     ids = pipe.tokenizer(text, padding="max_length", max_length=window, truncation=True, return_tensors="pt").input_ids
-    full = pipe.tokenizer(text, truncation=False, return_tensors="pt").input_ids
+    full = pipe.tokenizer(text, truncation=False, verbose=False, return_tensors="pt").input_ids
     if full.shape[-1] <= window:
         return ids, None
     return ids, pipe.tokenizer.decode(full[0, window - 1 : -1], skip_special_tokens=True)

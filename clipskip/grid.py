@@ -79,28 +79,30 @@ def render_grid(
     text_w = grid_w - 2 * GAP
     if scale > 1:
         caption = [*caption, f"cells shown enlarged {scale}× (nearest neighbour) from {width}×{height}"]
-    caption_lines = [(line, caption_face, INK) for first in caption[:1] for line in wrap(first, caption_face, text_w, CAPTION_PROMPT_LINES)]
-    caption_lines += [(line, caption_face, MUTED) for text in caption[1:] for line in wrap(text, caption_face, text_w, 2)]
-    caption_lines += [(line, caption_face, WARN) for text in warnings for line in wrap(f"⚠ {text}", caption_face, text_w, 2)]
-    caption_h = GAP + sum(line_height(face) for _, face, _ in caption_lines) + GAP
+    styled = [(caption[0], INK, CAPTION_PROMPT_LINES)] if caption else []  # the prompt, darker and longer
+    styled += [(text, MUTED, 2) for text in caption[1:]] + [(f"⚠ {text}", WARN, 2) for text in warnings]
+    caption_lines = [
+        (line, colour) for text, colour, most in styled for line in wrap(text, caption_face, text_w, most)
+    ]
+    caption_h = GAP + len(caption_lines) * line_height(caption_face) + GAP
 
     # 3. Paste the cells under their headers
     grid = Image.new("RGB", (grid_w, header_h + cell_h + caption_h), PAPER)
     draw = ImageDraw.Draw(grid)
-    for i, (image, header) in enumerate(zip(images, headers)):
+    for i, (image, header) in enumerate(zip(images, headers, strict=True)):
         if image.size != (width, height):
             raise ValueError(f"all images must be {width}×{height}; image {i + 1} is {image.size[0]}×{image.size[1]}")
         x = GAP + i * (cell_w + GAP)
         y = GAP
         for j, text in enumerate(header):
-            face = title_face if j == 0 else detail_face
-            draw.text((x + cell_w / 2, y), fit(text, face, cell_w), font=face, fill=INK if j == 0 else MUTED, anchor="ma")
+            face, colour = (title_face, INK) if j == 0 else (detail_face, MUTED)
+            draw.text((x + cell_w / 2, y), fit(text, face, cell_w), font=face, fill=colour, anchor="ma")
             y += line_height(face)
         grid.paste(image.convert("RGB").resize((cell_w, cell_h), Image.NEAREST), (x, header_h))
 
     # 4. Caption
     y = header_h + cell_h + GAP
-    for text, face, colour in caption_lines:
-        draw.text((GAP, y), text, font=face, fill=colour)
-        y += line_height(face)
+    for text, colour in caption_lines:
+        draw.text((GAP, y), text, font=caption_face, fill=colour)
+        y += line_height(caption_face)
     return grid

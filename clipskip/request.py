@@ -1,4 +1,4 @@
-"""One comparison's settings, checked before any work: each bad value raises a short ValueError saying what to change."""
+"""One comparison's settings, checked before any work: a bad value raises a short ValueError saying what to change."""
 
 import math
 import numbers

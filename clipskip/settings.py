@@ -56,7 +56,9 @@ def skip_list(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(part) for part in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected whole numbers separated by commas, like 1,2,3,4; got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected whole numbers separated by commas, like 1,2,3,4; got {text!r}"
+        ) from None
 
 
 def cli_parser() -> argparse.ArgumentParser:
@@ -77,7 +79,10 @@ def cli_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"denoising steps (default: {DEFAULT_STEPS})")
     parser.add_argument(
-        "--cfg", type=float, default=DEFAULT_GUIDANCE, help=f"CFG (guidance) scale, 0 to 30 (default: {DEFAULT_GUIDANCE})"
+        "--cfg",
+        type=float,
+        default=DEFAULT_GUIDANCE,
+        help=f"CFG (guidance) scale, 0 to 30 (default: {DEFAULT_GUIDANCE})",
     )
     parser.add_argument("--width", type=int, help="image width, a multiple of 8 (default: the model's native size)")
     parser.add_argument("--height", type=int, help="image height, a multiple of 8 (default: the model's native size)")

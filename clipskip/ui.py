@@ -50,7 +50,16 @@ def build_demo(pipe) -> gr.Blocks:
         model_note += " · the built-in untrained model: it draws patterns, not pictures, but skips work as on SD 1.x"
 
     def run_compare(
-        prompt, negative_prompt, seed, skips, steps, guidance_scale, width, height, scheduler, progress=gr.Progress()
+        prompt,
+        negative_prompt,
+        seed,
+        skips,
+        steps,
+        guidance_scale,
+        width,
+        height,
+        scheduler,
+        progress=gr.Progress(),  # noqa: B008 (Gradio's way)
     ):
         """Render the prompt at each CLIP skip value; returns the grid, the cells with captions and the metadata."""
 
@@ -116,7 +125,13 @@ def build_demo(pipe) -> gr.Blocks:
                     elem_id="grid",
                 )
                 gallery = gr.Gallery(
-                    label="Cells", format="png", columns=4, height="auto", object_fit="contain", interactive=False, elem_id="cells"
+                    label="Cells",
+                    format="png",
+                    columns=4,
+                    height="auto",
+                    object_fit="contain",
+                    interactive=False,
+                    elem_id="cells",
                 )
                 metadata = gr.JSON(label="Metadata (reproduces every cell)", max_height=360)
         gr.Examples(EXAMPLES, inputs=[prompt, negative_prompt, seed], label="Examples")

@@ -1,0 +1,36 @@
+"""Shared fixtures: the embedded pipeline on CPU, and a guard that fails any test reaching past this machine."""
+
+import ipaddress
+import os
+import socket
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # set before anything imports huggingface_hub
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+
+import pytest  # noqa: E402
+
+from clipskip.loading import load_pipeline  # noqa: E402
+
+TINY = {"steps": 2, "width": 64, "height": 64}  # the smallest real comparison: 8x8 latents, two denoising steps
+
+_connect = socket.socket.connect
+
+
+def _local_only(sock, address):
+    host = address[0] if isinstance(address, tuple) else None
+    if host is not None and host != "localhost" and not ipaddress.ip_address(host).is_loopback:
+        raise OSError(f"test tried to reach the network: {address}")
+    return _connect(sock, address)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_network():
+    socket.socket.connect = _local_only
+    yield
+    socket.socket.connect = _connect
+
+
+@pytest.fixture(scope="session")
+def pipe():
+    """The embedded pipeline on CPU, float32: built once, shared like the app shares it."""
+    return load_pipeline("embedded", device="cpu")

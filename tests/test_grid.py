@@ -1,0 +1,85 @@
+"""Grid geometry: one column per image in order, headers above, caption below, small cells enlarged exactly."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from clipskip.grid import GAP, MIN_CELL, fit, font, render_grid, wrap
+
+HEADERS = [["CLIP skip 1", "layer 12 of 12 · final norm"], ["CLIP skip 2", "layer 11 of 12 · final norm"]]
+
+
+def solid(colour, size=(512, 512)):
+    return Image.new("RGB", size, colour)
+
+
+def column_box(grid, index, cell, header_h):
+    x = GAP + index * (cell + GAP)
+    return grid.crop((x, header_h, x + cell, header_h + cell))
+
+
+def header_height(grid, cell_colour):
+    """Rows above the first cell: find the first row whose pixel at the cell's centre has the cell's colour."""
+    column = np.asarray(grid)[:, GAP + 5]
+    return int(np.argmax((column == cell_colour).all(axis=1)))
+
+
+@pytest.mark.parametrize(("size", "scale"), [(512, 1), (256, 1), (64, 4), (100, 3)])
+def test_columns_in_order_at_a_readable_size(size, scale):
+    red, blue, green = (200, 0, 0), (0, 0, 200), (0, 160, 0)
+    images = [solid(red, (size, size)), solid(blue, (size, size)), solid(green, (size, size))]
+    grid = render_grid(images, HEADERS + [["CLIP skip 3", "layer 10 of 12"]], ["Prompt: a cat", "seed 1"])
+    cell = size * scale
+    assert cell >= MIN_CELL or scale == 1
+    assert grid.width == 3 * cell + 4 * GAP
+    top = header_height(grid, red)
+    assert top > 30  # room for the headers
+    for index, colour in enumerate((red, blue, green)):
+        box = np.asarray(column_box(grid, index, cell, top))
+        assert (box == colour).all(), f"column {index + 1} is not image {index + 1}"
+    assert grid.height > top + cell + 30  # caption below
+
+
+def test_enlarging_is_exact_nearest_neighbour_and_said_in_the_caption():
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    marker = solid((1, 2, 3), (64, 64))
+    grid = render_grid([marker, image], HEADERS, ["Prompt: x"])
+    top = header_height(grid, (1, 2, 3))
+    enlarged = column_box(grid, 1, 256, top)
+    assert np.array_equal(np.asarray(enlarged), np.asarray(image.resize((256, 256), Image.NEAREST)))
+    same_cells_unscaled = render_grid([solid((1, 2, 3), (256, 256))] * 2, HEADERS, ["Prompt: x"])
+    assert same_cells_unscaled.width == grid.width
+    assert grid.height > same_cells_unscaled.height  # one more caption line: "cells shown enlarged 4×"
+
+
+def test_warnings_and_long_prompts_make_the_caption_taller_not_wider():
+    images = [solid((0, 0, 0), (256, 256))] * 2
+    short = render_grid(images, HEADERS, ["Prompt: a cat", "seed 1"])
+    long = render_grid(images, HEADERS, ["Prompt: " + "a very long prompt " * 40, "seed 1"], ["prompt was cut"])
+    assert long.width == short.width and long.height > short.height
+
+
+def test_mismatched_inputs_are_refused():
+    with pytest.raises(ValueError, match="one header per image"):
+        render_grid([solid((0, 0, 0))], HEADERS, [])
+    with pytest.raises(ValueError, match="all images must be 512×512; image 2 is 256×256"):
+        render_grid([solid((0, 0, 0)), solid((0, 0, 0), (256, 256))], HEADERS, [])
+
+
+def test_fit_and_wrap_stay_inside_the_width():
+    face = font(16)
+    assert fit("short", face, 500) == "short"
+    cut = fit("a rather long header line", face, 80)
+    assert cut.endswith("…") and face.getlength(cut) <= 80
+    lines = wrap("word " * 200, face, 300, 3)
+    assert len(lines) == 3 and lines[-1].endswith("…")
+    assert all(face.getlength(line) <= 300 for line in lines)
+
+
+def test_grid_module_imports_neither_torch_nor_gradio():
+    code = "import sys, clipskip.grid, clipskip.metadata; print(sorted({'torch', 'gradio'} & set(sys.modules)))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"

@@ -1,0 +1,43 @@
+"""Labels and captions say which layer each cell used and every tool's name for it."""
+
+import json
+
+from clipskip.metadata import caption_lines, cell_caption, cell_header, to_json
+
+CELL = {"skip": 2, "layer": 11, "layers": 12, "final_norm": True, "comfyui": -2, "diffusers_clip_skip": 1}
+METADATA = {
+    "prompt": "a fox",
+    "negative_prompt": "",
+    "seed": 42,
+    "steps": 20,
+    "guidance_scale": 7.5,
+    "sampler": "Euler a",
+    "width": 512,
+    "height": 512,
+    "model": "embedded",
+}
+
+
+def test_cell_header_names_layer_norm_and_equivalents():
+    assert cell_header(CELL) == [
+        "CLIP skip 2",
+        "layer 11 of 12 · final norm",
+        "ComfyUI -2 · diffusers clip_skip=1",
+    ]
+    skip_one = CELL | {"skip": 1, "layer": 12, "comfyui": -1, "diffusers_clip_skip": None, "final_norm": False}
+    assert cell_header(skip_one)[1:] == ["layer 12 of 12 · no final norm", "ComfyUI -1 · diffusers unset"]
+    assert cell_caption(CELL) == "CLIP skip 2 · layer 11/12"
+
+
+def test_caption_has_prompt_and_every_setting():
+    assert caption_lines(METADATA) == [
+        "Prompt: a fox",
+        "seed 42 · 20 steps · CFG 7.5 · Euler a · 512×512 · model embedded",
+    ]
+    lines = caption_lines(METADATA | {"negative_prompt": "blurry", "prompt": ""})
+    assert lines[:2] == ["Prompt: (empty)", "Negative prompt: blurry"]
+
+
+def test_json_keeps_unicode_and_round_trips():
+    text = to_json(METADATA | {"prompt": "猫 · café"})
+    assert "猫 · café" in text and json.loads(text)["prompt"] == "猫 · café"

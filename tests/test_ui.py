@@ -1,0 +1,63 @@
+"""The app on localhost, driven through gradio_client at /compare: good, bad, bad, good again."""
+
+import socket
+
+import pytest
+from gradio_client import Client
+from gradio_client.exceptions import AppError
+from PIL import Image
+
+from clipskip.settings import AppSettings
+from clipskip.ui import serve
+
+GOOD = {
+    "prompt": "a fox in the snow",
+    "negative_prompt": "blurry",
+    "seed": 42,
+    "skips": [1, 2, 3],
+    "steps": 2,
+    "guidance_scale": 7.5,
+    "width": 64,
+    "height": 64,
+    "scheduler": "Euler a",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def client(pipe):
+    demo = serve(AppSettings("embedded", "cpu", None, "127.0.0.1", free_port(), False), prevent_thread_lock=True)
+    yield Client(demo.local_url, verbose=False)
+    demo.close()
+
+
+def test_compare_endpoint_good_bad_bad_good(client):
+    grid, gallery, metadata = client.predict(**GOOD, api_name="/compare")
+    assert Image.open(grid).format == "PNG"
+    assert len(gallery) == 3
+    assert [item["caption"] for item in gallery] == [f"CLIP skip {n} · layer {13 - n}/12" for n in (1, 2, 3)]
+    assert Image.open(gallery[0]["image"]).size == (64, 64)
+    assert (metadata["seed"], metadata["skips"], metadata["sampler"]) == (42, [1, 2, 3], "Euler a")
+
+    with pytest.raises(AppError, match="Choose at least one CLIP skip value"):
+        client.predict(**GOOD | {"skips": []}, api_name="/compare")
+    with pytest.raises(AppError, match="Width must be a multiple of 8 from 64 to 2048, not 100"):
+        client.predict(**GOOD | {"width": 100}, api_name="/compare")
+
+    _, again, metadata = client.predict(**GOOD | {"skips": [4]}, api_name="/compare")
+    assert len(again) == 1 and metadata["skips"] == [4]
+
+
+def test_endpoint_parameters_are_named_as_documented(client):
+    parameters = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/compare"]["parameters"]
+    assert [p["parameter_name"] for p in parameters] == list(GOOD)
+
+
+def test_random_seed_is_reported(client):
+    _, _, metadata = client.predict(**GOOD | {"seed": -1, "skips": [1]}, api_name="/compare")
+    assert metadata["seed_requested"] == -1 and 0 <= metadata["seed"] < 2**32
