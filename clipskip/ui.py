@@ -128,6 +128,7 @@ def build_demo(pipe) -> gr.Blocks:
                     label="Cells",
                     format="png",
                     columns=4,
+                    fit_columns=False,  # one cell stays cell-sized instead of filling the row
                     height="auto",
                     object_fit="contain",
                     interactive=False,
@@ -159,7 +160,13 @@ def serve(settings: AppSettings, *, prevent_thread_lock: bool = False) -> gr.Blo
         server_name=settings.host,
         server_port=settings.port,
         share=settings.share,
-        prevent_thread_lock=prevent_thread_lock,
+        prevent_thread_lock=True,
+        quiet=True,  # Gradio's own hint names launch() arguments; ours names the flags
         css=CSS,
     )
+    print(f"clipskip: serving {settings.model} at {demo.share_url or demo.local_url}", flush=True)
+    if not settings.share:
+        print("clipskip: add --share for a public link, --host 0.0.0.0 to listen on every interface", flush=True)
+    if not prevent_thread_lock:
+        demo.block_thread()
     return demo
