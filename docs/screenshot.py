@@ -20,10 +20,11 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--no-first-run",
 ]
+OUT = Path(__file__).with_name("screenshot.png")
 PROMPT = "a watercolor painting of a fox in a snowy forest, highly detailed"
 
 
-def main(out: Path = Path(__file__).with_name("screenshot.png")) -> None:
+def main(out: Path = OUT) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
