@@ -1,7 +1,6 @@
 """clipskip web app: `python app.py` serves the built-in model on http://127.0.0.1:7860; `--help` lists options."""
 
-from clipskip.settings import app_settings
-from clipskip.ui import serve
+from clipskip.ui import main
 
 if __name__ == "__main__":
-    serve(app_settings())
+    raise SystemExit(main())

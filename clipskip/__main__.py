@@ -3,7 +3,7 @@
 import sys
 from pathlib import Path
 
-from .settings import cli_parser
+from .settings import cli_parser, load_options
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
         bar.update(step - bar.n)
 
     try:
-        pipe = load_pipeline(args.model, args.device, args.dtype)
+        pipe = load_pipeline(args.model, args.device, args.dtype, load_options(args))
         result = compare(
             pipe,
             args.prompt,

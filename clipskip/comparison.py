@@ -10,13 +10,15 @@ import torch
 from PIL import Image
 
 from . import __version__
-from .encoding import encode, encoder_layers, layer_choice, token_window
-from .grid import render_grid
+from .encoding import Encoding, encode, encoder_layers, layer_choice, token_window
+from .families import detect_family
+from .grid import blocked_cell, render_grid
 from .metadata import caption_lines, cell_header
 from .request import DEFAULT_GUIDANCE, DEFAULT_SKIPS, DEFAULT_STEPS, MAX_SEED, RANDOM_SEED, ComparisonRequest
 from .samplers import make_scheduler, sampler_label
 
 Progress = Callable[[int, int], None]  # (denoising steps done, steps in all)
+BLOCKED = "the checkpoint's safety checker flagged this image as NSFW"
 
 
 @dataclass
@@ -32,7 +34,8 @@ def native_size(pipe) -> tuple[int, int]:
     return size, size
 
 
-def truncation_warning(which: str, window: int, dropped: str) -> str:
+def truncation_warning(which: str, pipe, dropped: str) -> str:
+    window = token_window(pipe.tokenizer, pipe.text_encoder)
     return f"the {which} is longer than the text encoder's {window}-token window; dropped: “{dropped}”"
 
 
@@ -70,16 +73,25 @@ def compare(
     seed = random.randint(0, MAX_SEED) if request.seed == RANDOM_SEED else request.seed
     guided = request.guidance_scale > 1  # diffusers runs the negative branch only then
 
-    # 2. Encode prompt and negative prompt: one text-encoder pass each, every skip taken from it
+    # 2. Encode prompt and negative prompt: one pass of each text encoder per text, every skip taken from it
+    family = detect_family(pipe)
     warnings = []
-    positive, dropped = encode(pipe, request.prompt, request.skips)
-    if dropped:
-        warnings.append(truncation_warning("prompt", token_window(pipe), dropped))
-    negative = None
-    if guided:
-        negative, dropped = encode(pipe, request.negative_prompt, request.skips)
-        if dropped:
-            warnings.append(truncation_warning("negative prompt", token_window(pipe), dropped))
+    positive = encode(pipe, request.prompt, request.skips)
+    if positive.dropped:
+        warnings.append(truncation_warning("prompt", pipe, positive.dropped))
+    negative, negative_note = None, "unused: CFG scale is 1 or less"
+    if guided and family.pooled and not request.negative_prompt and pipe.config.force_zeros_for_empty_prompt:
+        negative_note = "zeros: an empty negative prompt on a checkpoint that asks for zeros (as diffusers does)"
+        negative = Encoding(
+            {skip: torch.zeros_like(e) for skip, e in positive.embeddings.items()},
+            torch.zeros_like(positive.pooled),
+            None,
+        )
+    elif guided:
+        negative_note = "the same layer as the prompt"
+        negative = encode(pipe, request.negative_prompt, request.skips)
+        if negative.dropped:
+            warnings.append(truncation_warning("negative prompt", pipe, negative.dropped))
 
     # 3. A private view of the shared pipeline: its own scheduler, since schedulers keep per-call state
     run = copy.copy(pipe)
@@ -93,16 +105,27 @@ def compare(
             progress(step + 1, request.steps)
         return tensors
 
-    images = run(
-        prompt_embeds=torch.cat([positive[skip] for skip in request.skips]),
-        negative_prompt_embeds=torch.cat([negative[skip] for skip in request.skips]) if guided else None,
+    cells = len(request.skips)
+    conditioning = {"prompt_embeds": torch.cat([positive.embeddings[skip] for skip in request.skips])}
+    if negative is not None:
+        conditioning["negative_prompt_embeds"] = torch.cat([negative.embeddings[skip] for skip in request.skips])
+    if family.pooled:
+        conditioning["pooled_prompt_embeds"] = positive.pooled.repeat(cells, 1)
+        if negative is not None:
+            conditioning["negative_pooled_prompt_embeds"] = negative.pooled.repeat(cells, 1)
+    output = run(
+        **conditioning,
         num_inference_steps=request.steps,
         guidance_scale=request.guidance_scale,
         width=width,
         height=height,
         generator=[torch.Generator("cpu").manual_seed(seed) for _ in request.skips],
         callback_on_step_end=report,
-    ).images
+    )
+    flagged = getattr(output, "nsfw_content_detected", None) or [False] * cells
+    images = [
+        blocked_cell(image.size, BLOCKED) if bad else image for image, bad in zip(output.images, flagged, strict=True)
+    ]
 
     # 5. Metadata, then the grid drawn from it
     metadata = {
@@ -118,8 +141,13 @@ def compare(
         "sampler": sampler_label(request.scheduler, pipe.scheduler),
         "width": width,
         "height": height,
+        "family": family.name,
         "text_encoder_layers": encoder_layers(pipe),
-        "cells": [layer_choice(pipe, skip).as_dict() for skip in request.skips],
+        "negative_conditioning": negative_note,
+        "cells": [
+            layer_choice(pipe, skip).as_dict() | ({"blocked": BLOCKED} if bad else {})
+            for skip, bad in zip(request.skips, flagged, strict=True)
+        ],
         "warnings": warnings,
         "device": str(pipe._execution_device),
         "dtype": str(pipe.unet.dtype).removeprefix("torch."),

@@ -1,85 +1,132 @@
-"""Layer-skip text encoding: every requested CLIP skip from ONE text-encoder pass per text.
+"""Layer-skip text encoding: every requested CLIP skip from ONE pass of each text encoder per text.
 
-Skip N is `hidden_states[-N]` passed through the encoder's final layer norm, so skip 1 is `last_hidden_state`
-(AUTOMATIC1111 and ComfyUI agree). diffusers' own `clip_skip` is not used: it crashes with transformers >= 5.6 and
-never skips the negative prompt.
+Skip N is `hidden_states[-N]`. On SD 1.x and 2.x it goes through the encoder's final layer norm, so skip 1 is
+`last_hidden_state` (AUTOMATIC1111 and ComfyUI agree). On SDXL both encoders give `hidden_states[-N]` without the norm,
+concatenated as the UNet expects, and the pooled embedding stays the second encoder's usual one (ComfyUI's way).
+diffusers' own `clip_skip` is not used: it crashes with transformers >= 5.6 and never skips the negative prompt.
 """
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
+from .families import Family, detect_family
 from .request import check_skips
 
 
 @dataclass(frozen=True)
-class LayerChoice:
-    """Which layer one skip value selects, and what other tools call the same setting."""
-
-    skip: int
+class EncoderLayer:
+    encoder: str  # the pipeline's attribute name
     layer: int  # counted 1..layers from the first transformer layer
     layers: int
+
+
+@dataclass(frozen=True)
+class LayerChoice:
+    """Which layer one skip value selects in each text encoder, and what other tools call the same setting."""
+
+    skip: int
+    native: bool  # the skip the model family was trained with
+    hidden_states: int  # the index into each encoder's hidden_states
+    encoders: tuple[EncoderLayer, ...]
     final_norm: bool
     comfyui: int  # CLIPSetLastLayer's stop_at_clip_layer
-    diffusers_clip_skip: int | None  # None: leave diffusers' clip_skip unset
+    diffusers: str  # diffusers' clip_skip for the prompt (diffusers never skips the negative prompt)
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return {
+            "skip": self.skip,
+            "native": self.native,
+            "hidden_states": self.hidden_states,
+            "encoders": [vars(e) for e in self.encoders],
+            "final_norm": self.final_norm,
+            "comfyui": self.comfyui,
+            "diffusers": self.diffusers,
+        }
+
+
+@dataclass
+class Encoding:
+    embeddings: dict[int, torch.Tensor]  # skip -> what the UNet receives, (1, tokens, dim)
+    pooled: torch.Tensor | None  # SDXL's pooled embedding, the same for every skip
+    dropped: str | None  # the words past the token window, None when the text fits
 
 
 def encoder_layers(pipe) -> int:
-    """T: how many transformer layers the checkpoint's text encoder really has."""
-    return pipe.text_encoder.config.num_hidden_layers
+    """T: the largest skip, the layer count of the checkpoint's smallest text encoder."""
+    return min(getattr(pipe, name).config.num_hidden_layers for name, _ in detect_family(pipe).encoders)
 
 
 def native_skip(pipe) -> int:
-    """The skip the model was trained with: SD 1.x and 2.x condition on the last layer."""
-    return 1
+    return detect_family(pipe).native_skip
+
+
+def diffusers_equivalent(family: Family, skip: int) -> str:
+    k = skip - family.diffusers_offset
+    if k < 0:
+        return "none"  # diffusers' SDXL cannot select the last layer
+    return "unset" if k == 0 else f"clip_skip={k}"
 
 
 def layer_choice(pipe, skip: int) -> LayerChoice:
-    layers = encoder_layers(pipe)
+    family = detect_family(pipe)
+    encoders = []
+    for name, _ in family.encoders:
+        layers = getattr(pipe, name).config.num_hidden_layers
+        encoders.append(EncoderLayer(name, layers - skip + 1, layers))
     return LayerChoice(
-        skip=skip,
-        layer=layers - skip + 1,
-        layers=layers,
-        final_norm=True,
-        comfyui=-skip,
-        diffusers_clip_skip=skip - 1 if skip > 1 else None,
+        skip,
+        skip == family.native_skip,
+        -skip,
+        tuple(encoders),
+        family.final_norm,
+        -skip,
+        diffusers_equivalent(family, skip),
     )
 
 
-def token_window(pipe) -> int:
+def token_window(tokenizer, encoder) -> int:
     # transformers 5 gives locally built CLIP tokenizers an endless model_max_length; the encoder knows its window
-    return min(pipe.tokenizer.model_max_length, pipe.text_encoder.config.max_position_embeddings)
+    return min(tokenizer.model_max_length, encoder.config.max_position_embeddings)
 
 
-def tokenize(pipe, text: str) -> tuple[torch.Tensor, str | None]:
+def tokenize(tokenizer, encoder, text: str) -> tuple[torch.Tensor, str | None]:
     """Token ids padded to the window, and the words dropped past it (None when the text fits)."""
-    window = token_window(pipe)
-    ids = pipe.tokenizer(text, padding="max_length", max_length=window, truncation=True, return_tensors="pt").input_ids
-    full = pipe.tokenizer(text, truncation=False, verbose=False, return_tensors="pt").input_ids
+    window = token_window(tokenizer, encoder)
+    ids = tokenizer(text, padding="max_length", max_length=window, truncation=True, return_tensors="pt").input_ids
+    full = tokenizer(text, truncation=False, verbose=False, return_tensors="pt").input_ids
     if full.shape[-1] <= window:
         return ids, None
-    return ids, pipe.tokenizer.decode(full[0, window - 1 : -1], skip_special_tokens=True)
+    return ids, tokenizer.decode(full[0, window - 1 : -1], skip_special_tokens=True)
 
 
-def encode(pipe, text: str, skips) -> tuple[dict[int, torch.Tensor], str | None]:
-    """Conditioning for each skip from one forward pass, and the words dropped past the token window."""
-    encoder = pipe.text_encoder
-    ids, dropped = tokenize(pipe, text)
+def encode(pipe, text: str, skips) -> Encoding:
+    """Conditioning for each skip from one forward pass of each text encoder."""
+    family = detect_family(pipe)
     device = pipe._execution_device
-    mask = None
-    if getattr(encoder.config, "use_attention_mask", False):  # as diffusers' encode_prompt does
-        mask = (ids != pipe.tokenizer.pad_token_id).long().to(device)
-    hidden_states = encoder(ids.to(device), attention_mask=mask, output_hidden_states=True).hidden_states
-    final_norm = getattr(encoder, "text_model", encoder).final_layer_norm  # transformers >= 5.6 has no text_model
-    embeddings = {skip: final_norm(hidden_states[-skip]).to(encoder.dtype) for skip in skips}
-    return embeddings, dropped
+    per_encoder, dropped = [], None
+    for encoder_name, tokenizer_name in family.encoders:
+        encoder, tokenizer = getattr(pipe, encoder_name), getattr(pipe, tokenizer_name)
+        ids, cut = tokenize(tokenizer, encoder, text)
+        dropped = dropped or cut
+        mask = None
+        if getattr(encoder.config, "use_attention_mask", False):  # as diffusers' encode_prompt does
+            mask = (ids != tokenizer.pad_token_id).long().to(device)
+        output = encoder(ids.to(device), attention_mask=mask, output_hidden_states=True)
+        if family.final_norm:
+            final_norm = getattr(encoder, "text_model", encoder).final_layer_norm  # transformers >= 5.6: no text_model
+            per_encoder.append({skip: final_norm(output.hidden_states[-skip]) for skip in skips})
+        else:
+            per_encoder.append({skip: output.hidden_states[-skip] for skip in skips})
+    # SDXL: the last encoder's projected pooled output, whatever the skip, as diffusers and ComfyUI use
+    pooled = output.text_embeds.to(pipe.unet.dtype) if family.pooled else None
+    dtype = pipe.unet.dtype
+    embeddings = {skip: torch.cat([layers[skip] for layers in per_encoder], dim=-1).to(dtype) for skip in skips}
+    return Encoding(embeddings, pooled, dropped)
 
 
 @torch.no_grad()
 def skip_embeddings(pipe, text: str, skips) -> dict[int, torch.Tensor]:
-    """The conditioning the UNet receives for each skip value, shape (1, tokens, dim), from one encoder pass."""
+    """The conditioning the UNet receives for each skip value, shape (1, tokens, dim), from one pass per encoder."""
     skips = check_skips(skips, encoder_layers(pipe))
-    return encode(pipe, text, skips)[0]
+    return encode(pipe, text, skips).embeddings

@@ -57,6 +57,19 @@ def line_height(face: ImageFont.FreeTypeFont) -> int:
     return round((ascent + descent) * 1.2)
 
 
+def blocked_cell(size: tuple[int, int], reason: str) -> Image.Image:
+    """A grey stand-in for an image that was withheld, saying why, so it is never mistaken for a black picture."""
+    cell = Image.new("RGB", size, (128, 128, 128))
+    draw = ImageDraw.Draw(cell)
+    face, title = font(max(8, min(size) // 14)), font(max(10, min(size) // 8), bold=True)
+    lines = [(title, "Blocked")] + [(face, line) for line in wrap(reason, face, size[0] * 0.9, 4)]
+    y = (size[1] - sum(line_height(f) for f, _ in lines)) / 2
+    for face, line in lines:
+        draw.text((size[0] / 2, y), line, font=face, fill=PAPER, anchor="ma")
+        y += line_height(face)
+    return cell
+
+
 def render_grid(
     images: list[Image.Image], headers: list[list[str]], caption: list[str], warnings: list[str] = ()
 ) -> Image.Image:

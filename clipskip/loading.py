@@ -1,14 +1,29 @@
-"""Loading a pipeline once per (model, device, dtype) and handing the same object to every caller."""
+"""Loading pipelines: the embedded model, Hub ids, diffusers folders and single .safetensors files, once each.
 
+Loaded pipelines are kept in a small least-recently-used cache shared by every caller, so each model loads once and
+stays while the bound allows.
+"""
+
+import gc
 import threading
+from collections import OrderedDict
+from pathlib import Path
 
 import torch
 
 from . import embedded
+from .families import detect_family
+from .settings import LoadOptions
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
-_pipelines: dict[tuple[str, str, torch.dtype], object] = {}
-_lock = threading.Lock()
+SUPPORTED = ("StableDiffusionPipeline", "StableDiffusionXLPipeline")
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
+SDXL_KEY = "conditioner.embedders.1.model.transformer.resblocks.0.attn.in_proj_weight"  # the OpenCLIP-G encoder
+MAX_LOADED = 2  # pipelines kept at once; the least recently used goes first
+
+
+class ModelLoadError(ValueError):
+    """A model could not be loaded; the message names it and says why."""
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -36,21 +51,178 @@ def pick_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.d
     return DTYPES[dtype]
 
 
-def load_pipeline(model: str = "embedded", device: str | None = None, dtype: str | torch.dtype | None = None):
-    """A diffusers pipeline for `model`, loaded on first use and the same object on every later call."""
+class PipelineCache:
+    """Loaded pipelines by (model, device, dtype, options), evicting the least recently used past `max_loaded`."""
+
+    def __init__(self, max_loaded: int = MAX_LOADED):
+        self.max_loaded = max_loaded
+        self._pipelines: OrderedDict[tuple, object] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple, load):
+        with self._lock:  # one load at a time: two models loading at once could need twice the memory
+            if key in self._pipelines:
+                self._pipelines.move_to_end(key)
+                return self._pipelines[key]
+            while len(self._pipelines) >= self.max_loaded:
+                self._pipelines.popitem(last=False)
+                free_memory()
+            pipe = self._pipelines[key] = load()
+            return pipe
+
+    def keys(self) -> list[tuple]:
+        return list(self._pipelines)
+
+
+def free_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+pipelines = PipelineCache()
+
+
+def load_pipeline(
+    model: str = "embedded",
+    device: str | None = None,
+    dtype: str | torch.dtype | None = None,
+    options: LoadOptions | None = None,
+):
+    """A diffusers pipeline for `model`, loaded on first use and the same object while it stays cached."""
+    options = options or LoadOptions()
     device = pick_device(device)
     dtype = pick_dtype(dtype, device)
-    key = (model, str(device), dtype)
-    with _lock:
-        if key not in _pipelines:
-            pipe = build(model).to(device)
-            if pipe.unet.dtype != dtype:
-                pipe.to(dtype=dtype)
-            _pipelines[key] = pipe
-        return _pipelines[key]
+    if options.offload and device.type != "cuda":
+        raise ValueError("--offload moves components between CPU and a CUDA GPU; it needs --device cuda")
+    key = (model, str(device), dtype, options)
+    return pipelines.get(key, lambda: prepare(build(model, dtype, options), device, dtype, options))
 
 
-def build(model: str):
+def prepare(pipe, device: torch.device, dtype: torch.dtype, options: LoadOptions):
+    """Place the pipeline and make large images affordable; none of this changes images at the native size."""
+    detect_family(pipe)  # refuse pipelines without a CLIP text encoder before they take memory on the device
+    if options.offload:
+        pipe.enable_model_cpu_offload(device=device)
+    else:
+        pipe.to(device)
+    if pipe.unet.dtype != dtype:
+        pipe.to(dtype=dtype)
+    pipe.vae.enable_slicing()  # decode one cell at a time: same pixels, a fraction of the memory
+    pipe.vae.enable_tiling()  # only for images larger than the VAE's native size
+    return pipe
+
+
+def build(model: str, dtype: torch.dtype, options: LoadOptions):
     if model == embedded.NAME:
         return embedded.build_embedded_pipeline()
-    raise ValueError(f"unknown model {model!r}; this version runs the built-in model only: use {embedded.NAME!r}")
+    path = Path(model).expanduser()
+    if path.is_dir():
+        if not (path / "model_index.json").is_file():
+            raise ModelLoadError(
+                f"could not load model {model!r}: a diffusers folder has a model_index.json and this one has none "
+                "(for an AUTOMATIC1111-style checkpoint, give the .safetensors file itself)"
+            )
+        return from_folder_or_hub(str(path), model, dtype, options)
+    if path.is_file():
+        return from_single_file(path, model, dtype, options)
+    if path.suffix in (".safetensors", *PICKLE_SUFFIXES) or model.startswith(("/", ".", "~")):
+        raise ModelLoadError(f"could not load model {model!r}: no such file or folder")
+    return from_folder_or_hub(model, model, dtype, options)
+
+
+def pipeline_class(config_source: str, model: str):
+    """The diffusers class that `model_index.json` names, refusing anything but SD 1.x/2.x and SDXL text-to-image."""
+    import diffusers
+
+    try:
+        class_name = diffusers.DiffusionPipeline.load_config(config_source)["_class_name"]
+    except Exception as error:
+        raise ModelLoadError(f"could not load model {model!r}: {explain(error)}") from error
+    if class_name not in SUPPORTED:
+        raise ModelLoadError(
+            f"could not load model {model!r}: it is a {class_name}; clipskip compares CLIP skip on Stable Diffusion "
+            "1.x, 2.x and SDXL text-to-image checkpoints"
+        )
+    return getattr(diffusers, class_name)
+
+
+def from_folder_or_hub(source: str, model: str, dtype: torch.dtype, options: LoadOptions):
+    cls = pipeline_class(source, model)
+    extra = {} if options.safety_checker or cls.__name__ != SUPPORTED[0] else {"safety_checker": None}
+    try:
+        safetensors_only = None if options.allow_pickle else True  # diffusers' .bin weights are pickles too
+        pipe = cls.from_pretrained(source, dtype=dtype, use_safetensors=safetensors_only, **extra)
+    except Exception as error:
+        raise ModelLoadError(f"could not load model {model!r}: {explain(error)}") from error
+    if not options.safety_checker and getattr(pipe, "safety_checker", None) is not None:
+        pipe.safety_checker = None
+    return pipe
+
+
+def from_single_file(path: Path, model: str, dtype: torch.dtype, options: LoadOptions):
+    """An AUTOMATIC1111/Civitai-style checkpoint; its architecture's configs come from `options.config` or the Hub."""
+    import diffusers
+
+    if path.suffix in PICKLE_SUFFIXES and not options.allow_pickle:
+        raise ModelLoadError(
+            f"refusing {path.name}: {path.suffix} files are Python pickles, and loading one can run arbitrary code. "
+            "Use a .safetensors version of the model, convert it (diffusers' scripts/convert_original_stable_"
+            "diffusion_to_diffusers.py, or any checkpoint converter), or pass --allow-pickle if you trust its source"
+        )
+    if path.suffix != ".safetensors" and path.suffix not in PICKLE_SUFFIXES:
+        raise ModelLoadError(f"could not load model {model!r}: expected a .safetensors file or a diffusers folder")
+    if options.config is not None:
+        cls = pipeline_class(options.config, options.config)
+    else:
+        sdxl = SDXL_KEY in checkpoint_keys(path)
+        cls = diffusers.StableDiffusionXLPipeline if sdxl else diffusers.StableDiffusionPipeline
+    extra = {"config": options.config} if options.config else {}
+    if not options.safety_checker and cls.__name__ == SUPPORTED[0]:
+        extra["safety_checker"] = None
+    try:
+        return cls.from_single_file(str(path), dtype=dtype, **extra)
+    except Exception as error:
+        hint = "" if options.config else " (pass --config with a diffusers folder or Hub id of the same architecture)"
+        raise ModelLoadError(f"could not load model {model!r}: {explain(error)}{hint}") from error
+
+
+def checkpoint_keys(path: Path) -> set[str]:
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as checkpoint:
+            return set(checkpoint.keys())
+    from diffusers.loaders.single_file_utils import load_single_file_checkpoint
+
+    return set(load_single_file_checkpoint(str(path)))
+
+
+def explain(error: Exception) -> str:
+    """The cause of a loading failure in words that say what to do."""
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        GatedRepoError,
+        HFValidationError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+    )
+
+    chain = [error]
+    while chain[-1].__cause__ is not None or chain[-1].__context__ is not None:
+        chain.append(chain[-1].__cause__ or chain[-1].__context__)
+    for cause in chain:
+        if isinstance(cause, GatedRepoError):
+            return "it is gated: accept its licence on huggingface.co and log in (set HF_TOKEN)"
+        if isinstance(cause, RepositoryNotFoundError):
+            return "no such model on the Hugging Face Hub (check the spelling), or it is private (set HF_TOKEN)"
+        if isinstance(cause, (OfflineModeIsEnabled, LocalEntryNotFoundError)):
+            return "not in the local Hugging Face cache, and the Hub is unreachable (offline, or HF_HUB_OFFLINE=1)"
+        if isinstance(cause, EntryNotFoundError):
+            return "the repository has no diffusers model_index.json: is it a diffusers-format model?"
+        if isinstance(cause, HFValidationError):
+            return "not a Hub id (owner/name), a diffusers folder or a .safetensors file"
+        if isinstance(cause, (ConnectionError, TimeoutError)):
+            return f"the Hugging Face Hub could not be reached ({cause})"
+    return f"{type(error).__name__}: {error}"

@@ -9,33 +9,83 @@ from .samplers import DEFAULT_SAMPLER, SAMPLERS
 
 DEFAULT_PORT = 7860
 LOCAL_ONLY = "127.0.0.1"
+DEFAULT_MAX_LOADED = 2
+MODEL_HELP = (
+    "'embedded' (the built-in model), a Hugging Face id such as stable-diffusion-v1-5/stable-diffusion-v1-5, "
+    "a diffusers folder, or a single .safetensors checkpoint"
+)
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How to load a model, beyond its name, device and precision."""
+
+    config: str | None = None  # a diffusers folder or Hub id of the same architecture, for single files
+    allow_pickle: bool = False
+    safety_checker: bool = True
+    offload: bool = False  # model CPU offload: each component moves to the GPU only while it runs
 
 
 @dataclass(frozen=True)
 class AppSettings:
-    model: str
+    models: tuple[str, ...]
     device: str
     dtype: str | None
+    options: LoadOptions
     host: str
     port: int
     share: bool
+    max_loaded: int
 
 
-def add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="embedded", help="model to load (default: the built-in 'embedded' model)")
+def add_load_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device", default="auto", help="auto (CUDA, else Apple MPS, else CPU), cpu, cuda, cuda:N or mps"
     )
     parser.add_argument(
         "--dtype", choices=("fp16", "bf16", "fp32"), help="weights' precision (default: fp16 on CUDA, else fp32)"
     )
+    parser.add_argument(
+        "--config",
+        help="for single-file checkpoints: a diffusers folder or Hub id of the same architecture, whose configs "
+        "describe the file (default: diffusers picks one by the file's keys, from the Hub)",
+    )
+    parser.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="load .ckpt/.pt/.pth/.bin files, which are Python pickles and can run code: only ones you trust",
+    )
+    parser.add_argument(
+        "--no-safety-checker",
+        action="store_true",
+        help="turn off the safety checker that some checkpoints ship (on by default: flagged cells show as blocked)",
+    )
+    parser.add_argument(
+        "--offload", action="store_true", help="model CPU offload, for GPUs with little memory (CUDA only)"
+    )
+
+
+def load_options(args: argparse.Namespace) -> LoadOptions:
+    return LoadOptions(args.config, args.allow_pickle, not args.no_safety_checker, args.offload)
 
 
 def app_settings(argv: list[str] | None = None, environ=os.environ) -> AppSettings:
     parser = argparse.ArgumentParser(
         prog="app.py", description="Serve the clipskip web app: one prompt at several CLIP skip values, side by side."
     )
-    add_model_options(parser)
+    parser.add_argument(
+        "--model",
+        action="append",
+        help=f"a model to offer: {MODEL_HELP}; repeat for several (default: $CLIPSKIP_MODELS, comma-separated, "
+        "else embedded). The first loads at start-up, the others on first use",
+    )
+    add_load_options(parser)
+    parser.add_argument(
+        "--max-loaded",
+        type=int,
+        default=DEFAULT_MAX_LOADED,
+        help=f"models kept in memory at once; the least recently used goes first (default: {DEFAULT_MAX_LOADED})",
+    )
     parser.add_argument(
         "--port",
         type=int,
@@ -49,7 +99,19 @@ def app_settings(argv: list[str] | None = None, environ=os.environ) -> AppSettin
     )
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link (off by default)")
     args = parser.parse_args(argv)
-    return AppSettings(args.model, args.device, args.dtype, args.host, args.port, args.share)
+    models = args.model or [m.strip() for m in environ.get("CLIPSKIP_MODELS", "embedded").split(",") if m.strip()]
+    if args.max_loaded < 1:
+        parser.error("--max-loaded must be 1 or more")
+    return AppSettings(
+        models=tuple(dict.fromkeys(models)),  # each once, in the order given
+        device=args.device,
+        dtype=args.dtype,
+        options=load_options(args),
+        host=args.host,
+        port=args.port,
+        share=args.share,
+        max_loaded=args.max_loaded,
+    )
 
 
 def skip_list(text: str) -> tuple[int, ...]:
@@ -89,6 +151,7 @@ def cli_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--sampler", choices=tuple(SAMPLERS), default=DEFAULT_SAMPLER, help=f"sampler (default: {DEFAULT_SAMPLER})"
     )
-    add_model_options(parser)
+    parser.add_argument("--model", default="embedded", help=f"the model: {MODEL_HELP} (default: embedded)")
+    add_load_options(parser)
     parser.add_argument("--out", required=True, help="folder to write grid.png, skip-N.png and comparison.json into")
     return parser

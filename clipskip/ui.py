@@ -1,14 +1,20 @@
 """The Gradio Blocks app: inputs, one `/compare` endpoint, outputs. No image or model logic lives here."""
 
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+
 import gradio as gr
 
 from .comparison import compare, native_size
+from .embedded import NAME as EMBEDDED
 from .encoding import encoder_layers, native_skip
-from .loading import load_pipeline
+from .families import detect_family
+from .loading import load_pipeline, pipelines
 from .metadata import cell_caption
 from .request import (
     DEFAULT_GUIDANCE,
-    DEFAULT_SKIPS,
     DEFAULT_STEPS,
     MAX_GUIDANCE,
     MAX_SIZE,
@@ -17,7 +23,7 @@ from .request import (
     RANDOM_SEED,
 )
 from .samplers import DEFAULT_SAMPLER, SAMPLERS
-from .settings import AppSettings
+from .settings import AppSettings, app_settings
 
 MAX_QUEUE = 20  # waiting requests; more are refused rather than left hanging
 EXAMPLES = [
@@ -28,7 +34,8 @@ EXAMPLES = [
 INTRO = """# clipskip: CLIP skip, side by side
 One prompt, one seed, several CLIP skip values, rendered together from the same noise. Skip *N* conditions the image
 on the text encoder's *N*-th layer from the end (skip 1 = the last layer): AUTOMATIC1111's "Clip skip" *N*,
-ComfyUI's `CLIPSetLastLayer` −*N*, diffusers' `clip_skip` = *N*−1. The negative prompt is skipped alike."""
+ComfyUI's `CLIPSetLastLayer` −*N*, diffusers' `clip_skip` = *N*−1 (*N*−2 on SDXL). The negative prompt is skipped
+alike."""
 CSS = """
 #generate {min-height: 3.2em}
 .caption {font-size: 0.9em; opacity: 0.8}
@@ -37,17 +44,50 @@ CSS = """
 """
 
 
-def skip_choices(layers: int, native: int) -> list[tuple[str, int]]:
-    return [(f"{n} (native)" if n == native else str(n), n) for n in range(1, min(layers, 12) + 1)]
+def on_zero_gpu(function):
+    """On a Hugging Face ZeroGPU Space a GPU is lent only inside `spaces.GPU` functions; elsewhere a no-op."""
+    try:
+        import spaces
+    except ImportError:
+        return function
+    return spaces.GPU(duration=120)(function)
 
 
-def build_demo(pipe) -> gr.Blocks:
-    """The app around one loaded pipeline, shared by every request through Gradio's queue."""
-    layers, native = encoder_layers(pipe), native_skip(pipe)
+@dataclass(frozen=True)
+class ModelView:
+    """What the form shows for one loaded model."""
+
+    note: str
+    choices: list[tuple[str, int]]
+    skips: list[int]
+    width: int
+    height: int
+
+
+def describe(name: str, pipe) -> ModelView:
+    family, layers, native = detect_family(pipe), encoder_layers(pipe), native_skip(pipe)
+    counts = " and ".join(str(getattr(pipe, encoder).config.num_hidden_layers) for encoder, _ in family.encoders)
+    note = f"Model: **{name}** · {family.name} · text encoder layers: {counts} · native CLIP skip {native}"
+    if name == EMBEDDED:
+        note += " · the built-in untrained model: it draws patterns, not pictures, but skips work as on SD 1.x"
+    first = max(1, native - 1)  # the native value and its neighbours, four in all where the encoder has them
     width, height = native_size(pipe)
-    model_note = f"Model: **{pipe.name_or_path}** · text encoder with {layers} layers · native CLIP skip {native}"
-    if pipe.name_or_path == "embedded":
-        model_note += " · the built-in untrained model: it draws patterns, not pictures, but skips work as on SD 1.x"
+    return ModelView(
+        note=note,
+        choices=[(f"{n} (native)" if n == native else str(n), n) for n in range(1, min(layers, 12) + 1)],
+        skips=list(range(first, min(layers, first + 3) + 1)),
+        width=width,
+        height=height,
+    )
+
+
+def build_demo(models: Sequence[str], load: Callable[[str], object]) -> gr.Blocks:
+    """The app over `models` (the only ones it offers), each loaded by `load` on first use and shared by all."""
+    view = describe(models[0], load(models[0]))
+
+    @on_zero_gpu
+    def render(pipe, *args, **kwargs):
+        return compare(pipe, *args, **kwargs)
 
     def run_compare(
         prompt,
@@ -59,6 +99,7 @@ def build_demo(pipe) -> gr.Blocks:
         width,
         height,
         scheduler,
+        model,
         progress=gr.Progress(),  # noqa: B008 (Gradio's way)
     ):
         """Render the prompt at each CLIP skip value; returns the grid, the cells with captions and the metadata."""
@@ -66,9 +107,14 @@ def build_demo(pipe) -> gr.Blocks:
         def report(step: int, total: int) -> None:
             progress((step, total), desc="Denoising all cells together", unit="steps")
 
+        progress(0, desc=f"Loading {model}")
+        try:
+            pipe = load(model)
+        except ValueError as error:
+            raise gr.Error(sentence(str(error)), title="This model cannot be used") from None
         progress(0, desc="Encoding the prompt")
         try:
-            result = compare(
+            result = render(
                 pipe,
                 prompt,
                 negative_prompt=negative_prompt,
@@ -82,24 +128,39 @@ def build_demo(pipe) -> gr.Blocks:
                 progress=report,
             )
         except ValueError as error:
-            raise gr.Error(str(error)[:1].upper() + str(error)[1:], title="Please change a setting") from None
+            raise gr.Error(sentence(str(error)), title="Please change a setting") from None
         for warning in result.warnings:
-            gr.Warning(warning[:1].upper() + warning[1:])
+            gr.Warning(sentence(warning))
         gallery = [(result.images[cell["skip"]], cell_caption(cell)) for cell in result.metadata["cells"]]
         return result.grid, gallery, result.metadata
 
+    def switch_model(model, progress=gr.Progress()):  # noqa: B008 (Gradio's way)
+        """Show the chosen model's skip values, native size and description; loads it on first use."""
+        progress(0, desc=f"Loading {model}")
+        try:
+            chosen = describe(model, load(model))
+        except ValueError as error:
+            raise gr.Error(sentence(str(error)), title="This model cannot be used") from None
+        return (
+            gr.CheckboxGroup(choices=chosen.choices, value=chosen.skips),
+            chosen.width,
+            chosen.height,
+            chosen.note,
+        )
+
     with gr.Blocks(title="clipskip: CLIP skip, side by side") as demo:
         gr.Markdown(INTRO)
-        gr.Markdown(model_note, elem_classes="caption")
+        note = gr.Markdown(view.note, elem_classes="caption")
         with gr.Row():
             with gr.Column(scale=2, min_width=320):
+                model = gr.Dropdown(list(models), value=models[0], label="Model", visible=len(models) > 1)
                 prompt = gr.Textbox(label="Prompt", lines=3, placeholder="what to draw")
                 negative_prompt = gr.Textbox(label="Negative prompt", lines=2, placeholder="what to avoid")
                 skips = gr.CheckboxGroup(
-                    skip_choices(layers, native),
-                    value=[n for n in DEFAULT_SKIPS if n <= layers],
+                    view.choices,
+                    value=view.skips,
                     label="CLIP skip values (one column each)",
-                    info=f"skip N uses layer {layers}−N+1 of {layers}",
+                    info="skip N uses the N-th layer from the end of each text encoder",
                 )
                 with gr.Row(equal_height=True):
                     seed = gr.Number(RANDOM_SEED, label="Seed (−1 = random)", scale=3, min_width=120)
@@ -112,8 +173,8 @@ def build_demo(pipe) -> gr.Blocks:
                 with gr.Row():
                     guidance_scale = gr.Slider(0, MAX_GUIDANCE, DEFAULT_GUIDANCE, step=0.5, label="CFG scale")
                 with gr.Row():
-                    width_box = gr.Slider(MIN_SIZE, MAX_SIZE, width, step=8, label="Width", min_width=140)
-                    height_box = gr.Slider(MIN_SIZE, MAX_SIZE, height, step=8, label="Height", min_width=140)
+                    width = gr.Slider(MIN_SIZE, MAX_SIZE, view.width, step=8, label="Width", min_width=140)
+                    height = gr.Slider(MIN_SIZE, MAX_SIZE, view.height, step=8, label="Height", min_width=140)
                 generate = gr.Button("Generate", variant="primary", elem_id="generate")
             with gr.Column(scale=3, min_width=400):
                 grid = gr.Image(
@@ -137,7 +198,7 @@ def build_demo(pipe) -> gr.Blocks:
                 metadata = gr.JSON(label="Metadata (reproduces every cell)", max_height=360)
         gr.Examples(EXAMPLES, inputs=[prompt, negative_prompt, seed], label="Examples")
 
-        inputs = [prompt, negative_prompt, seed, skips, steps, guidance_scale, width_box, height_box, scheduler]
+        inputs = [prompt, negative_prompt, seed, skips, steps, guidance_scale, width, height, scheduler, model]
         gr.on(
             [generate.click, prompt.submit],
             run_compare,
@@ -146,15 +207,22 @@ def build_demo(pipe) -> gr.Blocks:
             api_name="compare",
             show_progress_on=grid,
         ).success(lambda meta: meta["seed"], metadata, seed_used, api_visibility="private")
+        model.change(switch_model, model, [skips, width, height, note], api_visibility="private")
         dice.click(lambda: RANDOM_SEED, None, seed, api_visibility="private")
         reuse.click(lambda used: RANDOM_SEED if used is None else used, seed_used, seed, api_visibility="private")
     return demo
 
 
+def sentence(message: str) -> str:
+    return message[:1].upper() + message[1:]
+
+
 def serve(settings: AppSettings, *, prevent_thread_lock: bool = False) -> gr.Blocks:
-    """Load the model once, then serve the app on `settings.host:settings.port`."""
-    pipe = load_pipeline(settings.model, settings.device, settings.dtype)
-    demo = build_demo(pipe)
+    """Load the first model, then serve the app on `settings.host:settings.port`."""
+    pipelines.max_loaded = settings.max_loaded
+    demo = build_demo(
+        settings.models, partial(load_pipeline, device=settings.device, dtype=settings.dtype, options=settings.options)
+    )
     demo.queue(default_concurrency_limit=1, max_size=MAX_QUEUE)  # one render at a time: each fills the device
     demo.launch(
         server_name=settings.host,
@@ -164,9 +232,20 @@ def serve(settings: AppSettings, *, prevent_thread_lock: bool = False) -> gr.Blo
         quiet=True,  # Gradio's own hint names launch() arguments; ours names the flags
         css=CSS,
     )
-    print(f"clipskip: serving {settings.model} at {demo.share_url or demo.local_url}", flush=True)
+    print(f"clipskip: serving {', '.join(settings.models)} at {demo.share_url or demo.local_url}", flush=True)
     if not settings.share:
         print("clipskip: add --share for a public link, --host 0.0.0.0 to listen on every interface", flush=True)
     if not prevent_thread_lock:
         demo.block_thread()
     return demo
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python app.py`: exits with status 2 and the reason when the first model cannot be loaded."""
+    settings = app_settings(argv)
+    try:
+        serve(settings)
+    except ValueError as error:
+        print(f"clipskip: error: {error}", file=sys.stderr)
+        return 2
+    return 0

@@ -9,7 +9,10 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 
 import pytest  # noqa: E402
 
+from clipskip import loading  # noqa: E402
 from clipskip.loading import load_pipeline  # noqa: E402
+from tests import tiny_models  # noqa: E402
+from tests.single_file import save_single_file  # noqa: E402
 
 TINY = {"steps": 2, "width": 64, "height": 64}  # the smallest real comparison: 8x8 latents, two denoising steps
 
@@ -30,7 +33,27 @@ def no_network():
     socket.socket.connect = _connect
 
 
+@pytest.fixture(autouse=True, scope="session")
+def roomy_cache():
+    """Every model the tests load stays loaded, so fixtures stay the objects load_pipeline returns."""
+    loading.pipelines.max_loaded = 32
+
+
 @pytest.fixture(scope="session")
 def pipe():
     """The embedded pipeline on CPU, float32: built once, shared like the app shares it."""
     return load_pipeline("embedded", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def saved(tmp_path_factory):
+    """Tiny SD 1.x, SD 2.x and SDXL checkpoints on disk: diffusers folders and single .safetensors files."""
+    root = tmp_path_factory.mktemp("models")
+    paths = {}
+    for family in ("sd1", "sd2", "sdxl"):
+        model = getattr(tiny_models, family)()
+        model.save_pretrained(root / family)
+        save_single_file(model, root / f"{family}.safetensors")
+        paths[family] = root / family
+        paths[f"{family}.safetensors"] = root / f"{family}.safetensors"
+    return paths

@@ -4,9 +4,14 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from clipskip import Comparison, compare
+from clipskip.comparison import BLOCKED
+from clipskip.encoding import encode
+from clipskip.loading import LoadOptions, load_pipeline
 from clipskip.request import MAX_SEED
+from tests import tiny_models
 from tests.conftest import TINY
 
 
@@ -78,12 +83,14 @@ def test_metadata_has_every_setting_and_survives_json(pipe):
     )
     assert metadata["cells"][1] == {
         "skip": 2,
-        "layer": 11,
-        "layers": 12,
+        "native": False,
+        "hidden_states": -2,
+        "encoders": [{"encoder": "text_encoder", "layer": 11, "layers": 12}],
         "final_norm": True,
         "comfyui": -2,
-        "diffusers_clip_skip": 1,
+        "diffusers": "clip_skip=1",
     }
+    assert (metadata["family"], metadata["negative_conditioning"]) == ("SD 1.x", "the same layer as the prompt")
     assert set(metadata["versions"]) == {"torch", "diffusers", "transformers"}
 
 
@@ -112,3 +119,62 @@ def test_long_prompt_warns_and_the_warning_reaches_metadata(pipe):
 def test_bad_input_raises_before_any_work(pipe):
     with pytest.raises(ValueError, match="width must be a multiple of 8"):
         compare(pipe, "a lake", seed=1, width=100)
+
+
+@pytest.mark.parametrize("family", ["sd1", "sd2", "sdxl"])
+def test_every_family_renders_a_grid_and_batched_equals_alone(saved, family):
+    model = load_pipeline(str(saved[family]), device="cpu")
+    settings = {"negative_prompt": "blurry", "seed": 3, "scheduler": "Euler a", **TINY}
+    together = compare(model, "a red fox", skips=[3, 1, 2], **settings)
+    assert together.grid.width > 3 * 64 and list(together.images) == [3, 1, 2]
+    assert together.metadata["family"] == {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}[family]
+    for skip in (3, 1, 2):
+        alone = compare(model, "a red fox", skips=[skip], **settings).images[skip]
+        assert np.abs(pixels(together.images[skip]) - pixels(alone)).max() <= 2
+    assert not np.array_equal(pixels(together.images[1]), pixels(together.images[2]))
+
+
+def spy_on_calls(monkeypatch, pipeline_class) -> dict:
+    seen = {}
+    run = pipeline_class.__call__
+
+    def spy(self, *args, **kwargs):
+        seen.update(kwargs)
+        return run(self, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline_class, "__call__", spy)
+    return seen
+
+
+def test_sdxl_negative_prompt_uses_the_same_layer_and_pooled_stays(saved, monkeypatch):
+    sdxl = load_pipeline(str(saved["sdxl"]), device="cpu")
+    seen = spy_on_calls(monkeypatch, type(sdxl))
+    result = compare(sdxl, "a red fox", negative_prompt="blurry", seed=1, skips=[1, 3], **TINY)
+    with torch.no_grad():
+        negative, positive = encode(sdxl, "blurry", [1, 3]), encode(sdxl, "a red fox", [1, 3])
+    torch.testing.assert_close(
+        seen["negative_prompt_embeds"], torch.cat([negative.embeddings[1], negative.embeddings[3]])
+    )
+    torch.testing.assert_close(seen["pooled_prompt_embeds"], torch.cat([positive.pooled] * 2))
+    torch.testing.assert_close(seen["negative_pooled_prompt_embeds"], torch.cat([negative.pooled] * 2))
+    assert result.metadata["negative_conditioning"] == "the same layer as the prompt"
+
+
+def test_sdxl_empty_negative_prompt_is_zeros_as_the_checkpoint_asks(saved, monkeypatch):
+    sdxl = load_pipeline(str(saved["sdxl"]), device="cpu")
+    assert sdxl.config.force_zeros_for_empty_prompt
+    seen = spy_on_calls(monkeypatch, type(sdxl))
+    result = compare(sdxl, "a red fox", seed=1, skips=[2], **TINY)
+    assert not seen["negative_prompt_embeds"].any() and not seen["negative_pooled_prompt_embeds"].any()
+    assert result.metadata["negative_conditioning"].startswith("zeros")
+
+
+def test_flagged_cells_are_shown_as_blocked_with_the_reason(tmp_path):
+    tiny_models.sd1_with_safety_checker().save_pretrained(tmp_path / "safe")
+    guarded = load_pipeline(str(tmp_path / "safe"), device="cpu")
+    result = compare(guarded, "a red fox", seed=1, skips=[1, 2], **TINY)
+    assert [cell["blocked"] for cell in result.metadata["cells"]] == [BLOCKED, BLOCKED]
+    for image in result.images.values():
+        assert pixels(image).max() > 0 and pixels(image).std() > 0  # a labelled stand-in, not a black square
+    unguarded = load_pipeline(str(tmp_path / "safe"), device="cpu", options=LoadOptions(safety_checker=False))
+    assert "blocked" not in compare(unguarded, "a red fox", seed=1, skips=[1], **TINY).metadata["cells"][0]

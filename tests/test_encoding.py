@@ -6,18 +6,21 @@ import pytest
 import torch
 
 from clipskip import compare, skip_embeddings
-from clipskip.encoding import encoder_layers, layer_choice, tokenize
+from clipskip.encoding import encode, encoder_layers, layer_choice, tokenize
+from clipskip.loading import load_pipeline
 from tests.conftest import TINY
 
 TEXTS = ["a watercolor painting of a fox in a snowy forest", "blurry, lowres, bad anatomy", ""]
 
 
-def truncated_encoder_output(pipe, text: str, skip: int) -> torch.Tensor:
+def truncated_encoder_output(encoder, tokenizer, text: str, skip: int, final_norm: bool = True) -> torch.Tensor:
     """Independent of hidden_states indexing: drop the last skip-1 layers (as InvokeAI does) and run the rest."""
-    encoder = copy.deepcopy(pipe.text_encoder)
-    encoder.encoder.layers = encoder.encoder.layers[: len(encoder.encoder.layers) - (skip - 1)]
-    encoder.config.num_hidden_layers = len(encoder.encoder.layers)
-    ids = pipe.tokenizer(text, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
+    encoder = copy.deepcopy(encoder)
+    inner = getattr(encoder, "text_model", encoder)  # CLIPTextModelWithProjection still nests its text_model
+    inner.encoder.layers = inner.encoder.layers[: len(inner.encoder.layers) - (skip - 1)]
+    if not final_norm:
+        inner.final_layer_norm = torch.nn.Identity()
+    ids = tokenizer(text, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
     with torch.no_grad():
         return encoder(ids).last_hidden_state
 
@@ -29,7 +32,8 @@ def test_every_skip_matches_a_truncated_encoder(pipe, text):
     assert list(embeddings) == list(range(1, layers + 1))
     for skip, embedding in embeddings.items():
         assert embedding.shape == (1, 77, pipe.text_encoder.config.hidden_size)
-        torch.testing.assert_close(embedding, truncated_encoder_output(pipe, text, skip), rtol=1e-5, atol=1e-5)
+        expected = truncated_encoder_output(pipe.text_encoder, pipe.tokenizer, text, skip)
+        torch.testing.assert_close(embedding, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_skip_1_is_what_diffusers_itself_conditions_on(pipe):
@@ -97,21 +101,70 @@ def test_negative_prompt_gets_the_same_layer_as_the_prompt(pipe, monkeypatch):
 def test_layer_choice_names_every_tool_equivalent(pipe):
     assert layer_choice(pipe, 1).as_dict() == {
         "skip": 1,
-        "layer": 12,
-        "layers": 12,
+        "native": True,
+        "hidden_states": -1,
+        "encoders": [{"encoder": "text_encoder", "layer": 12, "layers": 12}],
         "final_norm": True,
         "comfyui": -1,
-        "diffusers_clip_skip": None,
+        "diffusers": "unset",
     }
     two = layer_choice(pipe, 2)
-    assert (two.layer, two.comfyui, two.diffusers_clip_skip) == (11, -2, 1)
+    assert (two.encoders[0].layer, two.comfyui, two.diffusers) == (11, -2, "clip_skip=1")
 
 
 def test_long_prompts_are_cut_at_the_window_and_the_cut_words_returned(pipe):
     words = " ".join(f"word{i}" for i in range(100))
-    ids, dropped = tokenize(pipe, words)
+    ids, dropped = tokenize(pipe.tokenizer, pipe.text_encoder, words)
     assert ids.shape == (1, 77)
     assert dropped is not None and dropped.replace(" ", "").endswith("word98word99")  # CLIP splits digits apart
     kept = pipe.tokenizer.decode(ids[0], skip_special_tokens=True)
     assert kept.replace(" ", "") + dropped.replace(" ", "") == words.replace(" ", "")
-    assert tokenize(pipe, "a short prompt")[1] is None
+    assert tokenize(pipe.tokenizer, pipe.text_encoder, "a short prompt")[1] is None
+
+
+@pytest.mark.parametrize("text", TEXTS[:2])
+def test_sd2_skips_match_a_truncated_encoder_with_its_norm(saved, text):
+    sd2 = load_pipeline(str(saved["sd2"]), device="cpu")
+    for skip, embedding in skip_embeddings(sd2, text, range(1, 6)).items():
+        expected = truncated_encoder_output(sd2.text_encoder, sd2.tokenizer, text, skip)
+        torch.testing.assert_close(embedding, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("text", TEXTS[:2])
+def test_sdxl_skips_are_both_encoders_without_norm_concatenated(saved, text):
+    sdxl = load_pipeline(str(saved["sdxl"]), device="cpu")
+    for skip, embedding in skip_embeddings(sdxl, text, range(1, encoder_layers(sdxl) + 1)).items():
+        first = truncated_encoder_output(sdxl.text_encoder, sdxl.tokenizer, text, skip, final_norm=False)
+        second = truncated_encoder_output(sdxl.text_encoder_2, sdxl.tokenizer_2, text, skip, final_norm=False)
+        assert embedding.shape == (1, 77, 32 + 48)
+        torch.testing.assert_close(embedding, torch.cat([first, second], dim=-1), rtol=1e-5, atol=1e-5)
+
+
+def test_sdxl_skip_2_is_what_diffusers_conditions_on_by_default_pooled_included(saved):
+    sdxl = load_pipeline(str(saved["sdxl"]), device="cpu")
+    with torch.no_grad():
+        ours = encode(sdxl, TEXTS[0], [2])
+    theirs, _, pooled, _ = sdxl.encode_prompt(TEXTS[0], device="cpu", do_classifier_free_guidance=False)
+    torch.testing.assert_close(ours.embeddings[2], theirs)
+    torch.testing.assert_close(ours.pooled, pooled)
+
+
+def test_sdxl_skip_limit_is_the_smaller_encoder(saved):
+    sdxl = load_pipeline(str(saved["sdxl"]), device="cpu")
+    assert (sdxl.text_encoder.config.num_hidden_layers, sdxl.text_encoder_2.config.num_hidden_layers) == (5, 7)
+    with pytest.raises(ValueError, match="CLIP skip 6 is out of range: this text encoder has 5 layers"):
+        skip_embeddings(sdxl, "a cat", [6])
+    assert layer_choice(sdxl, 2).as_dict() | {"encoders": None} == {
+        "skip": 2,
+        "native": True,
+        "hidden_states": -2,
+        "encoders": None,
+        "final_norm": False,
+        "comfyui": -2,
+        "diffusers": "unset",
+    }
+    assert [vars(e) for e in layer_choice(sdxl, 2).encoders] == [
+        {"encoder": "text_encoder", "layer": 4, "layers": 5},
+        {"encoder": "text_encoder_2", "layer": 6, "layers": 7},
+    ]
+    assert (layer_choice(sdxl, 1).diffusers, layer_choice(sdxl, 4).diffusers) == ("none", "clip_skip=2")

@@ -1,17 +1,136 @@
-"""A pipeline loads once and is shared; devices and precisions are picked sensibly; unknown names say so."""
+"""Loading: the embedded model, diffusers folders and single files of each family, refusals that say why, a bounded
+cache. Everything offline: checkpoints are tiny ones saved to a temp folder."""
 
+import json
 import subprocess
 import sys
 
 import pytest
 import torch
+from huggingface_hub.errors import GatedRepoError, OfflineModeIsEnabled, RepositoryNotFoundError
 
-from clipskip.loading import load_pipeline, pick_device, pick_dtype
+from clipskip.encoding import encoder_layers
+from clipskip.families import SD1, SD2, SDXL, detect_family
+from clipskip.loading import (
+    LoadOptions,
+    ModelLoadError,
+    PipelineCache,
+    explain,
+    load_pipeline,
+    pick_device,
+    pick_dtype,
+)
+from tests import tiny_models
+from tests.single_file import save_single_file
+
+FAMILIES = [("sd1", SD1, "StableDiffusionPipeline", 6), ("sd2", SD2, "StableDiffusionPipeline", 5)]
+FAMILIES += [("sdxl", SDXL, "StableDiffusionXLPipeline", 5)]  # 5 and 7 layers: the smaller counts
+
+
+def same_weights(a, b) -> bool:
+    first, second = a.state_dict(), b.state_dict()
+    return first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
 
 
 def test_the_same_pipeline_object_every_time(pipe):
     assert load_pipeline("embedded", device="cpu") is pipe
     assert load_pipeline("embedded", device="cpu", dtype="fp32") is pipe
+
+
+@pytest.mark.parametrize(("name", "family", "class_name", "layers"), FAMILIES)
+def test_diffusers_folders_load_with_their_family(saved, name, family, class_name, layers):
+    pipe = load_pipeline(str(saved[name]), device="cpu")
+    assert type(pipe).__name__ == class_name
+    assert detect_family(pipe) is family
+    assert encoder_layers(pipe) == layers
+    assert load_pipeline(str(saved[name]), device="cpu") is pipe
+
+
+@pytest.mark.parametrize(("name", "family", "class_name", "layers"), FAMILIES)
+def test_single_safetensors_files_load_with_a_local_config(saved, name, family, class_name, layers):
+    options = LoadOptions(config=str(saved[name]))
+    pipe = load_pipeline(str(saved[f"{name}.safetensors"]), device="cpu", options=options)
+    folder = load_pipeline(str(saved[name]), device="cpu")
+    assert type(pipe).__name__ == class_name and detect_family(pipe) is family
+    for component in ("unet", "vae", "text_encoder", "text_encoder_2"):
+        if hasattr(folder, component):
+            assert same_weights(getattr(pipe, component), getattr(folder, component)), component
+
+
+def test_a_single_file_without_config_offline_says_to_pass_one(saved):
+    with pytest.raises(ModelLoadError, match="pass --config with a diffusers folder or Hub id of the same"):
+        load_pipeline(str(saved["sd1.safetensors"]), device="cpu")
+
+
+def test_pickles_are_refused_unless_allowed(saved, tmp_path):
+    ckpt = tmp_path / "model.ckpt"
+    save_single_file(tiny_models.sd1(), tmp_path / "model.safetensors")
+    from safetensors.torch import load_file
+
+    torch.save({"state_dict": load_file(tmp_path / "model.safetensors")}, ckpt)
+    with pytest.raises(ModelLoadError, match=r"refusing model\.ckpt: \.ckpt files are Python pickles.*arbitrary code"):
+        load_pipeline(str(ckpt), device="cpu", options=LoadOptions(config=str(saved["sd1"])))
+    allowed = load_pipeline(str(ckpt), device="cpu", options=LoadOptions(config=str(saved["sd1"]), allow_pickle=True))
+    assert detect_family(allowed) is SD1
+
+
+def test_missing_paths_and_other_folders_are_clear_errors(tmp_path):
+    with pytest.raises(ModelLoadError, match=r"could not load model '/no/such/model\.safetensors': no such file"):
+        load_pipeline("/no/such/model.safetensors", device="cpu")
+    with pytest.raises(ModelLoadError, match="a diffusers folder has a model_index.json and this one has none"):
+        load_pipeline(str(tmp_path), device="cpu")
+    (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "FluxPipeline"}))
+    with pytest.raises(ModelLoadError, match="it is a FluxPipeline; clipskip compares CLIP skip on Stable Diffusion"):
+        load_pipeline(str(tmp_path), device="cpu")
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(ModelLoadError, match="expected a .safetensors file or a diffusers folder"):
+        load_pipeline(str(tmp_path / "notes.txt"), device="cpu")
+
+
+def test_an_unknown_hub_id_offline_names_model_and_cause():
+    with pytest.raises(ModelLoadError, match="could not load model 'nobody/no-such-model': not in the local Hugging"):
+        load_pipeline("nobody/no-such-model", device="cpu")
+    with pytest.raises(ModelLoadError, match="not a Hub id"):
+        load_pipeline("not a model!", device="cpu")
+
+
+@pytest.mark.parametrize(
+    ("error", "says"),
+    [
+        (GatedRepoError, "it is gated: accept its licence on huggingface.co and log in"),
+        (RepositoryNotFoundError, "no such model on the Hugging Face Hub (check the spelling)"),
+        (OfflineModeIsEnabled, "the Hub is unreachable"),
+        (ConnectionError, "the Hugging Face Hub could not be reached"),
+    ],
+)
+def test_hub_failures_are_explained(error, says):
+    cause = error.__new__(error)  # only the type matters, and the Hub's own errors need a live HTTP response
+    wrapper = OSError("diffusers could not load it")
+    wrapper.__cause__ = cause
+    assert says in explain(wrapper)
+
+
+def test_safety_checker_stays_unless_turned_off(tmp_path):
+    tiny_models.sd1_with_safety_checker().save_pretrained(tmp_path / "safe")
+    kept = load_pipeline(str(tmp_path / "safe"), device="cpu")
+    assert kept.safety_checker is not None
+    off = load_pipeline(str(tmp_path / "safe"), device="cpu", options=LoadOptions(safety_checker=False))
+    assert off.safety_checker is None and off is not kept
+
+
+def test_cache_keeps_the_most_recently_used():
+    cache, loads = PipelineCache(max_loaded=2), []
+
+    def loader(name):
+        return lambda: loads.append(name) or object()
+
+    a = cache.get(("a",), loader("a"))
+    cache.get(("b",), loader("b"))
+    assert cache.get(("a",), loader("a")) is a  # a is now the most recent
+    cache.get(("c",), loader("c"))  # evicts b
+    assert cache.keys() == [("a",), ("c",)]
+    cache.get(("b",), loader("b"))
+    assert loads == ["a", "b", "c", "b"]
 
 
 def test_auto_device_is_cpu_without_an_accelerator():
@@ -28,11 +147,11 @@ def test_precision_defaults_and_names():
         pick_dtype("fp8", torch.device("cpu"))
 
 
-def test_unknown_device_and_model_are_clear_errors():
+def test_unknown_device_and_offload_without_cuda_are_clear_errors():
     with pytest.raises(ValueError, match="unknown device 'gpu0'"):
         pick_device("gpu0")
-    with pytest.raises(ValueError, match="unknown model 'sd-1.5'"):
-        load_pipeline("sd-1.5", device="cpu")
+    with pytest.raises(ValueError, match="--offload .* needs --device cuda"):
+        load_pipeline("embedded", device="cpu", options=LoadOptions(offload=True))
 
 
 def test_importing_clipskip_loads_no_model_and_no_torch():

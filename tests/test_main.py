@@ -42,3 +42,20 @@ def test_help_explains_every_option():
     for option in options:
         assert option in help_text
     assert "ComfyUI -N, diffusers clip_skip N-1" in " ".join(help_text.split())
+
+
+def test_cli_runs_a_real_checkpoint_folder(saved, tmp_path):
+    out = tmp_path / "sdxl"
+    code = main(
+        ["--prompt", "a fox", "--seed", "1", "--skips", "1,2", "--steps", "1", "--width", "64", "--height", "64"]
+        + ["--model", str(saved["sdxl"]), "--device", "cpu", "--out", str(out)]
+    )
+    assert code == 0
+    assert json.loads((out / "comparison.json").read_text())["family"] == "SDXL"
+
+
+def test_cli_refuses_pickles_with_the_reason(tmp_path, capsys):
+    (tmp_path / "model.ckpt").write_bytes(b"not even a pickle")
+    code = main(["--prompt", "x", "--model", str(tmp_path / "model.ckpt"), "--device", "cpu", "--out", str(tmp_path)])
+    assert code == 2
+    assert "refusing model.ckpt: .ckpt files are Python pickles" in capsys.readouterr().err

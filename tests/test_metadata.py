@@ -4,7 +4,27 @@ import json
 
 from clipskip.metadata import caption_lines, cell_caption, cell_header, to_json
 
-CELL = {"skip": 2, "layer": 11, "layers": 12, "final_norm": True, "comfyui": -2, "diffusers_clip_skip": 1}
+CELL = {
+    "skip": 2,
+    "native": False,
+    "hidden_states": -2,
+    "encoders": [{"encoder": "text_encoder", "layer": 11, "layers": 12}],
+    "final_norm": True,
+    "comfyui": -2,
+    "diffusers": "clip_skip=1",
+}
+SDXL_CELL = {
+    "skip": 1,
+    "native": False,
+    "hidden_states": -1,
+    "encoders": [
+        {"encoder": "text_encoder", "layer": 12, "layers": 12},
+        {"encoder": "text_encoder_2", "layer": 32, "layers": 32},
+    ],
+    "final_norm": False,
+    "comfyui": -1,
+    "diffusers": "none",
+}
 METADATA = {
     "prompt": "a fox",
     "negative_prompt": "",
@@ -15,6 +35,7 @@ METADATA = {
     "width": 512,
     "height": 512,
     "model": "embedded",
+    "family": "SD 1.x",
 }
 
 
@@ -24,15 +45,23 @@ def test_cell_header_names_layer_norm_and_equivalents():
         "layer 11 of 12 · final norm",
         "ComfyUI -2 · diffusers clip_skip=1",
     ]
-    skip_one = CELL | {"skip": 1, "layer": 12, "comfyui": -1, "diffusers_clip_skip": None, "final_norm": False}
-    assert cell_header(skip_one)[1:] == ["layer 12 of 12 · no final norm", "ComfyUI -1 · diffusers unset"]
     assert cell_caption(CELL) == "CLIP skip 2 · layer 11/12"
+    assert cell_header(CELL | {"native": True})[0] == "CLIP skip 2 (native)"
+
+
+def test_sdxl_header_names_both_encoders():
+    assert cell_header(SDXL_CELL) == [
+        "CLIP skip 1",
+        "layers 12/12 + 32/32 · no final norm",
+        "ComfyUI -1 · diffusers none",
+    ]
+    assert cell_caption(SDXL_CELL) == "CLIP skip 1 · layers 12/12 + 32/32"
 
 
 def test_caption_has_prompt_and_every_setting():
     assert caption_lines(METADATA) == [
         "Prompt: a fox",
-        "seed 42 · 20 steps · CFG 7.5 · Euler a · 512×512 · model embedded",
+        "seed 42 · 20 steps · CFG 7.5 · Euler a · 512×512 · model embedded (SD 1.x)",
     ]
     lines = caption_lines(METADATA | {"negative_prompt": "blurry", "prompt": ""})
     assert lines[:2] == ["Prompt: (empty)", "Negative prompt: blurry"]

@@ -4,11 +4,20 @@ import argparse
 
 import pytest
 
-from clipskip.settings import AppSettings, app_settings, cli_parser, skip_list
+from clipskip.settings import AppSettings, LoadOptions, app_settings, cli_parser, load_options, skip_list
 
 
-def test_app_defaults_are_local_and_private():
-    assert app_settings([], environ={}) == AppSettings("embedded", "auto", None, "127.0.0.1", 7860, False)
+def test_app_defaults_are_local_private_and_embedded():
+    assert app_settings([], environ={}) == AppSettings(
+        models=("embedded",),
+        device="auto",
+        dtype=None,
+        options=LoadOptions(),
+        host="127.0.0.1",
+        port=7860,
+        share=False,
+        max_loaded=2,
+    )
 
 
 def test_app_honours_gradio_environment_and_flags_win():
@@ -16,6 +25,23 @@ def test_app_honours_gradio_environment_and_flags_win():
     assert (app_settings([], environ=env).port, app_settings([], environ=env).host) == (9000, "0.0.0.0")
     flags = app_settings(["--port", "9100", "--share", "--device", "cpu", "--dtype", "bf16"], environ=env)
     assert (flags.port, flags.share, flags.device, flags.dtype) == (9100, True, "cpu", "bf16")
+
+
+def test_models_come_from_repeated_flags_or_the_environment():
+    env = {"CLIPSKIP_MODELS": "embedded, stabilityai/sdxl-turbo ,,./local"}
+    assert app_settings([], environ=env).models == ("embedded", "stabilityai/sdxl-turbo", "./local")
+    flags = app_settings(["--model", "a/b", "--model", "c.safetensors", "--model", "a/b"], environ=env)
+    assert flags.models == ("a/b", "c.safetensors")  # flags win; each model once
+
+
+def test_load_options_from_flags():
+    settings = app_settings(
+        ["--config", "sd15", "--allow-pickle", "--no-safety-checker", "--offload", "--max-loaded", "3"], environ={}
+    )
+    assert settings.options == LoadOptions(config="sd15", allow_pickle=True, safety_checker=False, offload=True)
+    assert settings.max_loaded == 3
+    with pytest.raises(SystemExit):
+        app_settings(["--max-loaded", "0"], environ={})
 
 
 def test_skip_lists():
@@ -34,3 +60,6 @@ def test_cli_options():
         -1,
         "embedded",
     )
+    assert load_options(args) == LoadOptions()
+    args = cli_parser().parse_args(["--prompt", "x", "--out", "o", "--model", "m.ckpt", "--allow-pickle"])
+    assert load_options(args) == LoadOptions(allow_pickle=True)

@@ -7,8 +7,8 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from clipskip.settings import AppSettings
-from clipskip.ui import serve
+from clipskip.settings import AppSettings, LoadOptions
+from clipskip.ui import main, serve
 
 GOOD = {
     "prompt": "a fox in the snow",
@@ -20,6 +20,7 @@ GOOD = {
     "width": 64,
     "height": 64,
     "scheduler": "Euler a",
+    "model": "embedded",
 }
 
 
@@ -29,9 +30,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def settings(*models: str) -> AppSettings:
+    return AppSettings(models, "cpu", None, LoadOptions(), "127.0.0.1", free_port(), False, 32)
+
+
 @pytest.fixture(scope="module")
 def client(pipe):
-    demo = serve(AppSettings("embedded", "cpu", None, "127.0.0.1", free_port(), False), prevent_thread_lock=True)
+    demo = serve(settings("embedded"), prevent_thread_lock=True)
     yield Client(demo.local_url, verbose=False)
     demo.close()
 
@@ -61,3 +66,27 @@ def test_endpoint_parameters_are_named_as_documented(client):
 def test_random_seed_is_reported(client):
     _, _, metadata = client.predict(**GOOD | {"seed": -1, "skips": [1]}, api_name="/compare")
     assert metadata["seed_requested"] == -1 and 0 <= metadata["seed"] < 2**32
+
+
+def test_several_models_each_offered_and_a_broken_one_does_not_stop_the_others(pipe, saved, tmp_path):
+    broken = str(tmp_path / "missing.safetensors")
+    demo = serve(settings("embedded", str(saved["sdxl"]), broken), prevent_thread_lock=True)
+    try:
+        client = Client(demo.local_url, verbose=False)
+        _, _, metadata = client.predict(**GOOD | {"model": str(saved["sdxl"])}, api_name="/compare")
+        assert metadata["family"] == "SDXL" and metadata["model"] == str(saved["sdxl"])
+        assert [cell["native"] for cell in metadata["cells"]] == [False, True, False]
+        with pytest.raises(AppError, match="Could not load model .*missing.safetensors.*: no such file or folder"):
+            client.predict(**GOOD | {"model": broken}, api_name="/compare")
+        with pytest.raises(AppError):  # only the server's own list: nobody can type a path in
+            client.predict(**GOOD | {"model": str(saved["sd1"])}, api_name="/compare")
+        _, _, metadata = client.predict(**GOOD, api_name="/compare")
+        assert metadata["model"] == "embedded"
+    finally:
+        demo.close()
+
+
+def test_app_exits_with_the_reason_when_its_first_model_cannot_load(capsys, tmp_path):
+    code = main(["--model", str(tmp_path / "nothing.safetensors"), "--port", str(free_port()), "--device", "cpu"])
+    assert code == 2
+    assert "clipskip: error: could not load model" in capsys.readouterr().err

@@ -1,0 +1,154 @@
+"""Tiny SD 1.x-, SD 2.x- and SDXL-like pipelines built from small configs (sizes after diffusers' own fast tests).
+
+Each has the family's real structure (encoder activation, linear projections, SDXL's two encoders and time ids) at a
+size that renders in milliseconds. Layer counts differ on purpose, so that nothing can assume 12.
+"""
+
+import torch
+from diffusers import (
+    AutoencoderKL,
+    EulerDiscreteScheduler,
+    StableDiffusionPipeline,
+    StableDiffusionXLPipeline,
+    UNet2DConditionModel,
+)
+from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
+from transformers import CLIPConfig, CLIPImageProcessor, CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+from clipskip.embedded import build_tokenizer
+
+SD1_LAYERS, SD2_LAYERS, SDXL_LAYERS, SDXL_LAYERS_2 = 6, 5, 5, 7
+
+
+def text_config(tokenizer, layers: int, act: str, hidden: int = 32) -> CLIPTextConfig:
+    return CLIPTextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=37,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        max_position_embeddings=77,
+        hidden_act=act,  # quick_gelu: OpenAI CLIP (SD 1.x); gelu: OpenCLIP (SD 2.x, SDXL's second encoder)
+        projection_dim=32,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+
+
+def vae() -> AutoencoderKL:
+    return AutoencoderKL(
+        block_out_channels=(8, 16),
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        latent_channels=4,
+        norm_num_groups=4,
+        sample_size=64,
+    )
+
+
+def scheduler(**settings) -> EulerDiscreteScheduler:
+    return EulerDiscreteScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1, **settings
+    )
+
+
+def sd1(safety_checker=None, feature_extractor=None) -> StableDiffusionPipeline:
+    torch.manual_seed(0)
+    tokenizer = build_tokenizer()
+    return StableDiffusionPipeline(
+        vae=vae(),
+        text_encoder=CLIPTextModel(text_config(tokenizer, SD1_LAYERS, "quick_gelu")),
+        tokenizer=tokenizer,
+        unet=UNet2DConditionModel(
+            block_out_channels=(8, 16),
+            layers_per_block=2,
+            sample_size=32,
+            in_channels=4,
+            out_channels=4,
+            down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+            cross_attention_dim=32,
+            attention_head_dim=4,
+            norm_num_groups=4,
+        ),
+        scheduler=scheduler(),
+        safety_checker=safety_checker,
+        feature_extractor=feature_extractor,
+        requires_safety_checker=safety_checker is not None,
+    )
+
+
+def sd2() -> StableDiffusionPipeline:
+    torch.manual_seed(0)
+    tokenizer = build_tokenizer()
+    return StableDiffusionPipeline(
+        vae=vae(),
+        text_encoder=CLIPTextModel(text_config(tokenizer, SD2_LAYERS, "gelu")),
+        tokenizer=tokenizer,
+        unet=UNet2DConditionModel(
+            block_out_channels=(8, 16),
+            layers_per_block=2,
+            sample_size=32,
+            in_channels=4,
+            out_channels=4,
+            down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+            cross_attention_dim=32,
+            attention_head_dim=(2, 4),
+            use_linear_projection=True,
+            norm_num_groups=4,
+        ),
+        scheduler=scheduler(prediction_type="v_prediction"),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+def sdxl() -> StableDiffusionXLPipeline:
+    torch.manual_seed(0)
+    tokenizer = build_tokenizer()
+    return StableDiffusionXLPipeline(
+        vae=vae(),
+        text_encoder=CLIPTextModel(text_config(tokenizer, SDXL_LAYERS, "quick_gelu")),
+        # a different width from the first encoder: diffusers' single-file loader tells them apart by width
+        text_encoder_2=CLIPTextModelWithProjection(text_config(tokenizer, SDXL_LAYERS_2, "gelu", hidden=48)),
+        tokenizer=tokenizer,
+        tokenizer_2=build_tokenizer(),
+        unet=UNet2DConditionModel(
+            block_out_channels=(8, 16),
+            layers_per_block=2,
+            sample_size=32,
+            in_channels=4,
+            out_channels=4,
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+            attention_head_dim=(2, 4),
+            use_linear_projection=True,
+            addition_embed_type="text_time",
+            addition_time_embed_dim=8,
+            transformer_layers_per_block=(1, 2),
+            projection_class_embeddings_input_dim=80,  # 6 time ids x 8 + the second encoder's 32-d pooled embedding
+            cross_attention_dim=80,  # both encoders' outputs (32 + 48), concatenated
+            norm_num_groups=4,
+        ),
+        scheduler=scheduler(timestep_spacing="leading"),
+    )
+
+
+def sd1_with_safety_checker() -> StableDiffusionPipeline:
+    """SD 1.x with a tiny safety checker whose thresholds flag every image, as a real one flags NSFW ones."""
+    tower = {"hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 2, "num_attention_heads": 4}
+    checker = StableDiffusionSafetyChecker(
+        CLIPConfig(
+            text_config=tower | {"vocab_size": 100, "bos_token_id": 0, "eos_token_id": 2, "pad_token_id": 1},
+            vision_config=tower | {"image_size": 32, "patch_size": 8},
+            projection_dim=32,
+        )
+    )
+    with torch.no_grad():
+        checker.concept_embeds_weights.fill_(-100.0)  # every concept score clears its threshold
+    return sd1(checker, CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}))
