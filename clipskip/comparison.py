@@ -34,6 +34,12 @@ def native_size(pipe) -> tuple[int, int]:
     return size, size
 
 
+def vae_tiles(pipe, width: int, height: int) -> bool:
+    """Whether the VAE decodes in blended tiles, as it does past its native size (see loading.prepare)."""
+    latent = max(width, height) // pipe.vae_scale_factor
+    return getattr(pipe.vae, "use_tiling", False) and latent > pipe.vae.tile_latent_min_size
+
+
 def truncation_warning(which: str, pipe, dropped: str) -> str:
     window = token_window(pipe.tokenizer, pipe.text_encoder)
     return f"the {which} is longer than the text encoder's {window}-token window; dropped: “{dropped}”"
@@ -149,6 +155,7 @@ def compare(
             for skip, bad in zip(request.skips, flagged, strict=True)
         ],
         "warnings": warnings,
+        "vae_decode": "tiled" if vae_tiles(pipe, width, height) else "whole",
         "device": str(pipe._execution_device),
         "dtype": str(pipe.unet.dtype).removeprefix("torch."),
         "versions": {name: version(name) for name in ("torch", "diffusers", "transformers")},

@@ -3,12 +3,12 @@
 import json
 
 
-def layers_text(cell: dict, of: str = " of ") -> str:
-    """ "layer 11 of 12" for one text encoder; "layers 11/12 + 31/32" for SDXL's two."""
+def layers_text(cell: dict, of: str = " of ", plus: str = " + ") -> str:
+    """'layer 11 of 12' for one text encoder; 'layers 11/12 + 31/32' for SDXL's two."""
     encoders = cell["encoders"]
     if len(encoders) == 1:
         return f"layer {encoders[0]['layer']}{of}{encoders[0]['layers']}"
-    return "layers " + " + ".join(f"{e['layer']}/{e['layers']}" for e in encoders)
+    return "layers " + plus.join(f"{e['layer']}/{e['layers']}" for e in encoders)
 
 
 def cell_header(cell: dict) -> list[str]:
@@ -23,7 +23,7 @@ def cell_header(cell: dict) -> list[str]:
 
 def cell_caption(cell: dict) -> str:
     """A short line for a gallery cell; the grid's header and the metadata say the rest."""
-    return f"CLIP skip {cell['skip']} · {layers_text(cell, of='/')}"
+    return f"skip {cell['skip']} · {layers_text(cell, of='/', plus='+')}"
 
 
 def settings_line(metadata: dict) -> str:

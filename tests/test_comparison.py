@@ -178,3 +178,8 @@ def test_flagged_cells_are_shown_as_blocked_with_the_reason(tmp_path):
         assert pixels(image).max() > 0 and pixels(image).std() > 0  # a labelled stand-in, not a black square
     unguarded = load_pipeline(str(tmp_path / "safe"), device="cpu", options=LoadOptions(safety_checker=False))
     assert "blocked" not in compare(unguarded, "a red fox", seed=1, skips=[1], **TINY).metadata["cells"][0]
+
+
+def test_tiled_vae_decoding_is_recorded_past_the_native_size(pipe):
+    assert compare(pipe, "a lake", seed=1, skips=[1], steps=1, width=256, height=64).metadata["vae_decode"] == "whole"
+    assert compare(pipe, "a lake", seed=1, skips=[1], steps=1, width=264, height=64).metadata["vae_decode"] == "tiled"

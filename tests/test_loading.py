@@ -158,3 +158,11 @@ def test_importing_clipskip_loads_no_model_and_no_torch():
     code = "import sys, clipskip; print('torch' in sys.modules, 'diffusers' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out == "False False\n"
+
+
+def test_loaded_pipelines_use_sdpa_attention_and_a_sliced_tiled_vae(saved):
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    sdxl = load_pipeline(str(saved["sdxl"]), device="cpu")
+    assert {type(p) for p in sdxl.unet.attn_processors.values()} == {AttnProcessor2_0}  # torch's SDPA
+    assert sdxl.vae.use_slicing and sdxl.vae.use_tiling

@@ -45,7 +45,7 @@ def test_cell_header_names_layer_norm_and_equivalents():
         "layer 11 of 12 · final norm",
         "ComfyUI -2 · diffusers clip_skip=1",
     ]
-    assert cell_caption(CELL) == "CLIP skip 2 · layer 11/12"
+    assert cell_caption(CELL) == "skip 2 · layer 11/12"
     assert cell_header(CELL | {"native": True})[0] == "CLIP skip 2 (native)"
 
 
@@ -55,7 +55,7 @@ def test_sdxl_header_names_both_encoders():
         "layers 12/12 + 32/32 · no final norm",
         "ComfyUI -1 · diffusers none",
     ]
-    assert cell_caption(SDXL_CELL) == "CLIP skip 1 · layers 12/12 + 32/32"
+    assert cell_caption(SDXL_CELL) == "skip 1 · layers 12/12+32/32"
 
 
 def test_caption_has_prompt_and_every_setting():

@@ -45,7 +45,7 @@ def test_compare_endpoint_good_bad_bad_good(client):
     grid, gallery, metadata = client.predict(**GOOD, api_name="/compare")
     assert Image.open(grid).format == "PNG"
     assert len(gallery) == 3
-    assert [item["caption"] for item in gallery] == [f"CLIP skip {n} · layer {13 - n}/12" for n in (1, 2, 3)]
+    assert [item["caption"] for item in gallery] == [f"skip {n} · layer {13 - n}/12" for n in (1, 2, 3)]
     assert Image.open(gallery[0]["image"]).size == (64, 64)
     assert (metadata["seed"], metadata["skips"], metadata["sampler"]) == (42, [1, 2, 3], "Euler a")
 
