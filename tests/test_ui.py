@@ -1,6 +1,8 @@
 """The app on localhost, driven through gradio_client at /compare: good, bad, bad, good again."""
 
 import socket
+import sys
+import types
 
 import pytest
 from gradio_client import Client
@@ -90,3 +92,18 @@ def test_app_exits_with_the_reason_when_its_first_model_cannot_load(capsys, tmp_
     code = main(["--model", str(tmp_path / "nothing.safetensors"), "--port", str(free_port()), "--device", "cpu"])
     assert code == 2
     assert "clipskip: error: could not load model" in capsys.readouterr().err
+
+
+def test_renders_run_under_spaces_gpu_on_zerogpu_and_unchanged_elsewhere(monkeypatch):
+    from clipskip.ui import on_zero_gpu
+
+    def render():
+        return "image"
+
+    wrapped = []
+    fake = types.ModuleType("spaces")
+    fake.GPU = lambda duration: lambda fn: wrapped.append((fn, duration)) or fn
+    monkeypatch.setitem(sys.modules, "spaces", fake)
+    assert on_zero_gpu(render)() == "image" and wrapped == [(render, 120)]
+    monkeypatch.setitem(sys.modules, "spaces", None)  # import spaces -> ImportError, as off Spaces
+    assert on_zero_gpu(render) is render
