@@ -6,13 +6,25 @@ from pathlib import Path
 from .settings import cli_parser, load_options
 
 
+def read_prompts(path: str) -> list[str]:
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"cannot read the prompts file {path!r}: {error}") from None
+    prompts = [line.strip() for line in lines if line.strip()]
+    if not prompts:
+        raise ValueError(f"the prompts file {path!r} has no prompts (one per line)")
+    return prompts
+
+
 def main(argv: list[str] | None = None) -> int:
     args = cli_parser().parse_args(argv)
     from tqdm import tqdm  # imported here so that --help answers at once
 
     from .comparison import compare
     from .loading import load_pipeline
-    from .metadata import to_json
+    from .metadata import seeds_text
+    from .outputs import write_outputs
 
     bar = None
 
@@ -22,18 +34,20 @@ def main(argv: list[str] | None = None) -> int:
         bar.update(step - bar.n)
 
     try:
+        prompt = read_prompts(args.prompts_file) if args.prompts_file else args.prompt
         pipe = load_pipeline(args.model, args.device, args.dtype, load_options(args))
         result = compare(
             pipe,
-            args.prompt,
+            prompt,
             negative_prompt=args.negative_prompt,
-            seed=args.seed,
+            seed=args.seeds or args.seed,
             skips=args.skips,
             steps=args.steps,
             guidance_scale=args.cfg,
             width=args.width,
             height=args.height,
             scheduler=args.sampler,
+            reference=args.reference,
             progress=report,
         )
     except ValueError as error:
@@ -44,15 +58,10 @@ def main(argv: list[str] | None = None) -> int:
             bar.close()
 
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    result.grid.save(out / "grid.png")
-    for skip, image in result.images.items():
-        image.save(out / f"skip-{skip}.png")
-    (out / "comparison.json").write_text(to_json(result.metadata) + "\n", encoding="utf-8")
+    paths = write_outputs(result, out)
     for warning in result.warnings:
         print(f"clipskip: warning: {warning}", file=sys.stderr)
-    cells = ", ".join(f"skip-{skip}.png" for skip in result.images)
-    print(f"seed {result.metadata['seed']}: wrote grid.png, {cells} and comparison.json to {out}")
+    print(f"{seeds_text(result.metadata)}: wrote {', '.join(path.name for path in paths)} to {out}")
     return 0
 
 

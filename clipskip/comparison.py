@@ -1,19 +1,24 @@
-"""One prompt, one seed, several CLIP skips: encoded once, denoised together as one batch, laid out as a grid."""
+"""Prompts x seeds x CLIP skips: each text encoded once, every cell denoised together as one batch, laid out as grids.
+
+Columns are skip values; rows are several seeds (one prompt) or several prompts (one seed). Every cell gets its own
+generator seeded with its row's seed, so it starts from the same noise, and is the same image, as when rendered alone.
+"""
 
 import copy
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib.metadata import version
 
 import torch
 from PIL import Image
 
 from . import __version__
-from .encoding import Encoding, encode, encoder_layers, layer_choice, token_window
+from .analysis import Difference, colour_bar, difference, heat_image, heat_scale
+from .encoding import Encoding, encode, encoder_layers, layer_choice, layer_similarity, token_window
 from .families import detect_family
 from .grid import blocked_cell, render_grid
-from .metadata import caption_lines, cell_header
+from .metadata import caption_lines, cell_header, difference_badge, row_labels
+from .provenance import library_versions, weights_hash
 from .request import DEFAULT_GUIDANCE, DEFAULT_SKIPS, DEFAULT_STEPS, MAX_SEED, RANDOM_SEED, ComparisonRequest
 from .samplers import make_scheduler, sampler_label
 
@@ -22,11 +27,24 @@ BLOCKED = "the checkpoint's safety checker flagged this image as NSFW"
 
 
 @dataclass
-class Comparison:
+class Row:
+    prompt: str
+    seed: int
     images: dict[int, Image.Image]  # skip value -> image, in the order asked
+
+
+@dataclass
+class Comparison:
+    rows: list[Row]
     grid: Image.Image
-    metadata: dict  # JSON-serialisable: every setting, the seed used, the layer of each cell
+    difference_grid: Image.Image  # each cell's heat map against its row's reference cell
+    metadata: dict  # JSON-serialisable: every setting, the seeds used, each cell's layer, metrics and fate
     warnings: list[str]
+
+    @property
+    def images(self) -> dict[int, Image.Image]:
+        """The first row's images by skip value: all of them when there is one prompt and one seed."""
+        return self.rows[0].images
 
 
 def native_size(pipe) -> tuple[int, int]:
@@ -45,23 +63,34 @@ def truncation_warning(which: str, pipe, dropped: str) -> str:
     return f"the {which} is longer than the text encoder's {window}-token window; dropped: “{dropped}”"
 
 
+def same_conditioning(positive: Encoding, negative: Encoding | None, skip: int, earlier: int) -> bool:
+    same = torch.equal(positive.embeddings[skip], positive.embeddings[earlier])
+    return same and (negative is None or torch.equal(negative.embeddings[skip], negative.embeddings[earlier]))
+
+
 @torch.no_grad()
 def compare(
     pipe,
-    prompt: str,
+    prompt: str | list[str],
     *,
     negative_prompt: str = "",
-    seed: int,
+    seed: int | list[int],
     skips=DEFAULT_SKIPS,
     steps: int = DEFAULT_STEPS,
     guidance_scale: float = DEFAULT_GUIDANCE,
     width: int | None = None,
     height: int | None = None,
     scheduler: str | None = None,
+    reference: int | None = None,
     progress: Progress | None = None,
 ) -> Comparison:
-    """Render `prompt` at each CLIP skip in `skips` from the same noise, as one batch; seed -1 draws one."""
+    """Render each (prompt, seed) row at each CLIP skip in `skips`, all cells as one batch; seed -1 draws one.
+
+    `prompt` or `seed` may be a list (the rows); `reference` is the column the difference view compares with
+    (default: the model's native skip when it is among `skips`, else the first)."""
     # 1. Check inputs
+    family = detect_family(pipe)
+    layers = encoder_layers(pipe)
     request = ComparisonRequest.from_inputs(
         prompt,
         negative_prompt=negative_prompt,
@@ -72,93 +101,182 @@ def compare(
         width=width,
         height=height,
         scheduler=scheduler,
-        max_skip=encoder_layers(pipe),
+        reference=reference,
+        max_skip=layers,
+        native_skip=family.native_skip,
     )
     default_w, default_h = native_size(pipe)
     width, height = request.width or default_w, request.height or default_h
-    seed = random.randint(0, MAX_SEED) if request.seed == RANDOM_SEED else request.seed
+    rows = [(text, random.randint(0, MAX_SEED) if s == RANDOM_SEED else s) for text, s in request.rows]
     guided = request.guidance_scale > 1  # diffusers runs the negative branch only then
 
-    # 2. Encode prompt and negative prompt: one pass of each text encoder per text, every skip taken from it
-    family = detect_family(pipe)
+    # 2. Encode each prompt once (every layer: the similarity view needs them all) and the negative prompt once
     warnings = []
-    positive = encode(pipe, request.prompt, request.skips)
-    if positive.dropped:
-        warnings.append(truncation_warning("prompt", pipe, positive.dropped))
+    positives = {}
+    for text in dict.fromkeys(text for text, _ in rows):
+        positives[text] = encode(pipe, text, range(1, layers + 1))
+        if positives[text].dropped:
+            warnings.append(truncation_warning("prompt", pipe, positives[text].dropped))
+    first = positives[rows[0][0]]
     negative, negative_note = None, "unused: CFG scale is 1 or less"
     if guided and family.pooled and not request.negative_prompt and pipe.config.force_zeros_for_empty_prompt:
         negative_note = "zeros: an empty negative prompt on a checkpoint that asks for zeros (as diffusers does)"
-        negative = Encoding(
-            {skip: torch.zeros_like(e) for skip, e in positive.embeddings.items()},
-            torch.zeros_like(positive.pooled),
-            None,
-        )
+        zeros = {skip: torch.zeros_like(e) for skip, e in first.embeddings.items()}
+        negative = Encoding(zeros, torch.zeros_like(first.pooled), None, first.length)
     elif guided:
         negative_note = "the same layer as the prompt"
         negative = encode(pipe, request.negative_prompt, request.skips)
         if negative.dropped:
             warnings.append(truncation_warning("negative prompt", pipe, negative.dropped))
 
-    # 3. A private view of the shared pipeline: its own scheduler, since schedulers keep per-call state
+    # 3. The cells to denoise: within a row, a skip whose conditioning equals an earlier skip's is rendered once
+    same_as, unique = {}, []
+    for r, (text, _) in enumerate(rows):
+        rendered_here = []
+        for skip in request.skips:
+            twin = next((k for k in rendered_here if same_conditioning(positives[text], negative, skip, k)), None)
+            if twin is None:
+                unique.append((r, skip))
+                rendered_here.append(skip)
+            else:
+                same_as[(r, skip)] = twin
+
+    # 4. A private view of the shared pipeline: its own scheduler, since schedulers keep per-call state
     run = copy.copy(pipe)
     run.scheduler = make_scheduler(request.scheduler, pipe.scheduler)
     run.set_progress_bar_config(disable=True)
 
-    # 4. Denoise every cell in one batch; one generator per cell, all seeded alike, so each cell sees the same
-    #    starting noise (and the same per-step noise with ancestral samplers) as when rendered alone
+    # 5. Denoise every unique cell in one batch, each with a generator seeded with its row's seed
     def report(_pipe, step, _timestep, tensors):
         if progress is not None:
             progress(step + 1, request.steps)
         return tensors
 
-    cells = len(request.skips)
-    conditioning = {"prompt_embeds": torch.cat([positive.embeddings[skip] for skip in request.skips])}
+    conditioning = {"prompt_embeds": torch.cat([positives[rows[r][0]].embeddings[k] for r, k in unique])}
     if negative is not None:
-        conditioning["negative_prompt_embeds"] = torch.cat([negative.embeddings[skip] for skip in request.skips])
+        conditioning["negative_prompt_embeds"] = torch.cat([negative.embeddings[k] for _, k in unique])
     if family.pooled:
-        conditioning["pooled_prompt_embeds"] = positive.pooled.repeat(cells, 1)
+        conditioning["pooled_prompt_embeds"] = torch.cat([positives[rows[r][0]].pooled for r, _ in unique])
         if negative is not None:
-            conditioning["negative_pooled_prompt_embeds"] = negative.pooled.repeat(cells, 1)
+            conditioning["negative_pooled_prompt_embeds"] = negative.pooled.repeat(len(unique), 1)
     output = run(
         **conditioning,
         num_inference_steps=request.steps,
         guidance_scale=request.guidance_scale,
         width=width,
         height=height,
-        generator=[torch.Generator("cpu").manual_seed(seed) for _ in request.skips],
+        generator=[torch.Generator("cpu").manual_seed(rows[r][1]) for r, _ in unique],
         callback_on_step_end=report,
     )
-    flagged = getattr(output, "nsfw_content_detected", None) or [False] * cells
-    images = [
-        blocked_cell(image.size, BLOCKED) if bad else image for image, bad in zip(output.images, flagged, strict=True)
-    ]
+    flagged = getattr(output, "nsfw_content_detected", None) or [False] * len(unique)
+    rendered = dict(zip(unique, zip(output.images, flagged, strict=True), strict=True))
+    blocked = {cell for cell, (_, bad) in rendered.items() if bad}
+    images = {cell: blocked_cell(image.size, BLOCKED) if bad else image for cell, (image, bad) in rendered.items()}
+    for (r, skip), twin in same_as.items():
+        images[(r, skip)] = images[(r, twin)]
+        if (r, twin) in blocked:
+            blocked.add((r, skip))
 
-    # 5. Metadata, then the grid drawn from it
+    # 6. How far each cell is from its row's reference cell
+    differences: dict[tuple[int, int], Difference] = {}
+    for r in range(len(rows)):
+        for skip in request.skips:
+            if {(r, skip), (r, request.reference)}.isdisjoint(blocked):
+                differences[(r, skip)] = difference(images[(r, skip)], images[(r, request.reference)])
+
+    # 7. Metadata, then the grids drawn from it
     metadata = {
         "clipskip_version": __version__,
         "model": pipe.name_or_path,
-        "prompt": request.prompt,
+        "weights_sha256": weights_hash(pipe),
+        "family": family.name,
+        "prompt": rows[0][0],
         "negative_prompt": request.negative_prompt,
-        "seed": seed,
-        "seed_requested": request.seed,
+        "seed": rows[0][1],
+        "rows_by": "prompt" if len(request.prompts) > 1 else "seed",
         "skips": list(request.skips),
+        "reference_skip": request.reference,
         "steps": request.steps,
         "guidance_scale": request.guidance_scale,
         "sampler": sampler_label(request.scheduler, pipe.scheduler),
         "width": width,
         "height": height,
-        "family": family.name,
-        "text_encoder_layers": encoder_layers(pipe),
+        "text_encoder_layers": layers,
         "negative_conditioning": negative_note,
-        "cells": [
-            layer_choice(pipe, skip).as_dict() | ({"blocked": BLOCKED} if bad else {})
-            for skip, bad in zip(request.skips, flagged, strict=True)
+        "columns": [layer_choice(pipe, skip).as_dict() for skip in request.skips],
+        "rows": [
+            {
+                "prompt": text,
+                "seed": used,
+                "seed_requested": requested,
+                "cells": [
+                    {"skip": skip}
+                    | ({"same_as": same_as[(r, skip)]} if (r, skip) in same_as else {})
+                    | ({"blocked": BLOCKED} if (r, skip) in blocked else {})
+                    | (
+                        {
+                            "mean_abs_diff": round(differences[(r, skip)].mean_abs_diff, 4),
+                            "ssim": round(differences[(r, skip)].ssim, 6),
+                        }
+                        if (r, skip) in differences
+                        else {}
+                    )
+                    for skip in request.skips
+                ],
+            }
+            for r, ((text, used), (_, requested)) in enumerate(zip(rows, request.rows, strict=True))
+        ],
+        "embedding_similarity": [
+            {
+                "prompt": text,
+                "reference_skip": family.native_skip,
+                "cosine": [round(c, 6) for c in layer_similarity(encoding, family.native_skip).values()],
+            }
+            for text, encoding in positives.items()
         ],
         "warnings": warnings,
         "vae_decode": "tiled" if vae_tiles(pipe, width, height) else "whole",
         "device": str(pipe._execution_device),
         "dtype": str(pipe.unet.dtype).removeprefix("torch."),
-        "versions": {name: version(name) for name in ("torch", "diffusers", "transformers")},
+        "versions": library_versions(),
     }
-    grid = render_grid(images, [cell_header(cell) for cell in metadata["cells"]], caption_lines(metadata), warnings)
-    return Comparison(dict(zip(request.skips, images, strict=True)), grid, metadata, warnings)
+    grid_rows = [[images[(r, skip)] for skip in request.skips] for r in range(len(rows))]
+    labels = row_labels(metadata) if len(rows) > 1 else None
+    column = {skip: c for c, skip in enumerate(request.skips)}
+    grid = render_grid(
+        grid_rows,
+        [cell_header(column) for column in metadata["columns"]],
+        caption_lines(metadata),
+        warnings,
+        row_labels=labels,
+        badges={(r, column[skip]): f"same as skip {twin}" for (r, skip), twin in same_as.items()},
+    )
+    vmax = heat_scale(list(differences.values()))
+    reference = request.reference
+    heat_rows = [  # the reference cell itself, for orientation; blocked cells as they are
+        [
+            heat_image(differences[(r, skip)].heat, vmax)
+            if (r, skip) in differences and skip != reference
+            else images[(r, skip)]
+            for skip in request.skips
+        ]
+        for r in range(len(rows))
+    ]
+    difference_grid = render_grid(
+        heat_rows,
+        [
+            [f"CLIP skip {skip}", "reference" if skip == reference else f"vs skip {reference}"]
+            for skip in request.skips
+        ],
+        [f"Difference from CLIP skip {reference}, per row", *caption_lines(metadata)[1:]],
+        row_labels=labels,
+        badges={
+            (r, column[skip]): "reference image" if skip == reference else difference_badge(d.mean_abs_diff, d.ssim)
+            for (r, skip), d in differences.items()
+        },
+        footer=colour_bar(min(grid.width - 16, 640), vmax),
+    )
+    result_rows = [
+        Row(text, used, {skip: images[(r, skip)] for skip in request.skips}) for r, (text, used) in enumerate(rows)
+    ]
+    return Comparison(result_rows, grid, difference_grid, metadata, warnings)

@@ -50,6 +50,7 @@ class Encoding:
     embeddings: dict[int, torch.Tensor]  # skip -> what the UNet receives, (1, tokens, dim)
     pooled: torch.Tensor | None  # SDXL's pooled embedding, the same for every skip
     dropped: str | None  # the words past the token window, None when the text fits
+    length: int  # tokens before the padding: start, words, end
 
 
 def encoder_layers(pipe) -> int:
@@ -90,25 +91,24 @@ def token_window(tokenizer, encoder) -> int:
     return min(tokenizer.model_max_length, encoder.config.max_position_embeddings)
 
 
-def tokenize(tokenizer, encoder, text: str) -> tuple[torch.Tensor, str | None]:
-    """Token ids padded to the window, and the words dropped past it (None when the text fits)."""
+def tokenize(tokenizer, encoder, text: str) -> tuple[torch.Tensor, int, str | None]:
+    """Token ids padded to the window, how many are not padding, and the words dropped past the window."""
     window = token_window(tokenizer, encoder)
     ids = tokenizer(text, padding="max_length", max_length=window, truncation=True, return_tensors="pt").input_ids
     full = tokenizer(text, truncation=False, verbose=False, return_tensors="pt").input_ids
     if full.shape[-1] <= window:
-        return ids, None
-    return ids, tokenizer.decode(full[0, window - 1 : -1], skip_special_tokens=True)
+        return ids, full.shape[-1], None
+    return ids, window, tokenizer.decode(full[0, window - 1 : -1], skip_special_tokens=True)
 
 
 def encode(pipe, text: str, skips) -> Encoding:
     """Conditioning for each skip from one forward pass of each text encoder."""
     family = detect_family(pipe)
     device = pipe._execution_device
-    per_encoder, dropped = [], None
+    per_encoder = []
     for encoder_name, tokenizer_name in family.encoders:
         encoder, tokenizer = getattr(pipe, encoder_name), getattr(pipe, tokenizer_name)
-        ids, cut = tokenize(tokenizer, encoder, text)
-        dropped = dropped or cut
+        ids, length, dropped = tokenize(tokenizer, encoder, text)  # SDXL's two tokenizers split text alike
         mask = None
         if getattr(encoder.config, "use_attention_mask", False):  # as diffusers' encode_prompt does
             mask = (ids != tokenizer.pad_token_id).long().to(device)
@@ -122,7 +122,18 @@ def encode(pipe, text: str, skips) -> Encoding:
     pooled = output.text_embeds.to(pipe.unet.dtype) if family.pooled else None
     dtype = pipe.unet.dtype
     embeddings = {skip: torch.cat([layers[skip] for layers in per_encoder], dim=-1).to(dtype) for skip in skips}
-    return Encoding(embeddings, pooled, dropped)
+    return Encoding(embeddings, pooled, dropped, length)
+
+
+def layer_similarity(encoding: Encoding, reference: int) -> dict[int, float]:
+    """Cosine similarity of each skip's conditioning with the reference skip's, averaged over the prompt's real
+    tokens: its words and the end token, not the start token (which never sees the prompt) nor the padding."""
+    real = slice(1, encoding.length)
+    target = encoding.embeddings[reference][0, real].float()
+    return {
+        skip: torch.nn.functional.cosine_similarity(embedding[0, real].float(), target, dim=-1).mean().item()
+        for skip, embedding in encoding.embeddings.items()
+    }
 
 
 @torch.no_grad()

@@ -1,4 +1,4 @@
-"""The comparison grid: one column per skip value, a header over each, a caption under all. Pure PIL.
+"""The comparison grid: a column per skip value, a row per seed or prompt, headers above, a caption below. Pure PIL.
 
 Small cells are enlarged by a whole factor (nearest neighbour, so no pixel is invented) until they are at least
 `MIN_CELL` pixels wide, so that a 64-px comparison is as readable as a 512-px one; the caption says so.
@@ -71,25 +71,48 @@ def blocked_cell(size: tuple[int, int], reason: str) -> Image.Image:
 
 
 def render_grid(
-    images: list[Image.Image], headers: list[list[str]], caption: list[str], warnings: list[str] = ()
+    rows: list[list[Image.Image]],
+    headers: list[list[str]],
+    caption: list[str],
+    warnings: list[str] = (),
+    *,
+    row_labels: list[str] | None = None,
+    badges: dict[tuple[int, int], str] | None = None,
+    footer: Image.Image | None = None,
 ) -> Image.Image:
-    """Columns of `images` in order, `headers[i]` over column i (first line bold), `caption` and `warnings` below."""
-    if not images or len(images) != len(headers):
-        raise ValueError(f"need one header per image, got {len(images)} images and {len(headers)} headers")
-    width, height = images[0].size
+    """`rows` of images under one header per column (first line bold); a label band over each row when given,
+    `badges[(row, column)]` written on cells, then `caption`, `warnings` and `footer` below."""
+    columns = len(headers)
+    if not rows or any(len(row) != columns for row in rows) or not columns:
+        raise ValueError(f"need one header per column and {columns} images in every row")
+    if row_labels is not None and len(row_labels) != len(rows):
+        raise ValueError(f"need one label per row, got {len(row_labels)} labels for {len(rows)} rows")
+    width, height = rows[0][0].size
+    for r, row in enumerate(rows):
+        for c, image in enumerate(row):
+            if image.size != (width, height):
+                size = f"{image.size[0]}×{image.size[1]}"
+                raise ValueError(f"all images must be {width}×{height}; row {r + 1}, column {c + 1} is {size}")
     scale = -(-MIN_CELL // width) if width < MIN_CELL else 1
     cell_w, cell_h = width * scale, height * scale
-    grid_w = len(images) * cell_w + (len(images) + 1) * GAP
+    grid_w = columns * cell_w + (columns + 1) * GAP
+    text_w = grid_w - 2 * GAP
 
     # 1. Fonts scale with the cell so that labels read the same at any size
     title_face = font(max(14, min(36, cell_w // 12)), bold=True)
     detail_face = font(max(12, min(26, cell_w // 18)))
     caption_face = font(max(13, min(28, grid_w // 70)))
-    rows = max(len(h) for h in headers)
-    header_h = GAP + line_height(title_face) + (rows - 1) * line_height(detail_face) + GAP
+    badge_face = font(max(11, min(22, cell_w // 20)))
+    lines = max(len(h) for h in headers)
+    header_h = GAP + line_height(title_face) + (lines - 1) * line_height(detail_face) + GAP
+    labels = [wrap(label, detail_face, text_w, 2) for label in row_labels] if row_labels else [[] for _ in rows]
+    row_tops, y = [], header_h
+    for label in labels:
+        row_tops.append(y + len(label) * line_height(detail_face))
+        y = row_tops[-1] + cell_h + GAP
+    cells_bottom = y - GAP
 
     # 2. Caption lines, wrapped to the grid's width
-    text_w = grid_w - 2 * GAP
     if scale > 1:
         caption = [*caption, f"cells shown enlarged {scale}× (nearest neighbour) from {width}×{height}"]
     styled = [(caption[0], INK, CAPTION_PROMPT_LINES)] if caption else []  # the prompt, darker and longer
@@ -98,24 +121,34 @@ def render_grid(
         (line, colour) for text, colour, most in styled for line in wrap(text, caption_face, text_w, most)
     ]
     caption_h = GAP + len(caption_lines) * line_height(caption_face) + GAP
+    footer_h = footer.height + GAP if footer is not None else 0
 
-    # 3. Paste the cells under their headers
-    grid = Image.new("RGB", (grid_w, header_h + cell_h + caption_h), PAPER)
+    # 3. Headers, row labels and cells
+    grid = Image.new("RGB", (grid_w, cells_bottom + caption_h + footer_h), PAPER)
     draw = ImageDraw.Draw(grid)
-    for i, (image, header) in enumerate(zip(images, headers, strict=True)):
-        if image.size != (width, height):
-            raise ValueError(f"all images must be {width}×{height}; image {i + 1} is {image.size[0]}×{image.size[1]}")
-        x = GAP + i * (cell_w + GAP)
-        y = GAP
+    for c, header in enumerate(headers):
+        x, y = GAP + c * (cell_w + GAP), GAP
         for j, text in enumerate(header):
             face, colour = (title_face, INK) if j == 0 else (detail_face, MUTED)
             draw.text((x + cell_w / 2, y), fit(text, face, cell_w), font=face, fill=colour, anchor="ma")
             y += line_height(face)
-        grid.paste(image.convert("RGB").resize((cell_w, cell_h), Image.NEAREST), (x, header_h))
+    for r, (row, label, top) in enumerate(zip(rows, labels, row_tops, strict=True)):
+        for k, line in enumerate(label):
+            draw.text((GAP, top - (len(label) - k) * line_height(detail_face)), line, font=detail_face, fill=INK)
+        for c, image in enumerate(row):
+            x = GAP + c * (cell_w + GAP)
+            grid.paste(image.convert("RGB").resize((cell_w, cell_h), Image.NEAREST), (x, top))
+            if badges and (r, c) in badges:
+                text = fit(badges[(r, c)], badge_face, cell_w - 2 * GAP)
+                box = draw.textbbox((x + GAP, top + cell_h - GAP), text, font=badge_face, anchor="ld")
+                draw.rectangle((box[0] - 4, box[1] - 3, box[2] + 4, box[3] + 3), fill=INK)
+                draw.text((x + GAP, top + cell_h - GAP), text, font=badge_face, fill=PAPER, anchor="ld")
 
-    # 4. Caption
-    y = header_h + cell_h + GAP
+    # 4. Caption and footer
+    y = cells_bottom + GAP
     for text, colour in caption_lines:
         draw.text((GAP, y), text, font=caption_face, fill=colour)
         y += line_height(caption_face)
+    if footer is not None:
+        grid.paste(footer, (GAP, y))
     return grid

@@ -13,6 +13,7 @@ import torch
 
 from . import embedded
 from .families import detect_family
+from .provenance import remember_file
 from .settings import LoadOptions
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
@@ -181,10 +182,12 @@ def from_single_file(path: Path, model: str, dtype: torch.dtype, options: LoadOp
     if not options.safety_checker and cls.__name__ == SUPPORTED[0]:
         extra["safety_checker"] = None
     try:
-        return cls.from_single_file(str(path), dtype=dtype, **extra)
+        pipe = cls.from_single_file(str(path), dtype=dtype, **extra)
     except Exception as error:
         hint = "" if options.config else " (pass --config with a diffusers folder or Hub id of the same architecture)"
         raise ModelLoadError(f"could not load model {model!r}: {explain(error)}{hint}") from error
+    remember_file(pipe, path)  # its hash is then the file's, as AUTOMATIC1111 and Civitai compute it
+    return pipe
 
 
 def checkpoint_keys(path: Path) -> set[str]:

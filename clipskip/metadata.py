@@ -26,21 +26,56 @@ def cell_caption(cell: dict) -> str:
     return f"skip {cell['skip']} · {layers_text(cell, of='/', plus='+')}"
 
 
+def seeds_text(metadata: dict) -> str:
+    seeds = [row["seed"] for row in metadata["rows"]]
+    return f"seed {seeds[0]}" if len(set(seeds)) == 1 else "seeds " + ", ".join(map(str, seeds))
+
+
 def settings_line(metadata: dict) -> str:
     m = metadata
     return (
-        f"seed {m['seed']} · {m['steps']} steps · CFG {m['guidance_scale']:g} · {m['sampler']} · "
+        f"{seeds_text(m)} · {m['steps']} steps · CFG {m['guidance_scale']:g} · {m['sampler']} · "
         f"{m['width']}×{m['height']} · model {m['model']} ({m['family']})"
     )
 
 
 def caption_lines(metadata: dict) -> list[str]:
     """The grid's caption: prompt, negative prompt, settings."""
-    lines = [f"Prompt: {metadata['prompt'] or '(empty)'}"]
+    if metadata["rows_by"] == "prompt":
+        lines = ["Prompts: one per row, as labelled"]
+    else:
+        lines = [f"Prompt: {metadata['prompt'] or '(empty)'}"]
     if metadata["negative_prompt"]:
         lines.append(f"Negative prompt: {metadata['negative_prompt']}")
     lines.append(settings_line(metadata))
     return lines
+
+
+def row_labels(metadata: dict) -> list[str]:
+    """A label per row: its seed, or its prompt."""
+    if metadata["rows_by"] == "prompt":
+        return [f"Prompt {i}: {row['prompt'] or '(empty)'}" for i, row in enumerate(metadata["rows"], 1)]
+    return [f"seed {row['seed']}" for row in metadata["rows"]]
+
+
+def difference_badge(mean_abs_diff: float, ssim: float) -> str:
+    return f"MAD {mean_abs_diff:.1f} · SSIM {ssim:.3f}"
+
+
+def metrics_rows(metadata: dict) -> list[list]:
+    """One table row per cell: row label, skip, layer, mean absolute difference, SSIM, and a note."""
+    labels = row_labels(metadata) if len(metadata["rows"]) > 1 else ["1"]
+    columns = {column["skip"]: column for column in metadata["columns"]}
+    table = []
+    for label, row in zip(labels, metadata["rows"], strict=True):
+        for cell in row["cells"]:
+            skip = cell["skip"]
+            notes = ["reference"] if skip == metadata["reference_skip"] else []
+            notes += [f"same as skip {cell['same_as']}"] if "same_as" in cell else []
+            notes += ["blocked by the safety checker"] if "blocked" in cell else []
+            layer = layers_text(columns[skip], of="/", plus="+")
+            table.append([label, skip, layer, cell.get("mean_abs_diff"), cell.get("ssim"), ", ".join(notes)])
+    return table
 
 
 def to_json(metadata: dict) -> str:

@@ -4,7 +4,7 @@ import argparse
 import os
 from dataclasses import dataclass
 
-from .request import DEFAULT_GUIDANCE, DEFAULT_SKIPS, DEFAULT_STEPS, RANDOM_SEED
+from .request import DEFAULT_GUIDANCE, DEFAULT_SKIPS, DEFAULT_STEPS, MAX_ROWS, RANDOM_SEED, seed_list
 from .samplers import DEFAULT_SAMPLER, SAMPLERS
 
 DEFAULT_PORT = 7860
@@ -123,15 +123,38 @@ def skip_list(text: str) -> tuple[int, ...]:
         ) from None
 
 
+def seeds_argument(text: str) -> list[int]:
+    try:
+        return seed_list(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def cli_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m clipskip",
-        description="Render one prompt and one seed at several CLIP skip values, in one batch, and write a "
-        "labelled grid, one PNG per skip value and comparison.json.",
+        description="Render a prompt at several CLIP skip values (columns), for one or several seeds or prompts "
+        "(rows), all in one batch, and write a labelled grid, a difference grid, one PNG per cell and "
+        "comparison.json.",
     )
-    parser.add_argument("--prompt", required=True, help="what to draw")
+    prompts = parser.add_mutually_exclusive_group(required=True)
+    prompts.add_argument("--prompt", help="what to draw")
+    prompts.add_argument(
+        "--prompts-file",
+        help=f"a text file with one prompt per line (blank lines skipped): one row per prompt, up to {MAX_ROWS}",
+    )
     parser.add_argument("--negative-prompt", default="", help="what to avoid; it is skipped like the prompt")
     parser.add_argument("--seed", type=int, default=RANDOM_SEED, help="0 to 4294967295; -1 (default) picks one")
+    parser.add_argument(
+        "--seeds",
+        type=seeds_argument,
+        help=f"one row per seed: 42,43,44, or random:N for N drawn seeds (up to {MAX_ROWS}); replaces --seed",
+    )
+    parser.add_argument(
+        "--reference",
+        type=int,
+        help="the skip value the difference view compares with (default: the model's native one, if listed)",
+    )
     parser.add_argument(
         "--skips",
         type=skip_list,
@@ -153,5 +176,10 @@ def cli_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--model", default="embedded", help=f"the model: {MODEL_HELP} (default: embedded)")
     add_load_options(parser)
-    parser.add_argument("--out", required=True, help="folder to write grid.png, skip-N.png and comparison.json into")
+    parser.add_argument(
+        "--out",
+        required=True,
+        help="folder to write into: grid.png, difference.png, one PNG per cell (skip-N.png, or rowR-skip-N.png with "
+        "several rows) carrying its settings, and comparison.json",
+    )
     return parser

@@ -1,31 +1,38 @@
 """The Gradio Blocks app: inputs, one `/compare` endpoint, outputs. No image or model logic lives here."""
 
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import gradio as gr
+import pandas as pd
 
-from .comparison import compare, native_size
+from .comparison import Comparison, compare, native_size
 from .embedded import NAME as EMBEDDED
 from .encoding import encoder_layers, native_skip
 from .families import detect_family
 from .loading import load_pipeline, pipelines
-from .metadata import cell_caption
+from .metadata import cell_caption, metrics_rows, row_labels
+from .outputs import read_settings, write_zip
 from .request import (
     DEFAULT_GUIDANCE,
     DEFAULT_STEPS,
     MAX_GUIDANCE,
+    MAX_ROWS,
     MAX_SIZE,
     MAX_STEPS,
     MIN_SIZE,
     RANDOM_SEED,
+    seed_list,
 )
 from .samplers import DEFAULT_SAMPLER, SAMPLERS
 from .settings import AppSettings, app_settings
 
 MAX_QUEUE = 20  # waiting requests; more are refused rather than left hanging
+DOWNLOADS = Path(tempfile.gettempdir()) / "clipskip-downloads"
 EXAMPLES = [
     ["a watercolor painting of a fox in a snowy forest, highly detailed", "blurry, lowres", 42],
     ["portrait of an astronaut, oil painting, dramatic lighting", "", 7],
@@ -39,9 +46,10 @@ alike."""
 CSS = """
 #generate {min-height: 3.2em}
 .caption {font-size: 0.9em; opacity: 0.8}
-#grid .image-container {padding-top: 2.6em}  /* keep the floating label and buttons off the column headers */
+#grid .image-container, #difference .image-container {padding-top: 2.6em}  /* label and buttons off the headers */
 #cells .grid-wrap {min-height: 0; height: auto}  /* one row of cells, no empty band under it */
 """
+METRICS_HEADERS = ["row", "CLIP skip", "layer", "mean abs. difference (0–255)", "SSIM", "note"]
 
 
 def on_zero_gpu(function):
@@ -81,6 +89,37 @@ def describe(name: str, pipe) -> ModelView:
     )
 
 
+def sentence(message: str) -> str:
+    return message[:1].upper() + message[1:]
+
+
+def cell_choices(result: Comparison) -> list[tuple[str, str]]:
+    """Every cell, for the A/B pickers: (label, "row:skip")."""
+    labels = row_labels(result.metadata) if len(result.rows) > 1 else [""]
+    return [
+        (f"{labels[r]} · skip {skip}".lstrip(" ·"), f"{r}:{skip}")
+        for r, row in enumerate(result.rows)
+        for skip in row.images
+    ]
+
+
+def cell_image(result: Comparison | None, choice: str | None):
+    if result is None or not choice:
+        return None
+    r, skip = choice.split(":")
+    return result.rows[int(r)].images[int(skip)]
+
+
+def similarity_frame(metadata: dict) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {"CLIP skip": skip, "cosine similarity": value, "prompt": entry["prompt"][:60] or "(empty)"}
+            for entry in metadata["embedding_similarity"]
+            for skip, value in enumerate(entry["cosine"], 1)
+        ]
+    )
+
+
 def build_demo(models: Sequence[str], load: Callable[[str], object]) -> gr.Blocks:
     """The app over `models` (the only ones it offers), each loaded by `load` on first use and shared by all."""
     view = describe(models[0], load(models[0]))
@@ -100,9 +139,14 @@ def build_demo(models: Sequence[str], load: Callable[[str], object]) -> gr.Block
         height,
         scheduler,
         model,
+        seeds="",
+        prompt_rows=False,
+        reference=0,
         progress=gr.Progress(),  # noqa: B008 (Gradio's way)
     ):
-        """Render the prompt at each CLIP skip value; returns the grid, the cells with captions and the metadata."""
+        """Render the prompt at each CLIP skip value (columns), for one seed, several seeds or several prompts (rows).
+
+        Returns the grid, the cells with captions and the metadata."""
 
         def report(step: int, total: int) -> None:
             progress((step, total), desc="Denoising all cells together", unit="steps")
@@ -114,25 +158,52 @@ def build_demo(models: Sequence[str], load: Callable[[str], object]) -> gr.Block
             raise gr.Error(sentence(str(error)), title="This model cannot be used") from None
         progress(0, desc="Encoding the prompt")
         try:
+            rows_of_seeds = seed_list(seeds) if isinstance(seeds, str) and seeds.strip() else seed
+            prompts = prompt
+            if prompt_rows and isinstance(prompt, str):
+                prompts = [line.strip() for line in prompt.splitlines() if line.strip()]
             result = render(
                 pipe,
-                prompt,
+                prompts,
                 negative_prompt=negative_prompt,
-                seed=seed,
+                seed=rows_of_seeds,
                 skips=skips,
                 steps=steps,
                 guidance_scale=guidance_scale,
                 width=width,
                 height=height,
                 scheduler=scheduler,
+                reference=reference or None,
                 progress=report,
             )
         except ValueError as error:
             raise gr.Error(sentence(str(error)), title="Please change a setting") from None
         for warning in result.warnings:
             gr.Warning(sentence(warning))
-        gallery = [(result.images[cell["skip"]], cell_caption(cell)) for cell in result.metadata["cells"]]
-        return result.grid, gallery, result.metadata
+        labels = row_labels(result.metadata) if len(result.rows) > 1 else None
+        columns = {column["skip"]: column for column in result.metadata["columns"]}
+        gallery = [
+            (image, (f"{labels[r]} · " if labels else "") + cell_caption(columns[skip]))
+            for r, row in enumerate(result.rows)
+            for skip, image in row.images.items()
+        ]
+        return result.grid, gallery, result.metadata, result
+
+    def show_analysis(result: Comparison):
+        """The difference grid, metrics, similarity plot, download and A/B pickers for the latest comparison."""
+        choices = cell_choices(result)
+        reference = f"0:{result.metadata['reference_skip']}"
+        other = next((value for _, value in choices if value != reference), reference)
+        return (
+            result.difference_grid,
+            pd.DataFrame(metrics_rows(result.metadata), columns=METRICS_HEADERS),
+            similarity_frame(result.metadata),
+            str(write_zip(result, DOWNLOADS)),
+            gr.Dropdown(choices=choices, value=reference),
+            gr.Dropdown(choices=choices, value=other),
+            (cell_image(result, reference), cell_image(result, other)),
+            result.metadata["seed"],
+        )
 
     def switch_model(model, progress=gr.Progress()):  # noqa: B008 (Gradio's way)
         """Show the chosen model's skip values, native size and description; loads it on first use."""
@@ -141,16 +212,38 @@ def build_demo(models: Sequence[str], load: Callable[[str], object]) -> gr.Block
             chosen = describe(model, load(model))
         except ValueError as error:
             raise gr.Error(sentence(str(error)), title="This model cannot be used") from None
+        references = [("native", 0)] + [(label, n) for label, n in chosen.choices]
         return (
             gr.CheckboxGroup(choices=chosen.choices, value=chosen.skips),
+            gr.Dropdown(choices=references, value=0),
             chosen.width,
             chosen.height,
             chosen.note,
         )
 
-    with gr.Blocks(title="clipskip: CLIP skip, side by side") as demo:
+    def load_settings(path, current_skips, current_model):
+        """Fill the form from a PNG made by this app or by AUTOMATIC1111."""
+        if not path:
+            return [gr.skip()] * 13
+        try:
+            form, notes = read_settings(Path(path))
+        except ValueError as error:
+            raise gr.Error(sentence(str(error)), title="No settings in this image") from None
+        if "prompt_rows" not in form:  # one AUTOMATIC1111 image: its skip joins the current ones, to compare
+            form["skips"] = sorted(set(current_skips or []) | set(form["skips"]))
+        if form.get("model") not in models:
+            if "model" in form:
+                notes.append(f"its model {form['model']!r} is not offered here; {current_model!r} is kept")
+            form.pop("model", None)
+        gr.Info("Settings loaded" + (": " + "; ".join(notes) if notes else ""))
+        names = ["prompt", "negative_prompt", "seed", "seeds", "prompt_rows", "skips", "steps", "guidance_scale"]
+        names += ["width", "height", "scheduler", "model", "reference"]
+        return [form[name] if name in form else gr.skip() for name in names]
+
+    with gr.Blocks(title="clipskip: CLIP skip, side by side", delete_cache=(3600, 3600)) as demo:
         gr.Markdown(INTRO)
         note = gr.Markdown(view.note, elem_classes="caption")
+        result_state = gr.State()
         with gr.Row():
             with gr.Column(scale=2, min_width=320):
                 model = gr.Dropdown(list(models), value=models[0], label="Model", visible=len(models) > 1)
@@ -175,7 +268,23 @@ def build_demo(models: Sequence[str], load: Callable[[str], object]) -> gr.Block
                 with gr.Row():
                     width = gr.Slider(MIN_SIZE, MAX_SIZE, view.width, step=8, label="Width", min_width=140)
                     height = gr.Slider(MIN_SIZE, MAX_SIZE, view.height, step=8, label="Height", min_width=140)
+                with gr.Accordion("Rows and reference", open=False):
+                    seeds = gr.Textbox(
+                        "",
+                        label="Seeds, one row each",
+                        placeholder="42, 43, 44  or  random:3",
+                        info=f"replaces the seed above; up to {MAX_ROWS} rows",
+                    )
+                    prompt_rows = gr.Checkbox(False, label="One prompt per line of the prompt box, one row each")
+                    reference = gr.Dropdown(
+                        [("native", 0)] + view.choices,
+                        value=0,
+                        label="Reference column for the difference view",
+                    )
                 generate = gr.Button("Generate", variant="primary", elem_id="generate")
+                settings_file = gr.File(
+                    label="Load settings from an image (PNG from clipskip or AUTOMATIC1111)", file_types=[".png"]
+                )
             with gr.Column(scale=3, min_width=400):
                 grid = gr.Image(
                     label="Grid",
@@ -195,34 +304,74 @@ def build_demo(models: Sequence[str], load: Callable[[str], object]) -> gr.Block
                     interactive=False,
                     elem_id="cells",
                 )
-                metadata = gr.JSON(label="Metadata (reproduces every cell)", max_height=360)
+                download = gr.File(label="Everything as a zip: grid, difference grid, cells with settings, JSON")
+                with gr.Tab("Difference"):
+                    difference = gr.Image(
+                        label="Difference from the reference column",
+                        type="pil",
+                        format="png",
+                        interactive=False,
+                        buttons=["download", "fullscreen"],
+                        elem_id="difference",
+                    )
+                    metrics = gr.Dataframe(headers=METRICS_HEADERS, label="Per cell", interactive=False)
+                with gr.Tab("Embeddings"):
+                    similarity = gr.LinePlot(
+                        x="CLIP skip",
+                        y="cosine similarity",
+                        color="prompt",
+                        label="How close each layer's conditioning is to the native one (all layers, real tokens)",
+                        y_lim=[-1, 1],
+                    )
+                with gr.Tab("A/B"):
+                    with gr.Row():
+                        pick_a = gr.Dropdown(label="A (left)")
+                        pick_b = gr.Dropdown(label="B (right)")
+                    slider = gr.ImageSlider(label="Drag to compare", type="pil", format="png")
+                with gr.Tab("Metadata"):
+                    metadata = gr.JSON(label="Metadata (reproduces every cell)", max_height=480)
         gr.Examples(EXAMPLES, inputs=[prompt, negative_prompt, seed], label="Examples")
 
         inputs = [prompt, negative_prompt, seed, skips, steps, guidance_scale, width, height, scheduler, model]
+        inputs += [seeds, prompt_rows, reference]
         gr.on(
             [generate.click, prompt.submit],
             run_compare,
             inputs,
-            [grid, gallery, metadata],
+            [grid, gallery, metadata, result_state],
             api_name="compare",
             show_progress_on=grid,
-        ).success(lambda meta: meta["seed"], metadata, seed_used, api_visibility="private")
-        model.change(switch_model, model, [skips, width, height, note], api_visibility="private")
+        ).success(
+            show_analysis,
+            result_state,
+            [difference, metrics, similarity, download, pick_a, pick_b, slider, seed_used],
+            api_visibility="private",
+        )
+        for picker in (pick_a, pick_b):
+            picker.change(
+                lambda result, a, b: (cell_image(result, a), cell_image(result, b)),
+                [result_state, pick_a, pick_b],
+                slider,
+                api_visibility="private",
+            )
+        model.change(switch_model, model, [skips, reference, width, height, note], api_visibility="private")
+        settings_file.upload(
+            load_settings,
+            [settings_file, skips, model],
+            [prompt, negative_prompt, seed, seeds, prompt_rows, skips, steps, guidance_scale, width, height]
+            + [scheduler, model, reference],
+            api_visibility="private",
+        )
         dice.click(lambda: RANDOM_SEED, None, seed, api_visibility="private")
         reuse.click(lambda used: RANDOM_SEED if used is None else used, seed_used, seed, api_visibility="private")
     return demo
 
 
-def sentence(message: str) -> str:
-    return message[:1].upper() + message[1:]
-
-
 def serve(settings: AppSettings, *, prevent_thread_lock: bool = False) -> gr.Blocks:
     """Load the first model, then serve the app on `settings.host:settings.port`."""
     pipelines.max_loaded = settings.max_loaded
-    demo = build_demo(
-        settings.models, partial(load_pipeline, device=settings.device, dtype=settings.dtype, options=settings.options)
-    )
+    load = partial(load_pipeline, device=settings.device, dtype=settings.dtype, options=settings.options)
+    demo = build_demo(settings.models, load)
     demo.queue(default_concurrency_limit=1, max_size=MAX_QUEUE)  # one render at a time: each fills the device
     demo.launch(
         server_name=settings.host,

@@ -44,7 +44,8 @@ def test_result_keeps_the_order_asked_and_sizes(pipe):
     assert isinstance(result, Comparison)
     assert list(result.images) == [3, 1, 2]
     assert {image.size for image in result.images.values()} == {(64, 128)}
-    assert [cell["skip"] for cell in result.metadata["cells"]] == [3, 1, 2]
+    assert [column["skip"] for column in result.metadata["columns"]] == [3, 1, 2]
+    assert [cell["skip"] for cell in result.metadata["rows"][0]["cells"]] == [3, 1, 2]
 
 
 def test_native_size_is_the_default(pipe):
@@ -56,7 +57,7 @@ def test_native_size_is_the_default(pipe):
 def test_random_seed_is_drawn_recorded_and_reproduces(pipe):
     drawn = compare(pipe, "a lake", seed=-1, skips=[2], **TINY)
     seed = drawn.metadata["seed"]
-    assert 0 <= seed <= MAX_SEED and drawn.metadata["seed_requested"] == -1
+    assert 0 <= seed <= MAX_SEED and drawn.metadata["rows"][0]["seed_requested"] == -1
     again = compare(pipe, "a lake", seed=seed, skips=[2], **TINY)
     assert np.array_equal(pixels(drawn.images[2]), pixels(again.images[2]))
 
@@ -81,7 +82,7 @@ def test_metadata_has_every_setting_and_survives_json(pipe):
         64,
         [1, 2],
     )
-    assert metadata["cells"][1] == {
+    assert metadata["columns"][1] == {
         "skip": 2,
         "native": False,
         "hidden_states": -2,
@@ -91,7 +92,8 @@ def test_metadata_has_every_setting_and_survives_json(pipe):
         "diffusers": "clip_skip=1",
     }
     assert (metadata["family"], metadata["negative_conditioning"]) == ("SD 1.x", "the same layer as the prompt")
-    assert set(metadata["versions"]) == {"torch", "diffusers", "transformers"}
+    assert set(metadata["versions"]) == {"torch", "diffusers", "transformers", "gradio"}
+    assert len(metadata["weights_sha256"]) == 64
 
 
 def test_progress_is_reported_every_step(pipe):
@@ -173,11 +175,11 @@ def test_flagged_cells_are_shown_as_blocked_with_the_reason(tmp_path):
     tiny_models.sd1_with_safety_checker().save_pretrained(tmp_path / "safe")
     guarded = load_pipeline(str(tmp_path / "safe"), device="cpu")
     result = compare(guarded, "a red fox", seed=1, skips=[1, 2], **TINY)
-    assert [cell["blocked"] for cell in result.metadata["cells"]] == [BLOCKED, BLOCKED]
+    assert [cell["blocked"] for cell in result.metadata["rows"][0]["cells"]] == [BLOCKED, BLOCKED]
     for image in result.images.values():
         assert pixels(image).max() > 0 and pixels(image).std() > 0  # a labelled stand-in, not a black square
     unguarded = load_pipeline(str(tmp_path / "safe"), device="cpu", options=LoadOptions(safety_checker=False))
-    assert "blocked" not in compare(unguarded, "a red fox", seed=1, skips=[1], **TINY).metadata["cells"][0]
+    assert "blocked" not in compare(unguarded, "a red fox", seed=1, skips=[1], **TINY).metadata["rows"][0]["cells"][0]
 
 
 def test_tiled_vae_decoding_is_recorded_past_the_native_size(pipe):

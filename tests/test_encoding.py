@@ -114,12 +114,13 @@ def test_layer_choice_names_every_tool_equivalent(pipe):
 
 def test_long_prompts_are_cut_at_the_window_and_the_cut_words_returned(pipe):
     words = " ".join(f"word{i}" for i in range(100))
-    ids, dropped = tokenize(pipe.tokenizer, pipe.text_encoder, words)
+    ids, length, dropped = tokenize(pipe.tokenizer, pipe.text_encoder, words)
+    assert length == 77
     assert ids.shape == (1, 77)
     assert dropped is not None and dropped.replace(" ", "").endswith("word98word99")  # CLIP splits digits apart
     kept = pipe.tokenizer.decode(ids[0], skip_special_tokens=True)
     assert kept.replace(" ", "") + dropped.replace(" ", "") == words.replace(" ", "")
-    assert tokenize(pipe.tokenizer, pipe.text_encoder, "a short prompt")[1] is None
+    assert tokenize(pipe.tokenizer, pipe.text_encoder, "a red fox")[1:] == (5, None)  # start, 3 words, end
 
 
 @pytest.mark.parametrize("text", TEXTS[:2])

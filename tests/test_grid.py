@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clipskip.grid import GAP, MIN_CELL, fit, font, render_grid, wrap
+from clipskip.grid import GAP, INK, MIN_CELL, fit, font, render_grid, wrap
 
 HEADERS = [["CLIP skip 1", "layer 12 of 12 · final norm"], ["CLIP skip 2", "layer 11 of 12 · final norm"]]
 
@@ -31,7 +31,7 @@ def header_height(grid, cell_colour):
 def test_columns_in_order_at_a_readable_size(size, scale):
     red, blue, green = (200, 0, 0), (0, 0, 200), (0, 160, 0)
     images = [solid(red, (size, size)), solid(blue, (size, size)), solid(green, (size, size))]
-    grid = render_grid(images, HEADERS + [["CLIP skip 3", "layer 10 of 12"]], ["Prompt: a cat", "seed 1"])
+    grid = render_grid([images], HEADERS + [["CLIP skip 3", "layer 10 of 12"]], ["Prompt: a cat", "seed 1"])
     cell = size * scale
     assert cell >= MIN_CELL or scale == 1
     assert grid.width == 3 * cell + 4 * GAP
@@ -47,27 +47,29 @@ def test_enlarging_is_exact_nearest_neighbour_and_said_in_the_caption():
     rng = np.random.default_rng(0)
     image = Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))
     marker = solid((1, 2, 3), (64, 64))
-    grid = render_grid([marker, image], HEADERS, ["Prompt: x"])
+    grid = render_grid([[marker, image]], HEADERS, ["Prompt: x"])
     top = header_height(grid, (1, 2, 3))
     enlarged = column_box(grid, 1, 256, top)
     assert np.array_equal(np.asarray(enlarged), np.asarray(image.resize((256, 256), Image.NEAREST)))
-    same_cells_unscaled = render_grid([solid((1, 2, 3), (256, 256))] * 2, HEADERS, ["Prompt: x"])
+    same_cells_unscaled = render_grid([[solid((1, 2, 3), (256, 256))] * 2], HEADERS, ["Prompt: x"])
     assert same_cells_unscaled.width == grid.width
     assert grid.height > same_cells_unscaled.height  # one more caption line: "cells shown enlarged 4×"
 
 
 def test_warnings_and_long_prompts_make_the_caption_taller_not_wider():
     images = [solid((0, 0, 0), (256, 256))] * 2
-    short = render_grid(images, HEADERS, ["Prompt: a cat", "seed 1"])
-    long = render_grid(images, HEADERS, ["Prompt: " + "a very long prompt " * 40, "seed 1"], ["prompt was cut"])
+    short = render_grid([images], HEADERS, ["Prompt: a cat", "seed 1"])
+    long = render_grid([images], HEADERS, ["Prompt: " + "a very long prompt " * 40, "seed 1"], ["prompt was cut"])
     assert long.width == short.width and long.height > short.height
 
 
 def test_mismatched_inputs_are_refused():
-    with pytest.raises(ValueError, match="one header per image"):
-        render_grid([solid((0, 0, 0))], HEADERS, [])
-    with pytest.raises(ValueError, match="all images must be 512×512; image 2 is 256×256"):
-        render_grid([solid((0, 0, 0)), solid((0, 0, 0), (256, 256))], HEADERS, [])
+    with pytest.raises(ValueError, match="need one header per column and 2 images in every row"):
+        render_grid([[solid((0, 0, 0))]], HEADERS, [])
+    with pytest.raises(ValueError, match="all images must be 512×512; row 1, column 2 is 256×256"):
+        render_grid([[solid((0, 0, 0)), solid((0, 0, 0), (256, 256))]], HEADERS, [])
+    with pytest.raises(ValueError, match="need one label per row, got 1 labels for 2 rows"):
+        render_grid([[solid((0, 0, 0))] * 2] * 2, HEADERS, [], row_labels=["seed 1"])
 
 
 def test_fit_and_wrap_stay_inside_the_width():
@@ -83,3 +85,24 @@ def test_fit_and_wrap_stay_inside_the_width():
 def test_grid_module_imports_neither_torch_nor_gradio():
     code = "import sys, clipskip.grid, clipskip.metadata; print(sorted({'torch', 'gradio'} & set(sys.modules)))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
+
+
+def test_rows_stack_under_their_labels_with_badges_and_footer():
+    red, blue = (200, 0, 0), (0, 0, 200)
+    rows = [[solid(red, (256, 256)), solid(blue, (256, 256))], [solid(blue, (256, 256)), solid(red, (256, 256))]]
+    plain = render_grid(rows, HEADERS, ["Prompt: x"])
+    labelled = render_grid(rows, HEADERS, ["Prompt: x"], row_labels=["seed 1", "seed 2"])
+    assert labelled.width == plain.width == 2 * 256 + 3 * GAP
+    assert labelled.height > plain.height  # a label band over each row
+    column = np.asarray(plain)[:, GAP + 128]
+    reds = np.flatnonzero((column == red).all(axis=1))
+    blues = np.flatnonzero((column == blue).all(axis=1))
+    assert len(reds) == len(blues) == 256 and blues[0] > reds[-1]  # row 2 under row 1
+    badged = render_grid(rows, HEADERS, ["Prompt: x"], badges={(1, 0): "same as skip 1"})
+    assert not np.array_equal(np.asarray(badged), np.asarray(plain))
+    bottom_left = np.asarray(badged)[blues[-1] - 20 : blues[-1], GAP : GAP + 100]
+    assert (bottom_left == INK).all(axis=2).any()  # the badge's dark box sits on row 2, column 1
+    footer = solid((0, 255, 0), (100, 20))
+    with_footer = render_grid(rows, HEADERS, ["Prompt: x"], footer=footer)
+    assert with_footer.height == plain.height + 20 + GAP
+    assert (np.asarray(with_footer)[-GAP - 10, GAP + 50] == (0, 255, 0)).all()

@@ -2,7 +2,15 @@
 
 import json
 
-from clipskip.metadata import caption_lines, cell_caption, cell_header, to_json
+from clipskip.metadata import (
+    caption_lines,
+    cell_caption,
+    cell_header,
+    difference_badge,
+    metrics_rows,
+    row_labels,
+    to_json,
+)
 
 CELL = {
     "skip": 2,
@@ -36,6 +44,8 @@ METADATA = {
     "height": 512,
     "model": "embedded",
     "family": "SD 1.x",
+    "rows_by": "seed",
+    "rows": [{"prompt": "a fox", "seed": 42}],
 }
 
 
@@ -70,3 +80,35 @@ def test_caption_has_prompt_and_every_setting():
 def test_json_keeps_unicode_and_round_trips():
     text = to_json(METADATA | {"prompt": "猫 · café"})
     assert "猫 · café" in text and json.loads(text)["prompt"] == "猫 · café"
+
+
+def test_rows_show_in_labels_and_caption():
+    seeds = METADATA | {"rows": [{"prompt": "a fox", "seed": 42}, {"prompt": "a fox", "seed": 43}]}
+    assert row_labels(seeds) == ["seed 42", "seed 43"]
+    assert caption_lines(seeds)[-1].startswith("seeds 42, 43 · 20 steps")
+    prompts = METADATA | {"rows_by": "prompt", "rows": [{"prompt": "a fox", "seed": 1}, {"prompt": "", "seed": 1}]}
+    assert row_labels(prompts) == ["Prompt 1: a fox", "Prompt 2: (empty)"]
+    assert caption_lines(prompts)[0] == "Prompts: one per row, as labelled"
+    assert caption_lines(prompts)[-1].startswith("seed 1 · ")
+
+
+def test_metrics_table_has_a_row_per_cell_with_notes():
+    metadata = METADATA | {
+        "reference_skip": 1,
+        "columns": [CELL | {"skip": 1}, CELL],
+        "rows": [
+            {
+                "prompt": "a fox",
+                "seed": 42,
+                "cells": [
+                    {"skip": 1, "mean_abs_diff": 0.0, "ssim": 1.0},
+                    {"skip": 2, "same_as": 1, "mean_abs_diff": 0.0, "ssim": 1.0},
+                ],
+            }
+        ],
+    }
+    assert metrics_rows(metadata) == [
+        ["1", 1, "layer 11/12", 0.0, 1.0, "reference"],
+        ["1", 2, "layer 11/12", 0.0, 1.0, "same as skip 1"],
+    ]
+    assert difference_badge(12.345, 0.81234) == "MAD 12.3 · SSIM 0.812"

@@ -62,12 +62,13 @@ def test_compare_endpoint_good_bad_bad_good(client):
 
 def test_endpoint_parameters_are_named_as_documented(client):
     parameters = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/compare"]["parameters"]
-    assert [p["parameter_name"] for p in parameters] == list(GOOD)
+    assert [p["parameter_name"] for p in parameters] == [*GOOD, "seeds", "prompt_rows", "reference"]
+    assert [p["parameter_has_default"] for p in parameters][-4:] == [True] * 4  # model and the row settings
 
 
 def test_random_seed_is_reported(client):
     _, _, metadata = client.predict(**GOOD | {"seed": -1, "skips": [1]}, api_name="/compare")
-    assert metadata["seed_requested"] == -1 and 0 <= metadata["seed"] < 2**32
+    assert metadata["rows"][0]["seed_requested"] == -1 and 0 <= metadata["seed"] < 2**32
 
 
 def test_several_models_each_offered_and_a_broken_one_does_not_stop_the_others(pipe, saved, tmp_path):
@@ -77,7 +78,7 @@ def test_several_models_each_offered_and_a_broken_one_does_not_stop_the_others(p
         client = Client(demo.local_url, verbose=False)
         _, _, metadata = client.predict(**GOOD | {"model": str(saved["sdxl"])}, api_name="/compare")
         assert metadata["family"] == "SDXL" and metadata["model"] == str(saved["sdxl"])
-        assert [cell["native"] for cell in metadata["cells"]] == [False, True, False]
+        assert [column["native"] for column in metadata["columns"]] == [False, True, False]
         with pytest.raises(AppError, match="Could not load model .*missing.safetensors.*: no such file or folder"):
             client.predict(**GOOD | {"model": broken}, api_name="/compare")
         with pytest.raises(AppError):  # only the server's own list: nobody can type a path in

@@ -1,0 +1,54 @@
+"""How much each cell differs from its row's reference cell: a heat map, the mean absolute pixel difference and SSIM.
+
+Pure numpy, scikit-image and PIL: no torch, no gradio.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from .grid import font, line_height
+
+COLOURMAP = "magma"  # perceptually even, dark = no change, bright = most change
+
+
+@dataclass
+class Difference:
+    heat: np.ndarray  # per-pixel absolute difference averaged over RGB, 0..255, shape (height, width)
+    mean_abs_diff: float  # in 0..255 pixel units
+    ssim: float  # structural similarity, 1 = identical
+
+
+def difference(image: Image.Image, reference: Image.Image) -> Difference:
+    from skimage.metrics import structural_similarity
+
+    a = np.asarray(image.convert("RGB"), dtype=np.float64)
+    b = np.asarray(reference.convert("RGB"), dtype=np.float64)
+    heat = np.abs(a - b).mean(axis=2)
+    ssim = structural_similarity(a, b, channel_axis=2, data_range=255)  # 7x7 windows: images are at least 64 px
+    return Difference(heat, float(heat.mean()), float(ssim))
+
+
+def heat_scale(differences: list[Difference]) -> float:
+    """One colour scale for a whole grid, so equal colours mean equal change: the 99th percentile, at least 1."""
+    return max(1.0, max((float(np.percentile(d.heat, 99)) for d in differences), default=1.0))
+
+
+def heat_image(heat: np.ndarray, vmax: float) -> Image.Image:
+    from matplotlib import colormaps
+
+    rgba = colormaps[COLOURMAP](np.clip(heat / vmax, 0, 1), bytes=True)
+    return Image.fromarray(rgba[..., :3])
+
+
+def colour_bar(width: int, vmax: float, size: int = 16) -> Image.Image:
+    """A labelled strip: the colours from no difference to `vmax` (pixel units, 0..255)."""
+    face = font(size)
+    bar_h, gap = size, 4
+    strip = heat_image(np.tile(np.linspace(0, vmax, max(2, width // 2)), (bar_h, 1)), vmax)
+    label = f"absolute difference per pixel (mean of R, G, B; 0–255): 0 … {vmax:.0f} and above"
+    canvas = Image.new("RGB", (width, bar_h + gap + line_height(face)), (255, 255, 255))
+    canvas.paste(strip, (0, 0))
+    ImageDraw.Draw(canvas).text((0, bar_h + gap), label, font=face, fill=(90, 90, 90))
+    return canvas

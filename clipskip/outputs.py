@@ -1,0 +1,128 @@
+"""A comparison on disk: PNGs that carry their own settings, the JSON manifest, a zip; and settings read back.
+
+Every cell PNG has an AUTOMATIC1111-compatible `parameters` text (so AUTOMATIC1111's PNG Info, Civitai and this app
+read it); the grid PNG carries the whole manifest as JSON under `clipskip`. Pure PIL and Python.
+"""
+
+import json
+import time
+import zipfile
+from pathlib import Path
+
+from PIL import Image, PngImagePlugin
+
+from .infotext import form_settings, write_parameters
+from .metadata import to_json
+from .samplers import SAMPLERS
+
+MANIFEST_KEY = "clipskip"
+ZIP_MAX_AGE_S = 3600  # zips older than this are removed when the next one is written
+
+
+def cell_parameters(metadata: dict, row: dict, skip: int) -> str:
+    m = metadata
+    return write_parameters(
+        row["prompt"],
+        m["negative_prompt"],
+        {
+            "Steps": m["steps"],
+            "Sampler": m["sampler"],
+            "CFG scale": f"{m['guidance_scale']:g}",
+            "Seed": row["seed"],
+            "Size": f"{m['width']}x{m['height']}",
+            "Model hash": m["weights_sha256"][:10],
+            "Model": m["model"],
+            "Clip skip": skip,  # written even when 1, unlike AUTOMATIC1111
+            "Version": f"clipskip {m['clipskip_version']}",
+        },
+    )
+
+
+def cell_name(metadata: dict, row_index: int, skip: int) -> str:
+    return f"skip-{skip}.png" if len(metadata["rows"]) == 1 else f"row{row_index + 1}-skip-{skip}.png"
+
+
+def png_text(**chunks: str) -> PngImagePlugin.PngInfo:
+    info = PngImagePlugin.PngInfo()
+    for key, value in chunks.items():
+        info.add_text(key, value)  # iTXt, UTF-8, where the text is not Latin-1
+    return info
+
+
+def write_outputs(result, folder: Path) -> list[Path]:
+    """grid.png (with the manifest), difference.png, one PNG per cell (with `parameters`), comparison.json."""
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest = to_json(result.metadata)
+    paths = [folder / "grid.png", folder / "difference.png"]
+    result.grid.save(paths[0], pnginfo=png_text(**{MANIFEST_KEY: manifest}))
+    result.difference_grid.save(paths[1], pnginfo=png_text(**{MANIFEST_KEY: manifest}))
+    for r, (row, meta_row) in enumerate(zip(result.rows, result.metadata["rows"], strict=True)):
+        for skip, image in row.images.items():
+            path = folder / cell_name(result.metadata, r, skip)
+            image.save(path, pnginfo=png_text(parameters=cell_parameters(result.metadata, meta_row, skip)))
+            paths.append(path)
+    paths.append(folder / "comparison.json")
+    paths[-1].write_text(manifest + "\n", encoding="utf-8")
+    return paths
+
+
+def write_zip(result, folder: Path) -> Path:
+    """Everything `write_outputs` writes, in one zip under `folder`; older zips there are cleaned up."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("clipskip-*.zip"):
+        if time.time() - old.stat().st_mtime > ZIP_MAX_AGE_S:
+            old.unlink(missing_ok=True)
+    stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-seed{result.metadata['seed']}-{time.monotonic_ns() % 10**6}"
+    staging = folder / f"clipskip-{stamp}"
+    paths = write_outputs(result, staging)
+    archive = folder / f"clipskip-{stamp}.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bundle:
+        for path in paths:
+            bundle.write(path, path.name)
+            path.unlink()
+    staging.rmdir()
+    return archive
+
+
+def read_settings(path: Path) -> tuple[dict, list[str]]:
+    """The form settings an image carries (this app's manifest, else AUTOMATIC1111's `parameters`), and notes."""
+    try:
+        with Image.open(path) as image:
+            info = dict(image.info)
+    except (OSError, ValueError):
+        raise ValueError(
+            "this file is not an image that can be read; use a PNG made by clipskip or AUTOMATIC1111"
+        ) from None
+    if MANIFEST_KEY in info:
+        return manifest_settings(json.loads(info[MANIFEST_KEY]))
+    if "parameters" in info:
+        return form_settings(info["parameters"], SAMPLERS)
+    raise ValueError(
+        "this image carries no generation settings (no 'parameters' or 'clipskip' text); images re-saved by "
+        "editors or sent through chat apps and some sites lose them"
+    )
+
+
+def manifest_settings(metadata: dict) -> tuple[dict, list[str]]:
+    rows = metadata["rows"]
+    by_prompt = metadata["rows_by"] == "prompt"
+    form = {
+        "prompt": "\n".join(row["prompt"] for row in rows) if by_prompt else metadata["prompt"],
+        "prompt_rows": by_prompt,
+        "negative_prompt": metadata["negative_prompt"],
+        "seed": metadata["seed"],
+        "seeds": "" if by_prompt or len(rows) == 1 else ", ".join(str(row["seed"]) for row in rows),
+        "skips": metadata["skips"],
+        "steps": metadata["steps"],
+        "guidance_scale": metadata["guidance_scale"],
+        "width": metadata["width"],
+        "height": metadata["height"],
+        "model": metadata["model"],
+        "reference": metadata["reference_skip"],
+    }
+    notes = []
+    if metadata["sampler"] in SAMPLERS:
+        form["scheduler"] = metadata["sampler"]
+    else:
+        notes.append(f"sampler {metadata['sampler']!r} is the model's own, not one of the sampler menu's")
+    return form, notes
