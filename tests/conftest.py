@@ -19,6 +19,19 @@ TINY = {"steps": 2, "width": 64, "height": 64}  # the smallest real comparison: 
 _connect = socket.socket.connect
 
 
+def spy_on_calls(monkeypatch, pipeline_class) -> dict:
+    """The keyword arguments of the pipeline's next call, recorded as it runs."""
+    seen = {}
+    run = pipeline_class.__call__
+
+    def spy(self, *args, **kwargs):
+        seen.update(kwargs)
+        return run(self, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline_class, "__call__", spy)
+    return seen
+
+
 def _local_only(sock, address):
     host = address[0] if isinstance(address, tuple) else None
     if host is not None and host != "localhost" and not ipaddress.ip_address(host).is_loopback:

@@ -12,7 +12,7 @@ from clipskip.encoding import encode
 from clipskip.loading import LoadOptions, load_pipeline
 from clipskip.request import MAX_SEED
 from tests import tiny_models
-from tests.conftest import TINY
+from tests.conftest import TINY, spy_on_calls
 
 
 def pixels(image) -> np.ndarray:
@@ -136,18 +136,6 @@ def test_every_family_renders_a_grid_and_batched_equals_alone(saved, family):
     assert not np.array_equal(pixels(together.images[1]), pixels(together.images[2]))
 
 
-def spy_on_calls(monkeypatch, pipeline_class) -> dict:
-    seen = {}
-    run = pipeline_class.__call__
-
-    def spy(self, *args, **kwargs):
-        seen.update(kwargs)
-        return run(self, *args, **kwargs)
-
-    monkeypatch.setattr(pipeline_class, "__call__", spy)
-    return seen
-
-
 def test_sdxl_negative_prompt_uses_the_same_layer_and_pooled_stays(saved, monkeypatch):
     sdxl = load_pipeline(str(saved["sdxl"]), device="cpu")
     seen = spy_on_calls(monkeypatch, type(sdxl))
@@ -185,3 +173,73 @@ def test_flagged_cells_are_shown_as_blocked_with_the_reason(tmp_path):
 def test_tiled_vae_decoding_is_recorded_past_the_native_size(pipe):
     assert compare(pipe, "a lake", seed=1, skips=[1], steps=1, width=256, height=64).metadata["vae_decode"] == "whole"
     assert compare(pipe, "a lake", seed=1, skips=[1], steps=1, width=264, height=64).metadata["vae_decode"] == "tiled"
+
+
+def test_rows_of_seeds_equal_rows_rendered_one_by_one(pipe):
+    settings = {"negative_prompt": "blurry", "skips": [1, 3], "scheduler": "Euler a", **TINY}
+    rows = compare(pipe, "a red fox", seed=[21, 22], **settings)
+    assert [row.seed for row in rows.rows] == [21, 22] and rows.images is rows.rows[0].images
+    for row in rows.rows:
+        alone = compare(pipe, "a red fox", seed=row.seed, **settings)
+        for skip in (1, 3):
+            assert np.abs(pixels(row.images[skip]) - pixels(alone.images[skip])).max() <= 2
+    assert not np.array_equal(pixels(rows.rows[0].images[1]), pixels(rows.rows[1].images[1]))
+    assert rows.grid.height > compare(pipe, "a red fox", seed=21, **settings).grid.height  # two rows of cells
+
+
+def test_rows_of_prompts_equal_prompts_rendered_one_by_one(pipe):
+    settings = {"seed": 8, "skips": [2, 1], **TINY}
+    rows = compare(pipe, ["a red fox", "a castle at dusk"], **settings)
+    assert [row.prompt for row in rows.rows] == ["a red fox", "a castle at dusk"]
+    assert rows.metadata["rows_by"] == "prompt" and len(rows.metadata["embedding_similarity"]) == 2
+    for row in rows.rows:
+        alone = compare(pipe, row.prompt, **settings)
+        for skip in (2, 1):
+            assert np.abs(pixels(row.images[skip]) - pixels(alone.images[skip])).max() <= 2
+
+
+def test_every_cell_is_measured_against_its_rows_reference(pipe):
+    result = compare(pipe, "a red fox", seed=[1, 2], skips=[1, 2, 3], reference=2, **TINY)
+    assert result.metadata["reference_skip"] == 2
+    for row in result.metadata["rows"]:
+        cells = {cell["skip"]: cell for cell in row["cells"]}
+        assert (cells[2]["mean_abs_diff"], cells[2]["ssim"]) == (0.0, 1.0)
+        assert cells[1]["mean_abs_diff"] > 0 and cells[1]["ssim"] < 1
+    assert result.difference_grid.size[0] == result.grid.size[0]
+
+
+def identity_layer(model, index: int):
+    """Make one transformer layer pass its input through unchanged: its two residual branches output zero."""
+    layer = model.text_encoder.encoder.layers[index]
+    with torch.no_grad():
+        for linear in (layer.self_attn.out_proj, layer.mlp.fc2):
+            linear.weight.zero_()
+            linear.bias.zero_()
+    return model
+
+
+def test_identical_conditioning_is_denoised_once_and_labelled(monkeypatch):
+    model = identity_layer(tiny_models.sd1(), 4)  # 6 layers: the 5th copies the 4th, so skips 2 and 3 agree
+    seen = spy_on_calls(monkeypatch, type(model))
+    result = compare(model, "a red fox", negative_prompt="blurry", seed=[1, 2], skips=[1, 2, 3], **TINY)
+    assert seen["prompt_embeds"].shape[0] == 4  # 2 rows x 2 distinct skips, not 6
+    for row, meta in zip(result.rows, result.metadata["rows"], strict=True):
+        assert row.images[3] is row.images[2]
+        assert [cell.get("same_as") for cell in meta["cells"]] == [None, None, 2]
+    cosine = result.metadata["embedding_similarity"][0]["cosine"]
+    assert cosine[1] == cosine[2] and cosine[0] == pytest.approx(1.0)
+
+
+def test_embedding_similarity_covers_every_layer_over_real_tokens_only(pipe):
+    result = compare(pipe, "a red fox", seed=1, skips=[2], **TINY)
+    entry = result.metadata["embedding_similarity"][0]
+    assert entry["reference_skip"] == 1 and len(entry["cosine"]) == 12  # all layers, not only the skips asked
+    with torch.no_grad():
+        encoding = encode(pipe, "a red fox", range(1, 13))
+    real = slice(1, encoding.length)  # the words and the end token; no start token, no padding
+    for skip in (1, 5, 12):
+        expected = torch.nn.functional.cosine_similarity(
+            encoding.embeddings[skip][0, real], encoding.embeddings[1][0, real], dim=-1
+        ).mean()
+        assert entry["cosine"][skip - 1] == pytest.approx(expected.item(), abs=1e-6)
+    assert entry["cosine"][0] == pytest.approx(1.0) and entry["cosine"][11] < entry["cosine"][1]

@@ -8,7 +8,7 @@ import torch
 from clipskip import compare, skip_embeddings
 from clipskip.encoding import encode, encoder_layers, layer_choice, tokenize
 from clipskip.loading import load_pipeline
-from tests.conftest import TINY
+from tests.conftest import TINY, spy_on_calls
 
 TEXTS = ["a watercolor painting of a fox in a snowy forest", "blurry, lowres, bad anatomy", ""]
 
@@ -83,14 +83,7 @@ def test_skip_embeddings_uses_one_pass(pipe):
 
 
 def test_negative_prompt_gets_the_same_layer_as_the_prompt(pipe, monkeypatch):
-    seen = {}
-    run = type(pipe).__call__
-
-    def spy(self, *args, **kwargs):
-        seen.update(kwargs)
-        return run(self, *args, **kwargs)
-
-    monkeypatch.setattr(type(pipe), "__call__", spy)
+    seen = spy_on_calls(monkeypatch, type(pipe))
     compare(pipe, "a cat", negative_prompt="blurry", seed=3, skips=[2, 4], **TINY)
     expected = skip_embeddings(pipe, "blurry", [2, 4])
     torch.testing.assert_close(seen["negative_prompt_embeds"], torch.cat([expected[2], expected[4]]))

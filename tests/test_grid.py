@@ -82,8 +82,9 @@ def test_fit_and_wrap_stay_inside_the_width():
     assert all(face.getlength(line) <= 300 for line in lines)
 
 
-def test_grid_module_imports_neither_torch_nor_gradio():
-    code = "import sys, clipskip.grid, clipskip.metadata; print(sorted({'torch', 'gradio'} & set(sys.modules)))"
+def test_image_and_metadata_modules_import_neither_torch_nor_gradio():
+    modules = "clipskip.grid, clipskip.metadata, clipskip.analysis, clipskip.infotext, clipskip.outputs"
+    code = f"import sys, {modules}; print(sorted({{'torch', 'gradio'}} & set(sys.modules)))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
 
 

@@ -1,0 +1,52 @@
+"""Heat maps and metrics on synthetic images whose answers are known."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from clipskip.analysis import colour_bar, difference, heat_image, heat_scale
+
+
+def noise(seed: int, size=(64, 64)) -> Image.Image:
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (*size, 3), dtype=np.uint8))
+
+
+def test_identical_images_differ_by_nothing():
+    image = noise(0)
+    same = difference(image, image.copy())
+    assert same.mean_abs_diff == 0.0 and same.ssim == pytest.approx(1.0)
+    assert same.heat.shape == (64, 64) and not same.heat.any()
+
+
+def test_a_uniform_shift_is_measured_exactly():
+    base = np.full((64, 64, 3), 100, dtype=np.uint8)
+    shifted = base.copy()
+    shifted[:, :, 0] += 30  # red channel only: 30 / 3 = 10 per pixel on average over RGB
+    result = difference(Image.fromarray(shifted), Image.fromarray(base))
+    assert result.mean_abs_diff == pytest.approx(10.0)
+    assert np.allclose(result.heat, 10.0)
+
+
+def test_unrelated_images_have_low_ssim_and_a_change_shows_where_it_is():
+    assert difference(noise(1), noise(2)).ssim < 0.1
+    base = np.zeros((64, 64, 3), dtype=np.uint8)
+    patched = base.copy()
+    patched[10:20, 30:40] = 255
+    heat = difference(Image.fromarray(patched), Image.fromarray(base)).heat
+    assert heat[10:20, 30:40].min() == 255 and heat.sum() == 255 * 100
+
+
+def test_heat_images_share_one_scale_and_run_dark_to_bright():
+    small = difference(noise(3), noise(3))
+    big = difference(noise(4), noise(5))
+    vmax = heat_scale([small, big])
+    assert vmax == pytest.approx(np.percentile(big.heat, 99))
+    assert heat_scale([small]) == 1.0  # never zero, so an all-equal grid still draws
+    ramp = heat_image(np.array([[0.0, vmax / 2, vmax, 2 * vmax]]), vmax)
+    brightness = np.asarray(ramp).astype(int).sum(axis=2)[0]
+    assert brightness[0] < brightness[1] < brightness[2] == brightness[3]  # clipped at vmax
+
+
+def test_colour_bar_is_labelled_and_as_wide_as_asked():
+    bar = colour_bar(300, 12.0)
+    assert bar.width == 300 and bar.height > 16
