@@ -15,7 +15,7 @@ from .embedded import NAME as EMBEDDED
 from .encoding import encoder_layers, native_skip
 from .families import detect_family
 from .loading import load_pipeline, pipelines
-from .metadata import cell_caption, metrics_rows, row_labels
+from .metadata import cell_caption, metrics_rows
 from .outputs import read_settings, write_zip
 from .request import (
     DEFAULT_GUIDANCE,
@@ -93,14 +93,21 @@ def sentence(message: str) -> str:
     return message[:1].upper() + message[1:]
 
 
+def reuse_seed(used: str) -> int:
+    """The seed box after ♻️: the last render's (first) seed, or random when there was none."""
+    first = (used or "").split(",")[0].strip()
+    return int(first) if first.isdigit() else RANDOM_SEED
+
+
+def short_row_labels(metadata: dict) -> list[str]:
+    by = metadata["rows_by"]
+    return [f"seed {row['seed']}" if by == "seed" else f"prompt {i}" for i, row in enumerate(metadata["rows"], 1)]
+
+
 def cell_choices(result: Comparison) -> list[tuple[str, str]]:
     """Every cell, for the A/B pickers: (label, "row:skip")."""
-    labels = row_labels(result.metadata) if len(result.rows) > 1 else [""]
-    return [
-        (f"{labels[r]} · skip {skip}".lstrip(" ·"), f"{r}:{skip}")
-        for r, row in enumerate(result.rows)
-        for skip in row.images
-    ]
+    labels = short_row_labels(result.metadata)
+    return [(f"{labels[r]} · skip {skip}", f"{r}:{skip}") for r, row in enumerate(result.rows) for skip in row.images]
 
 
 def cell_image(result: Comparison | None, choice: str | None):
@@ -180,11 +187,10 @@ def build_demo(models: Sequence[str], load: Callable[[str], object]) -> gr.Block
             raise gr.Error(sentence(str(error)), title="Please change a setting") from None
         for warning in result.warnings:
             gr.Warning(sentence(warning))
-        labels = row_labels(result.metadata) if len(result.rows) > 1 else None
         columns = {column["skip"]: column for column in result.metadata["columns"]}
-        gallery = [
-            (image, (f"{labels[r]} · " if labels else "") + cell_caption(columns[skip]))
-            for r, row in enumerate(result.rows)
+        gallery = [  # short enough for a thumbnail: the grid and the metadata say the rest
+            (image, f"{label} · skip {skip}" if len(result.rows) > 1 else cell_caption(columns[skip]))
+            for label, row in zip(short_row_labels(result.metadata), result.rows, strict=True)
             for skip, image in row.images.items()
         ]
         return result.grid, gallery, result.metadata, result
@@ -202,7 +208,7 @@ def build_demo(models: Sequence[str], load: Callable[[str], object]) -> gr.Block
             gr.Dropdown(choices=choices, value=reference),
             gr.Dropdown(choices=choices, value=other),
             (cell_image(result, reference), cell_image(result, other)),
-            result.metadata["seed"],
+            ", ".join(str(seed) for seed in dict.fromkeys(row["seed"] for row in result.metadata["rows"])),
         )
 
     def switch_model(model, progress=gr.Progress()):  # noqa: B008 (Gradio's way)
@@ -259,7 +265,7 @@ def build_demo(models: Sequence[str], load: Callable[[str], object]) -> gr.Block
                     seed = gr.Number(RANDOM_SEED, label="Seed (−1 = random)", scale=3, min_width=120)
                     dice = gr.Button("🎲", scale=0, min_width=48)
                     reuse = gr.Button("♻️", scale=0, min_width=48)
-                    seed_used = gr.Number(label="Seed used", interactive=False, scale=3, min_width=120)
+                    seed_used = gr.Textbox("", label="Seed used", interactive=False, scale=3, min_width=120)
                 with gr.Row():
                     scheduler = gr.Dropdown(list(SAMPLERS), value=DEFAULT_SAMPLER, label="Sampler", min_width=140)
                     steps = gr.Slider(1, MAX_STEPS, DEFAULT_STEPS, step=1, label="Steps", min_width=140)
@@ -283,7 +289,9 @@ def build_demo(models: Sequence[str], load: Callable[[str], object]) -> gr.Block
                     )
                 generate = gr.Button("Generate", variant="primary", elem_id="generate")
                 settings_file = gr.File(
-                    label="Load settings from an image (PNG from clipskip or AUTOMATIC1111)", file_types=[".png"]
+                    label="Load settings from an image (PNG from clipskip or AUTOMATIC1111)",
+                    file_types=[".png"],
+                    elem_id="load-settings",
                 )
             with gr.Column(scale=3, min_width=400):
                 grid = gr.Image(
@@ -304,7 +312,9 @@ def build_demo(models: Sequence[str], load: Callable[[str], object]) -> gr.Block
                     interactive=False,
                     elem_id="cells",
                 )
-                download = gr.File(label="Everything as a zip: grid, difference grid, cells with settings, JSON")
+                download = gr.File(
+                    label="Everything as a zip: grid, difference grid, cells with settings, JSON", interactive=False
+                )
                 with gr.Tab("Difference"):
                     difference = gr.Image(
                         label="Difference from the reference column",
@@ -322,6 +332,7 @@ def build_demo(models: Sequence[str], load: Callable[[str], object]) -> gr.Block
                         color="prompt",
                         label="How close each layer's conditioning is to the native one (all layers, real tokens)",
                         y_lim=[-1, 1],
+                        x_axis_format="d",
                     )
                 with gr.Tab("A/B"):
                     with gr.Row():
@@ -363,7 +374,7 @@ def build_demo(models: Sequence[str], load: Callable[[str], object]) -> gr.Block
             api_visibility="private",
         )
         dice.click(lambda: RANDOM_SEED, None, seed, api_visibility="private")
-        reuse.click(lambda used: RANDOM_SEED if used is None else used, seed_used, seed, api_visibility="private")
+        reuse.click(reuse_seed, seed_used, seed, api_visibility="private")
     return demo
 
 

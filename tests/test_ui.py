@@ -108,3 +108,21 @@ def test_renders_run_under_spaces_gpu_on_zerogpu_and_unchanged_elsewhere(monkeyp
     assert on_zero_gpu(render)() == "image" and wrapped == [(render, 120)]
     monkeypatch.setitem(sys.modules, "spaces", None)  # import spaces -> ImportError, as off Spaces
     assert on_zero_gpu(render) is render
+
+
+def test_the_form_follows_the_model_native_skip_marked_and_selected_around_it(pipe, saved):
+    from clipskip.loading import load_pipeline
+    from clipskip.ui import describe
+
+    embedded = describe("embedded", pipe)
+    assert embedded.skips == [1, 2, 3, 4] and embedded.choices[0] == ("1 (native)", 1) and len(embedded.choices) == 12
+    assert (embedded.width, embedded.height) == (256, 256)
+    sdxl = describe("x", load_pipeline(str(saved["sdxl"]), device="cpu"))
+    assert sdxl.skips == [1, 2, 3, 4] and sdxl.choices[1] == ("2 (native)", 2) and len(sdxl.choices) == 5
+    assert "SDXL · text encoder layers: 5 and 7 · native CLIP skip 2" in sdxl.note
+
+
+def test_reuse_takes_the_first_seed_used():
+    from clipskip.ui import reuse_seed
+
+    assert (reuse_seed("42"), reuse_seed("42, 43"), reuse_seed(""), reuse_seed(None)) == (42, 42, -1, -1)
