@@ -8,6 +8,7 @@ import copy
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 
 import torch
 from PIL import Image
@@ -17,6 +18,7 @@ from .analysis import Difference, colour_bar, difference, heat_image, heat_scale
 from .encoding import Encoding, encode, encoder_layers, layer_choice, layer_similarity, token_window
 from .families import detect_family
 from .grid import blocked_cell, render_grid
+from .loading import free_memory
 from .metadata import caption_lines, cell_header, difference_badge, row_labels
 from .provenance import library_versions, weights_hash
 from .request import DEFAULT_GUIDANCE, DEFAULT_SKIPS, DEFAULT_STEPS, MAX_SEED, RANDOM_SEED, ComparisonRequest
@@ -63,6 +65,60 @@ def truncation_warning(which: str, pipe, dropped: str) -> str:
     return f"the {which} is longer than the text encoder's {window}-token window; dropped: “{dropped}”"
 
 
+class Stopped(Exception):
+    """The render was stopped on request (a Stop button, a closed tab)."""
+
+
+class OutOfMemory(ValueError):
+    """Not even one cell fits in memory; the message says what to make smaller."""
+
+
+def out_of_memory_errors() -> tuple[type[BaseException], ...]:
+    return (MemoryError, torch.OutOfMemoryError)  # CPU allocations, and CUDA's (torch.cuda.OutOfMemoryError)
+
+
+def denoise(run, conditioning: dict, seeds: list[int], settings: dict, max_batch, progress, should_stop):
+    """Images and safety flags for every cell, in chunks of at most `max_batch` cells. When a chunk runs out of
+    memory, the memory is released and the chunk size halves; each cell's own generator makes the images the same
+    whatever the chunking."""
+    cells = len(seeds)
+    size = min(max_batch or cells, cells)
+    images, flagged = [], []
+    while len(images) < cells:
+        chunk = slice(len(images), len(images) + size)
+        done = len(images)  # cells finished before this chunk, for the progress fraction
+        count = len(seeds[chunk])
+
+        def report(_pipe, step, _timestep, tensors, done=done, count=count):
+            if should_stop is not None and should_stop():
+                raise Stopped("stopped")
+            if progress is not None:  # steps done, as a share of the whole job, in units of steps
+                steps_done = Fraction(done * settings["num_inference_steps"] + (step + 1) * count, cells)
+                whole = steps_done.denominator == 1  # always, unless memory ran short and chunks are uneven
+                progress(int(steps_done) if whole else float(steps_done), settings["num_inference_steps"])
+            return tensors
+
+        try:
+            output = run(
+                **{name: tensor[chunk] for name, tensor in conditioning.items()},
+                **settings,
+                generator=[torch.Generator("cpu").manual_seed(seed) for seed in seeds[chunk]],
+                callback_on_step_end=report,
+            )
+        except out_of_memory_errors():
+            free_memory()
+            if size == 1:
+                raise OutOfMemory(
+                    f"not enough memory for even one {settings['width']}×{settings['height']} image on "
+                    f"{run._execution_device}; make the width and height smaller (fewer cells or steps do not help)"
+                ) from None
+            size //= 2
+            continue
+        images += output.images
+        flagged += getattr(output, "nsfw_content_detected", None) or [False] * count
+    return images, flagged
+
+
 def same_conditioning(positive: Encoding, negative: Encoding | None, skip: int, earlier: int) -> bool:
     same = torch.equal(positive.embeddings[skip], positive.embeddings[earlier])
     return same and (negative is None or torch.equal(negative.embeddings[skip], negative.embeddings[earlier]))
@@ -82,12 +138,16 @@ def compare(
     height: int | None = None,
     scheduler: str | None = None,
     reference: int | None = None,
+    max_batch: int | None = None,
     progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> Comparison:
     """Render each (prompt, seed) row at each CLIP skip in `skips`, all cells as one batch; seed -1 draws one.
 
     `prompt` or `seed` may be a list (the rows); `reference` is the column the difference view compares with
-    (default: the model's native skip when it is among `skips`, else the first)."""
+    (default: the model's native skip when it is among `skips`, else the first). `max_batch` bounds how many cells
+    go through the denoiser at once (the images are the same); `should_stop` is asked after every step, and a true
+    answer ends the render with `Stopped`."""
     # 1. Check inputs
     family = detect_family(pipe)
     layers = encoder_layers(pipe)
@@ -146,12 +206,8 @@ def compare(
     run.scheduler = make_scheduler(request.scheduler, pipe.scheduler)
     run.set_progress_bar_config(disable=True)
 
-    # 5. Denoise every unique cell in one batch, each with a generator seeded with its row's seed
-    def report(_pipe, step, _timestep, tensors):
-        if progress is not None:
-            progress(step + 1, request.steps)
-        return tensors
-
+    # 5. Denoise every unique cell in one batch (or chunks, when memory runs short), each with a generator seeded
+    #    with its row's seed
     conditioning = {"prompt_embeds": torch.cat([positives[rows[r][0]].embeddings[k] for r, k in unique])}
     if negative is not None:
         conditioning["negative_prompt_embeds"] = torch.cat([negative.embeddings[k] for _, k in unique])
@@ -159,17 +215,15 @@ def compare(
         conditioning["pooled_prompt_embeds"] = torch.cat([positives[rows[r][0]].pooled for r, _ in unique])
         if negative is not None:
             conditioning["negative_pooled_prompt_embeds"] = negative.pooled.repeat(len(unique), 1)
-    output = run(
-        **conditioning,
-        num_inference_steps=request.steps,
-        guidance_scale=request.guidance_scale,
-        width=width,
-        height=height,
-        generator=[torch.Generator("cpu").manual_seed(rows[r][1]) for r, _ in unique],
-        callback_on_step_end=report,
-    )
-    flagged = getattr(output, "nsfw_content_detected", None) or [False] * len(unique)
-    rendered = dict(zip(unique, zip(output.images, flagged, strict=True), strict=True))
+    settings = {
+        "num_inference_steps": request.steps,
+        "guidance_scale": request.guidance_scale,
+        "width": width,
+        "height": height,
+    }
+    seeds = [rows[r][1] for r, _ in unique]
+    rendered_images, flagged = denoise(run, conditioning, seeds, settings, max_batch, progress, should_stop)
+    rendered = dict(zip(unique, zip(rendered_images, flagged, strict=True), strict=True))
     blocked = {cell for cell, (_, bad) in rendered.items() if bad}
     images = {cell: blocked_cell(image.size, BLOCKED) if bad else image for cell, (image, bad) in rendered.items()}
     for (r, skip), twin in same_as.items():

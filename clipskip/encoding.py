@@ -6,6 +6,7 @@ concatenated as the UNet expects, and the pooled embedding stays the second enco
 diffusers' own `clip_skip` is not used: it crashes with transformers >= 5.6 and never skips the negative prompt.
 """
 
+import threading
 from dataclasses import dataclass
 
 import torch
@@ -91,11 +92,17 @@ def token_window(tokenizer, encoder) -> int:
     return min(tokenizer.model_max_length, encoder.config.max_position_embeddings)
 
 
+# A fast tokenizer keeps its padding and truncation settings in shared state and resets them on every call, so two
+# requests tokenizing at once could get each other's settings: one at a time.
+_tokenizing = threading.Lock()
+
+
 def tokenize(tokenizer, encoder, text: str) -> tuple[torch.Tensor, int, str | None]:
     """Token ids padded to the window, how many are not padding, and the words dropped past the window."""
     window = token_window(tokenizer, encoder)
-    ids = tokenizer(text, padding="max_length", max_length=window, truncation=True, return_tensors="pt").input_ids
-    full = tokenizer(text, truncation=False, verbose=False, return_tensors="pt").input_ids
+    with _tokenizing:
+        ids = tokenizer(text, padding="max_length", max_length=window, truncation=True, return_tensors="pt").input_ids
+        full = tokenizer(text, truncation=False, verbose=False, return_tensors="pt").input_ids
     if full.shape[-1] <= window:
         return ids, full.shape[-1], None
     return ids, window, tokenizer.decode(full[0, window - 1 : -1], skip_special_tokens=True)

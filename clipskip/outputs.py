@@ -17,6 +17,7 @@ from .samplers import SAMPLERS
 
 MANIFEST_KEY = "clipskip"
 ZIP_MAX_AGE_S = 3600  # zips older than this are removed when the next one is written
+ZIP_MAX_TOTAL_BYTES = 512 * 2**20  # and the oldest go while all of them together are larger than this
 
 
 def cell_parameters(metadata: dict, row: dict, skip: int) -> str:
@@ -66,12 +67,21 @@ def write_outputs(result, folder: Path) -> list[Path]:
     return paths
 
 
-def write_zip(result, folder: Path) -> Path:
-    """Everything `write_outputs` writes, in one zip under `folder`; older zips there are cleaned up."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.glob("clipskip-*.zip"):
-        if time.time() - old.stat().st_mtime > ZIP_MAX_AGE_S:
+def clean_up(folder: Path, keep: Path, max_age_s: float, max_total_bytes: int) -> None:
+    """Remove zips older than `max_age_s`, then the oldest while together they pass `max_total_bytes`."""
+    zips = sorted(folder.glob("clipskip-*.zip"), key=lambda path: path.stat().st_mtime)
+    total = sum(path.stat().st_size for path in zips)
+    for old in zips:
+        if old != keep and (time.time() - old.stat().st_mtime > max_age_s or total > max_total_bytes):
+            total -= old.stat().st_size
             old.unlink(missing_ok=True)
+
+
+def write_zip(
+    result, folder: Path, max_age_s: float = ZIP_MAX_AGE_S, max_total_bytes: int = ZIP_MAX_TOTAL_BYTES
+) -> Path:
+    """Everything `write_outputs` writes, in one zip under `folder`, which is kept small (see `clean_up`)."""
+    folder.mkdir(parents=True, exist_ok=True)
     stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-seed{result.metadata['seed']}-{time.monotonic_ns() % 10**6}"
     staging = folder / f"clipskip-{stamp}"
     paths = write_outputs(result, staging)
@@ -81,6 +91,7 @@ def write_zip(result, folder: Path) -> Path:
             bundle.write(path, path.name)
             path.unlink()
     staging.rmdir()
+    clean_up(folder, archive, max_age_s, max_total_bytes)
     return archive
 
 

@@ -98,7 +98,7 @@ def check_rows(prompts: tuple, seeds: tuple) -> None:
 
 def check_skips(skips, max_skip: int) -> tuple[int, ...]:
     if isinstance(skips, (str, bytes)) or not isinstance(skips, Iterable):
-        raise ValueError(f"skips must be a list of whole numbers, not {skips!r}")
+        raise ValueError(f"the CLIP skip values must be a list of whole numbers, not {skips!r}")
     values = tuple(as_int("each CLIP skip", skip) for skip in skips)
     if not values:
         raise ValueError(f"choose at least one CLIP skip value (1 to {max_skip})")

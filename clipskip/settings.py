@@ -10,6 +10,7 @@ from .samplers import DEFAULT_SAMPLER, SAMPLERS
 DEFAULT_PORT = 7860
 LOCAL_ONLY = "127.0.0.1"
 DEFAULT_MAX_LOADED = 2
+DEFAULT_MAX_QUEUE = 20
 MODEL_HELP = (
     "'embedded' (the built-in model), a Hugging Face id such as stable-diffusion-v1-5/stable-diffusion-v1-5, "
     "a diffusers folder, or a single .safetensors checkpoint"
@@ -36,6 +37,8 @@ class AppSettings:
     port: int
     share: bool
     max_loaded: int
+    concurrency: int = 1
+    max_queue: int = DEFAULT_MAX_QUEUE
 
 
 def add_load_options(parser: argparse.ArgumentParser) -> None:
@@ -87,6 +90,18 @@ def app_settings(argv: list[str] | None = None, environ=os.environ) -> AppSettin
         help=f"models kept in memory at once; the least recently used goes first (default: {DEFAULT_MAX_LOADED})",
     )
     parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=1,
+        help="renders at once (default: 1; each render already fills the device, so more only share it)",
+    )
+    parser.add_argument(
+        "--max-queue",
+        type=int,
+        default=DEFAULT_MAX_QUEUE,
+        help=f"requests allowed to wait; more are refused at once with 'busy' (default: {DEFAULT_MAX_QUEUE})",
+    )
+    parser.add_argument(
         "--port",
         type=int,
         default=int(environ.get("GRADIO_SERVER_PORT", DEFAULT_PORT)),
@@ -100,8 +115,13 @@ def app_settings(argv: list[str] | None = None, environ=os.environ) -> AppSettin
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link (off by default)")
     args = parser.parse_args(argv)
     models = args.model or [m.strip() for m in environ.get("CLIPSKIP_MODELS", "embedded").split(",") if m.strip()]
-    if args.max_loaded < 1:
-        parser.error("--max-loaded must be 1 or more")
+    for flag, value in (("--max-loaded", args.max_loaded), ("--concurrency", args.concurrency)):
+        if value < 1:
+            parser.error(f"{flag} must be 1 or more")
+    if args.max_queue < 0:
+        parser.error("--max-queue must be 0 or more")
+    if args.offload and args.concurrency > 1:
+        parser.error("--offload moves components on and off the GPU per render: use it with --concurrency 1")
     return AppSettings(
         models=tuple(dict.fromkeys(models)),  # each once, in the order given
         device=args.device,
@@ -111,6 +131,8 @@ def app_settings(argv: list[str] | None = None, environ=os.environ) -> AppSettin
         port=args.port,
         share=args.share,
         max_loaded=args.max_loaded,
+        concurrency=args.concurrency,
+        max_queue=args.max_queue,
     )
 
 

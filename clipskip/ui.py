@@ -2,6 +2,7 @@
 
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -10,7 +11,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from .comparison import Comparison, compare, native_size
+from .comparison import Comparison, Stopped, compare, native_size
 from .embedded import NAME as EMBEDDED
 from .encoding import encoder_layers, native_skip
 from .families import detect_family
@@ -31,7 +32,6 @@ from .request import (
 from .samplers import DEFAULT_SAMPLER, SAMPLERS
 from .settings import AppSettings, app_settings
 
-MAX_QUEUE = 20  # waiting requests; more are refused rather than left hanging
 DOWNLOADS = Path(tempfile.gettempdir()) / "clipskip-downloads"
 EXAMPLES = [
     ["a watercolor painting of a fox in a snowy forest, highly detailed", "blurry, lowres", 42],
@@ -130,6 +130,11 @@ def similarity_frame(metadata: dict) -> pd.DataFrame:
 def build_demo(models: Sequence[str], load: Callable[[str], object]) -> gr.Blocks:
     """The app over `models` (the only ones it offers), each loaded by `load` on first use and shared by all."""
     view = describe(models[0], load(models[0]))
+    stops: dict[str, threading.Event] = {}  # per browser session: set by Stop or a closed tab, read after each step
+
+    def stop_session(request: gr.Request) -> None:
+        if request is not None and request.session_hash in stops:
+            stops[request.session_hash].set()
 
     @on_zero_gpu
     def render(pipe, *args, **kwargs):
@@ -149,6 +154,7 @@ def build_demo(models: Sequence[str], load: Callable[[str], object]) -> gr.Block
         seeds="",
         prompt_rows=False,
         reference=0,
+        request: gr.Request = None,
         progress=gr.Progress(),  # noqa: B008 (Gradio's way)
     ):
         """Render the prompt at each CLIP skip value (columns), for one seed, several seeds or several prompts (rows).
@@ -158,12 +164,16 @@ def build_demo(models: Sequence[str], load: Callable[[str], object]) -> gr.Block
         def report(step: int, total: int) -> None:
             progress((step, total), desc="Denoising all cells together", unit="steps")
 
+        if model not in models:  # the server's list only: nobody can name a path or an id from outside
+            raise gr.Error(f"Unknown model {model!r}; this server offers: {', '.join(models)}", title="Unknown model")
         progress(0, desc=f"Loading {model}")
         try:
             pipe = load(model)
         except ValueError as error:
             raise gr.Error(sentence(str(error)), title="This model cannot be used") from None
         progress(0, desc="Encoding the prompt")
+        session = request.session_hash if request is not None else None
+        stop = stops[session] = threading.Event()
         try:
             rows_of_seeds = seed_list(seeds) if isinstance(seeds, str) and seeds.strip() else seed
             prompts = prompt
@@ -182,9 +192,15 @@ def build_demo(models: Sequence[str], load: Callable[[str], object]) -> gr.Block
                 scheduler=scheduler,
                 reference=reference or None,
                 progress=report,
+                should_stop=stop.is_set,
             )
+        except Stopped:
+            raise gr.Error("The render was stopped.", title="Stopped") from None
         except ValueError as error:
             raise gr.Error(sentence(str(error)), title="Please change a setting") from None
+        finally:
+            if stops.get(session) is stop:
+                del stops[session]
         for warning in result.warnings:
             gr.Warning(sentence(warning))
         columns = {column["skip"]: column for column in result.metadata["columns"]}
@@ -287,7 +303,9 @@ def build_demo(models: Sequence[str], load: Callable[[str], object]) -> gr.Block
                         value=0,
                         label="Reference column for the difference view",
                     )
-                generate = gr.Button("Generate", variant="primary", elem_id="generate")
+                with gr.Row():
+                    generate = gr.Button("Generate", variant="primary", elem_id="generate", scale=3)
+                    stop = gr.Button("Stop", variant="stop", scale=1)
                 settings_file = gr.File(
                     label="Load settings from an image (PNG from clipskip or AUTOMATIC1111)",
                     file_types=[".png"],
@@ -345,14 +363,18 @@ def build_demo(models: Sequence[str], load: Callable[[str], object]) -> gr.Block
 
         inputs = [prompt, negative_prompt, seed, skips, steps, guidance_scale, width, height, scheduler, model]
         inputs += [seeds, prompt_rows, reference]
-        gr.on(
+        rendering = gr.on(
             [generate.click, prompt.submit],
             run_compare,
             inputs,
             [grid, gallery, metadata, result_state],
             api_name="compare",
             show_progress_on=grid,
-        ).success(
+            preprocess=False,  # raw values reach the handler, so every bad one gets this app's own clear message
+        )
+        stop.click(stop_session, None, None, cancels=[rendering], queue=False, api_visibility="private")
+        demo.unload(stop_session)  # a closed tab frees the worker within one step
+        rendering.success(
             show_analysis,
             result_state,
             [difference, metrics, similarity, download, pick_a, pick_b, slider, seed_used],
@@ -383,7 +405,7 @@ def serve(settings: AppSettings, *, prevent_thread_lock: bool = False) -> gr.Blo
     pipelines.max_loaded = settings.max_loaded
     load = partial(load_pipeline, device=settings.device, dtype=settings.dtype, options=settings.options)
     demo = build_demo(settings.models, load)
-    demo.queue(default_concurrency_limit=1, max_size=MAX_QUEUE)  # one render at a time: each fills the device
+    demo.queue(default_concurrency_limit=settings.concurrency, max_size=settings.max_queue)
     demo.launch(
         server_name=settings.host,
         server_port=settings.port,

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from clipskip import Comparison, compare
-from clipskip.comparison import BLOCKED
+from clipskip.comparison import BLOCKED, OutOfMemory, Stopped
 from clipskip.encoding import encode
 from clipskip.loading import LoadOptions, load_pipeline
 from clipskip.request import MAX_SEED
@@ -243,3 +243,60 @@ def test_embedding_similarity_covers_every_layer_over_real_tokens_only(pipe):
         ).mean()
         assert entry["cosine"][skip - 1] == pytest.approx(expected.item(), abs=1e-6)
     assert entry["cosine"][0] == pytest.approx(1.0) and entry["cosine"][11] < entry["cosine"][1]
+
+
+def batch_sizes_and_faults(monkeypatch, pipeline_class, fails_above: int) -> list[int]:
+    """Record every denoiser call's batch size; calls with more cells than `fails_above` run out of memory."""
+    sizes = []
+    run = pipeline_class.__call__
+
+    def limited(self, *args, **kwargs):
+        sizes.append(kwargs["prompt_embeds"].shape[0])
+        if sizes[-1] > fails_above:
+            raise MemoryError("injected: out of memory")
+        return run(self, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline_class, "__call__", limited)
+    return sizes
+
+
+def test_chunked_renders_equal_one_batch(pipe):
+    settings = {"negative_prompt": "blurry", "seed": [3, 4], "skips": [1, 2, 3], "scheduler": "Euler a", **TINY}
+    whole = compare(pipe, "a red fox", **settings)
+    chunked = compare(pipe, "a red fox", max_batch=2, **settings)
+    for row, other in zip(whole.rows, chunked.rows, strict=True):
+        for skip in (1, 2, 3):
+            assert np.abs(pixels(row.images[skip]) - pixels(other.images[skip])).max() <= 2
+
+
+def test_out_of_memory_retries_in_smaller_chunks_with_the_same_images(pipe, monkeypatch):
+    settings = {"seed": 5, "skips": [1, 2, 3, 4], **TINY}
+    expected = compare(pipe, "a red fox", **settings)
+    sizes = batch_sizes_and_faults(monkeypatch, type(pipe), fails_above=1)
+    steps = []
+    result = compare(pipe, "a red fox", progress=lambda done, total: steps.append(done), **settings)
+    assert sizes == [4, 2, 1, 1, 1, 1]  # halved until it fit, then one cell at a time
+    for skip in (1, 2, 3, 4):
+        assert np.abs(pixels(result.images[skip]) - pixels(expected.images[skip])).max() <= 2
+    assert steps[-1] == pytest.approx(2) and steps == sorted(steps)  # progress still ends at the last step
+
+
+def test_when_one_cell_does_not_fit_the_error_says_what_to_shrink_and_the_next_render_works(pipe, monkeypatch):
+    sizes = batch_sizes_and_faults(monkeypatch, type(pipe), fails_above=0)
+    with pytest.raises(OutOfMemory, match=r"not enough memory for even one 64×64 image on cpu; make the width"):
+        compare(pipe, "a red fox", seed=1, skips=[1, 2], **TINY)
+    assert sizes == [2, 1]
+    monkeypatch.undo()
+    assert len(compare(pipe, "a red fox", seed=1, skips=[1, 2], **TINY).images) == 2
+
+
+def test_stop_ends_the_render_within_one_step(pipe):
+    asked = []
+
+    def stop_after_two() -> bool:
+        asked.append(1)
+        return len(asked) >= 2
+
+    with pytest.raises(Stopped):
+        compare(pipe, "a red fox", seed=1, skips=[1, 2], steps=10, width=64, height=64, should_stop=stop_after_two)
+    assert len(asked) == 2  # asked after each step; the second answer stopped it

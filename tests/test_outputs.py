@@ -71,3 +71,14 @@ def test_the_zip_holds_everything(result, tmp_path):
     with zipfile.ZipFile(archive) as bundle:
         assert len(bundle.namelist()) == 7 and "comparison.json" in bundle.namelist()
     assert [p.name for p in tmp_path.iterdir()] == [archive.name]  # the staging folder is gone
+
+
+def test_old_and_excess_zips_are_cleaned_up(result, tmp_path):
+    first = write_zip(result, tmp_path)
+    size = first.stat().st_size
+    second = write_zip(result, tmp_path, max_total_bytes=size * 2 + 1)
+    assert first.exists() and second.exists()
+    third = write_zip(result, tmp_path, max_total_bytes=size * 2 + 1)  # three do not fit: the oldest goes
+    assert not first.exists() and second.exists() and third.exists()
+    fourth = write_zip(result, tmp_path, max_age_s=-1)  # every older one is past its age
+    assert sorted(tmp_path.iterdir()) == [fourth]

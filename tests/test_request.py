@@ -27,7 +27,7 @@ def test_good_request_keeps_every_setting():
         ({"skips": [0]}, "CLIP skip 0 is out of range: this text encoder has 12 layers, so use 1 to 12"),
         ({"skips": [1, 13]}, "CLIP skip 13 is out of range"),
         ({"skips": [2, 1, 2]}, "CLIP skip 2 is listed twice"),
-        ({"skips": "1,2"}, "skips must be a list of whole numbers"),
+        ({"skips": "1,2"}, "the CLIP skip values must be a list of whole numbers"),
         ({"skips": [1.5]}, "each CLIP skip must be a whole number, not 1.5"),
         ({"steps": 0}, "steps must be 1 to 150, not 0"),
         ({"steps": 151}, "steps must be 1 to 150, not 151"),
