@@ -5,6 +5,7 @@ read it); the grid PNG carries the whole manifest as JSON under `clipskip`. Pure
 """
 
 import json
+import shutil
 import time
 import zipfile
 from pathlib import Path
@@ -16,8 +17,8 @@ from .metadata import to_json
 from .samplers import SAMPLERS
 
 MANIFEST_KEY = "clipskip"
-ZIP_MAX_AGE_S = 3600  # zips older than this are removed when the next one is written
-ZIP_MAX_TOTAL_BYTES = 512 * 2**20  # and the oldest go while all of them together are larger than this
+BUNDLE_MAX_AGE_S = 3600  # bundles older than this are removed when the next one is written
+BUNDLE_MAX_TOTAL_BYTES = 512 * 2**20  # and the oldest go while all of them together are larger than this
 
 
 def cell_parameters(metadata: dict, row: dict, skip: int) -> str:
@@ -67,32 +68,34 @@ def write_outputs(result, folder: Path) -> list[Path]:
     return paths
 
 
-def clean_up(folder: Path, keep: Path, max_age_s: float, max_total_bytes: int) -> None:
-    """Remove zips older than `max_age_s`, then the oldest while together they pass `max_total_bytes`."""
-    zips = sorted(folder.glob("clipskip-*.zip"), key=lambda path: path.stat().st_mtime)
-    total = sum(path.stat().st_size for path in zips)
-    for old in zips:
+def clean_up(root: Path, keep: Path, max_age_s: float, max_total_bytes: int) -> None:
+    """Remove bundles older than `max_age_s`, then the oldest while together they pass `max_total_bytes`."""
+    bundles = sorted(root.glob("clipskip-*/"), key=lambda path: path.stat().st_mtime)
+    sizes = {bundle: sum(f.stat().st_size for f in bundle.iterdir()) for bundle in bundles}
+    total = sum(sizes.values())
+    for old in bundles:
         if old != keep and (time.time() - old.stat().st_mtime > max_age_s or total > max_total_bytes):
-            total -= old.stat().st_size
-            old.unlink(missing_ok=True)
+            total -= sizes[old]
+            shutil.rmtree(old, ignore_errors=True)
 
 
-def write_zip(
-    result, folder: Path, max_age_s: float = ZIP_MAX_AGE_S, max_total_bytes: int = ZIP_MAX_TOTAL_BYTES
+def write_bundle(
+    result, root: Path, max_age_s: float = BUNDLE_MAX_AGE_S, max_total_bytes: int = BUNDLE_MAX_TOTAL_BYTES
 ) -> Path:
-    """Everything `write_outputs` writes, in one zip under `folder`, which is kept small (see `clean_up`)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-seed{result.metadata['seed']}-{time.monotonic_ns() % 10**6}"
-    staging = folder / f"clipskip-{stamp}"
-    paths = write_outputs(result, staging)
-    archive = folder / f"clipskip-{stamp}.zip"
-    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bundle:
+    """A new folder under `root` with what `write_outputs` writes plus all of it as one zip (named like the
+    folder); older bundles under `root` are cleaned up (see `clean_up`), so a server's disk never fills."""
+    stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-seed{result.metadata['seed']}-{time.monotonic_ns() % 10**6:06d}"
+    folder = root / f"clipskip-{stamp}"
+    paths = write_outputs(result, folder)
+    with zipfile.ZipFile(zip_path(folder), "w", zipfile.ZIP_DEFLATED) as bundle:
         for path in paths:
             bundle.write(path, path.name)
-            path.unlink()
-    staging.rmdir()
-    clean_up(folder, archive, max_age_s, max_total_bytes)
-    return archive
+    clean_up(root, folder, max_age_s, max_total_bytes)
+    return folder
+
+
+def zip_path(folder: Path) -> Path:
+    return folder / f"{folder.name}.zip"
 
 
 def read_settings(path: Path) -> tuple[dict, list[str]]:

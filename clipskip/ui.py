@@ -17,7 +17,7 @@ from .encoding import encoder_layers, native_skip
 from .families import detect_family
 from .loading import load_pipeline, pipelines
 from .metadata import cell_caption, metrics_rows
-from .outputs import read_settings, write_zip
+from .outputs import cell_name, read_settings, write_bundle, zip_path
 from .request import (
     DEFAULT_GUIDANCE,
     DEFAULT_STEPS,
@@ -110,11 +110,11 @@ def cell_choices(result: Comparison) -> list[tuple[str, str]]:
     return [(f"{labels[r]} · skip {skip}", f"{r}:{skip}") for r, row in enumerate(result.rows) for skip in row.images]
 
 
-def cell_image(result: Comparison | None, choice: str | None):
-    if result is None or not choice:
+def cell_image(rendered: tuple[Comparison, Path] | None, choice: str | None):
+    if rendered is None or not choice:
         return None
     r, skip = choice.split(":")
-    return result.rows[int(r)].images[int(skip)]
+    return rendered[0].rows[int(r)].images[int(skip)]
 
 
 def similarity_frame(metadata: dict) -> pd.DataFrame:
@@ -203,27 +203,33 @@ def build_demo(models: Sequence[str], load: Callable[[str], object]) -> gr.Block
                 del stops[session]
         for warning in result.warnings:
             gr.Warning(sentence(warning))
+        # the files, not the images: they carry their settings (the grid its manifest, each cell its parameters)
+        folder = write_bundle(result, DOWNLOADS)
         columns = {column["skip"]: column for column in result.metadata["columns"]}
         gallery = [  # short enough for a thumbnail: the grid and the metadata say the rest
-            (image, f"{label} · skip {skip}" if len(result.rows) > 1 else cell_caption(columns[skip]))
-            for label, row in zip(short_row_labels(result.metadata), result.rows, strict=True)
-            for skip, image in row.images.items()
+            (
+                str(folder / cell_name(result.metadata, r, skip)),
+                f"{label} · skip {skip}" if len(result.rows) > 1 else cell_caption(columns[skip]),
+            )
+            for r, (label, row) in enumerate(zip(short_row_labels(result.metadata), result.rows, strict=True))
+            for skip in row.images
         ]
-        return result.grid, gallery, result.metadata, result
+        return str(folder / "grid.png"), gallery, result.metadata, (result, folder)
 
-    def show_analysis(result: Comparison):
+    def show_analysis(rendered: tuple[Comparison, Path]):
         """The difference grid, metrics, similarity plot, download and A/B pickers for the latest comparison."""
+        result, folder = rendered
         choices = cell_choices(result)
         reference = f"0:{result.metadata['reference_skip']}"
         other = next((value for _, value in choices if value != reference), reference)
         return (
-            result.difference_grid,
+            str(folder / "difference.png"),
             pd.DataFrame(metrics_rows(result.metadata), columns=METRICS_HEADERS),
             similarity_frame(result.metadata),
-            str(write_zip(result, DOWNLOADS)),
+            str(zip_path(folder)),
             gr.Dropdown(choices=choices, value=reference),
             gr.Dropdown(choices=choices, value=other),
-            (cell_image(result, reference), cell_image(result, other)),
+            (cell_image(rendered, reference), cell_image(rendered, other)),
             ", ".join(str(seed) for seed in dict.fromkeys(row["seed"] for row in result.metadata["rows"])),
         )
 
@@ -314,7 +320,7 @@ def build_demo(models: Sequence[str], load: Callable[[str], object]) -> gr.Block
             with gr.Column(scale=3, min_width=400):
                 grid = gr.Image(
                     label="Grid",
-                    type="pil",
+                    type="filepath",
                     format="png",
                     interactive=False,
                     buttons=["download", "fullscreen"],
@@ -336,7 +342,7 @@ def build_demo(models: Sequence[str], load: Callable[[str], object]) -> gr.Block
                 with gr.Tab("Difference"):
                     difference = gr.Image(
                         label="Difference from the reference column",
-                        type="pil",
+                        type="filepath",
                         format="png",
                         interactive=False,
                         buttons=["download", "fullscreen"],
@@ -382,7 +388,7 @@ def build_demo(models: Sequence[str], load: Callable[[str], object]) -> gr.Block
         )
         for picker in (pick_a, pick_b):
             picker.change(
-                lambda result, a, b: (cell_image(result, a), cell_image(result, b)),
+                lambda rendered, a, b: (cell_image(rendered, a), cell_image(rendered, b)),
                 [result_state, pick_a, pick_b],
                 slider,
                 api_visibility="private",

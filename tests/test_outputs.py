@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from clipskip import compare
-from clipskip.outputs import read_settings, write_outputs, write_zip
+from clipskip.outputs import read_settings, write_bundle, write_outputs, zip_path
 from tests.conftest import TINY
 
 
@@ -66,19 +66,20 @@ def test_images_without_settings_say_so(tmp_path):
         read_settings(tmp_path / "text.png")
 
 
-def test_the_zip_holds_everything(result, tmp_path):
-    archive = write_zip(result, tmp_path)
-    with zipfile.ZipFile(archive) as bundle:
+def test_a_bundle_holds_the_files_and_a_zip_of_them(result, tmp_path):
+    folder = write_bundle(result, tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == [folder.name]
+    with zipfile.ZipFile(zip_path(folder)) as bundle:
         assert len(bundle.namelist()) == 7 and "comparison.json" in bundle.namelist()
-    assert [p.name for p in tmp_path.iterdir()] == [archive.name]  # the staging folder is gone
+    assert (folder / "grid.png").exists() and (folder / "row2-skip-1.png").exists()
 
 
-def test_old_and_excess_zips_are_cleaned_up(result, tmp_path):
-    first = write_zip(result, tmp_path)
-    size = first.stat().st_size
-    second = write_zip(result, tmp_path, max_total_bytes=size * 2 + 1)
+def test_old_and_excess_bundles_are_cleaned_up(result, tmp_path):
+    first = write_bundle(result, tmp_path)
+    size = sum(f.stat().st_size for f in first.iterdir())
+    second = write_bundle(result, tmp_path, max_total_bytes=size * 2 + 1)
     assert first.exists() and second.exists()
-    third = write_zip(result, tmp_path, max_total_bytes=size * 2 + 1)  # three do not fit: the oldest goes
+    third = write_bundle(result, tmp_path, max_total_bytes=size * 2 + 1)  # three do not fit: the oldest goes
     assert not first.exists() and second.exists() and third.exists()
-    fourth = write_zip(result, tmp_path, max_age_s=-1)  # every older one is past its age
+    fourth = write_bundle(result, tmp_path, max_age_s=-1)  # every older one is past its age
     assert sorted(tmp_path.iterdir()) == [fourth]

@@ -1,5 +1,6 @@
 """The app on localhost, driven through gradio_client at /compare: good, bad, bad, good again."""
 
+import json
 import socket
 import sys
 import types
@@ -49,6 +50,8 @@ def test_compare_endpoint_good_bad_bad_good(client):
     assert len(gallery) == 3
     assert [item["caption"] for item in gallery] == [f"skip {n} · layer {13 - n}/12" for n in (1, 2, 3)]
     assert Image.open(gallery[0]["image"]).size == (64, 64)
+    assert "Seed: 42, Size: 64x64" in Image.open(gallery[0]["image"]).info["parameters"]  # files keep their text
+    assert json.loads(Image.open(grid).info["clipskip"])["seed"] == 42
     assert (metadata["seed"], metadata["skips"], metadata["sampler"]) == (42, [1, 2, 3], "Euler a")
 
     with pytest.raises(AppError, match="Choose at least one CLIP skip value"):

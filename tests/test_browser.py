@@ -1,0 +1,91 @@
+"""The app in a real browser: Debian's Chromium, headless, driven by Playwright against the app on localhost.
+
+Needs /usr/bin/chromium (`apt-get install chromium`; `.ci/run` installs it); skipped, saying so, where it is missing.
+The screenshots land in test-artifacts/.
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from clipskip.settings import AppSettings, LoadOptions
+from clipskip.ui import serve
+from tests.test_ui import free_port
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+FLAGS += ["--no-first-run"]
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+
+pytestmark = pytest.mark.skipif(
+    shutil.which(CHROMIUM) is None, reason="needs Debian's Chromium at /usr/bin/chromium (apt-get install chromium)"
+)
+
+
+@pytest.fixture(scope="module")
+def page(pipe):
+    from playwright.sync_api import sync_playwright
+
+    demo = serve(
+        AppSettings(("embedded",), "cpu", None, LoadOptions(), "127.0.0.1", free_port(), False, 32),
+        prevent_thread_lock=True,
+    )
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(demo.local_url)
+        page.get_by_label("Prompt", exact=True).wait_for()
+        yield page
+        browser.close()
+    demo.close()
+
+
+def settle(page, selector: str, timeout_ms: int = 60_000) -> None:
+    page.wait_for_selector(selector, timeout=timeout_ms)
+    page.wait_for_timeout(500)  # the gallery and the JSON arrive with the grid
+
+
+def test_type_untick_generate_and_see_three_columns(page):
+    page.get_by_label("Prompt", exact=True).fill("a watercolor painting of a fox in a snowy forest")
+    page.get_by_label("Seed (−1 = random)").fill("42")
+    page.get_by_label("number input for Steps").fill("4")
+    page.get_by_label("4", exact=True).uncheck()
+    page.get_by_role("button", name="Generate").click()
+    settle(page, "#grid img")
+    assert page.locator("#cells .thumbnail-item").count() == 3
+    source = page.locator("#grid img").get_attribute("src")
+    grid = page.request.get(source).body()
+    from io import BytesIO
+
+    from PIL import Image
+
+    metadata = json.loads(Image.open(BytesIO(grid)).info["clipskip"])
+    assert metadata["skips"] == [1, 2, 3] and metadata["seed"] == 42  # three columns, as ticked
+    assert page.get_by_label("Seed used").input_value() == "42"
+    page.screenshot(path=str(ARTIFACTS / "browser-grid.png"), full_page=True)
+
+
+def test_a_bad_input_shows_its_message_on_the_page(page):
+    for value in ("1 (native)", "2", "3"):
+        page.get_by_label(value, exact=True).uncheck()
+    page.get_by_role("button", name="Generate").click()
+    message = page.get_by_text("Choose at least one CLIP skip value (1 to 12)")
+    message.wait_for(timeout=10_000)
+    page.screenshot(path=str(ARTIFACTS / "browser-error.png"), full_page=True)
+    page.get_by_label("2", exact=True).check()
+
+
+def test_stop_ends_a_render_and_the_next_one_runs(page):
+    page.get_by_label("number input for Steps").fill("150")
+    page.get_by_role("button", name="Generate").click()
+    page.wait_for_timeout(1500)
+    page.get_by_role("button", name="Stop").click()
+    page.get_by_label("number input for Steps").fill("2")
+    page.wait_for_timeout(500)
+    page.get_by_role("button", name="Generate").click()
+    page.wait_for_function(
+        "() => document.querySelectorAll('#cells .thumbnail-item').length === 1", timeout=30_000
+    )  # one skip ticked now: the new render arrived, so the worker was free
