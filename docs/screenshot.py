@@ -10,7 +10,7 @@ from pathlib import Path
 from playwright.sync_api import sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from clipskip.settings import AppSettings  # noqa: E402
+from clipskip.settings import AppSettings, LoadOptions  # noqa: E402
 from clipskip.ui import serve  # noqa: E402
 
 CHROMIUM_FLAGS = [
@@ -28,7 +28,8 @@ def main(out: Path = OUT) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    demo = serve(AppSettings("embedded", "cpu", None, "127.0.0.1", port, False), prevent_thread_lock=True)
+    settings = AppSettings(("embedded",), "cpu", None, LoadOptions(), "127.0.0.1", port, False, max_loaded=1)
+    demo = serve(settings, prevent_thread_lock=True)
     try:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS)

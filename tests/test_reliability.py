@@ -87,6 +87,36 @@ def client(pipe):
         ({"seeds": "1,2", "prompt": "a\nb", "prompt_rows": True}, "Rows are either several seeds or several prompts"),
         ({"reference": 7}, "The reference skip 7 is not among the skips compared ((1, 2))"),
     ],
+    ids=[
+        "skips-none-ticked",
+        "skips-zero",
+        "skips-too-big",
+        "skips-duplicate",
+        "skips-string",
+        "skips-null",
+        "steps-zero",
+        "steps-negative",
+        "steps-fraction",
+        "steps-huge",
+        "steps-text",
+        "seed-negative",
+        "seed-huge",
+        "seed-text",
+        "cfg-too-big",
+        "cfg-negative",
+        "cfg-text",
+        "width-not-multiple-of-8",
+        "height-too-big",
+        "prompt-too-long",
+        "prompt-not-text",
+        "negative-not-text",
+        "sampler-unknown",
+        "model-not-offered",
+        "seeds-no-commas",
+        "seeds-too-many-random",
+        "rows-both-kinds",
+        "reference-not-compared",
+    ],
 )
 def test_bad_api_values_get_clear_messages_and_the_server_goes_on(client, bad, message):
     with pytest.raises(AppError) as error:
@@ -95,7 +125,11 @@ def test_bad_api_values_get_clear_messages_and_the_server_goes_on(client, bad, m
     assert client.predict(**GOOD, api_name="/compare")[2]["seed"] == 42
 
 
-@pytest.mark.parametrize("prompt", ODD_PROMPTS)
+@pytest.mark.parametrize(
+    "prompt",
+    ODD_PROMPTS,
+    ids=["empty", "scripts-and-emoji", "combining-and-zero-width", "control-characters", "code-and-shell"],
+)
 def test_odd_prompts_render_and_are_kept_verbatim(client, prompt):
     _, gallery, metadata = client.predict(**GOOD | {"prompt": prompt}, api_name="/compare")
     assert metadata["prompt"] == prompt and len(gallery) == 2
@@ -125,6 +159,24 @@ def test_a_missing_size_means_the_native_one(client):
         (["--prompts-file", "/no/such/file.txt"], "cannot read the prompts file '/no/such/file.txt'"),
         (["--prompt", "x", "--reference", "9"], "the reference skip 9 is not among the skips compared"),
         (["--prompt", "x", "--device", "quantum"], "unknown device 'quantum'"),
+    ],
+    ids=[
+        "skips-zero",
+        "skips-duplicate",
+        "skips-not-numbers",
+        "steps-negative",
+        "steps-fraction",
+        "cfg-nan",
+        "cfg-inf",
+        "seed-huge",
+        "width-not-multiple-of-8",
+        "prompt-too-long",
+        "sampler-unknown",
+        "model-unknown",
+        "seeds-random-zero",
+        "prompts-file-missing",
+        "reference-not-compared",
+        "device-unknown",
     ],
 )
 def test_bad_cli_values_exit_2_with_one_clear_line(pipe, tmp_path, capsys, arguments, message):
