@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             height=args.height,
             scheduler=args.sampler,
             reference=args.reference,
+            max_batch=args.max_batch,
             progress=report,
         )
     except ValueError as error:

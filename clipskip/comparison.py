@@ -15,6 +15,7 @@ from PIL import Image
 
 from . import __version__
 from .analysis import Difference, colour_bar, difference, heat_image, heat_scale
+from .cache import CellCache
 from .encoding import Encoding, encode, encoder_layers, layer_choice, layer_similarity, token_window
 from .families import detect_family
 from .grid import blocked_cell, render_grid
@@ -24,7 +25,7 @@ from .provenance import library_versions, weights_hash
 from .request import DEFAULT_GUIDANCE, DEFAULT_SKIPS, DEFAULT_STEPS, MAX_SEED, RANDOM_SEED, ComparisonRequest
 from .samplers import make_scheduler, sampler_label
 
-Progress = Callable[[int, int], None]  # (denoising steps done, steps in all)
+Progress = Callable[[float, int], None]  # (denoising steps done, steps in all); fractional only in uneven chunks
 BLOCKED = "the checkpoint's safety checker flagged this image as NSFW"
 
 
@@ -73,8 +74,7 @@ class OutOfMemory(ValueError):
     """Not even one cell fits in memory; the message says what to make smaller."""
 
 
-def out_of_memory_errors() -> tuple[type[BaseException], ...]:
-    return (MemoryError, torch.OutOfMemoryError)  # CPU allocations, and CUDA's (torch.cuda.OutOfMemoryError)
+OUT_OF_MEMORY = (MemoryError, torch.OutOfMemoryError)  # CPU allocations, and CUDA's (torch.cuda.OutOfMemoryError)
 
 
 def denoise(run, conditioning: dict, seeds: list[int], settings: dict, max_batch, progress, should_stop):
@@ -105,7 +105,7 @@ def denoise(run, conditioning: dict, seeds: list[int], settings: dict, max_batch
                 generator=[torch.Generator("cpu").manual_seed(seed) for seed in seeds[chunk]],
                 callback_on_step_end=report,
             )
-        except out_of_memory_errors():
+        except OUT_OF_MEMORY:
             free_memory()
             if size == 1:
                 raise OutOfMemory(
@@ -139,6 +139,7 @@ def compare(
     scheduler: str | None = None,
     reference: int | None = None,
     max_batch: int | None = None,
+    cache: CellCache | None = None,
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> Comparison:
@@ -146,7 +147,8 @@ def compare(
 
     `prompt` or `seed` may be a list (the rows); `reference` is the column the difference view compares with
     (default: the model's native skip when it is among `skips`, else the first). `max_batch` bounds how many cells
-    go through the denoiser at once (the images are the same); `should_stop` is asked after every step, and a true
+    go through the denoiser at once (the images are the same); cells found in `cache` are not rendered again, and
+    new ones are added to it; `should_stop` is asked after every step, and a true
     answer ends the render with `Stopped`."""
     # 1. Check inputs
     family = detect_family(pipe)
@@ -206,24 +208,39 @@ def compare(
     run.scheduler = make_scheduler(request.scheduler, pipe.scheduler)
     run.set_progress_bar_config(disable=True)
 
-    # 5. Denoise every unique cell in one batch (or chunks, when memory runs short), each with a generator seeded
-    #    with its row's seed
-    conditioning = {"prompt_embeds": torch.cat([positives[rows[r][0]].embeddings[k] for r, k in unique])}
-    if negative is not None:
-        conditioning["negative_prompt_embeds"] = torch.cat([negative.embeddings[k] for _, k in unique])
-    if family.pooled:
-        conditioning["pooled_prompt_embeds"] = torch.cat([positives[rows[r][0]].pooled for r, _ in unique])
+    # 5. Denoise every unique cell not already cached in one batch (or chunks, when memory runs short), each with a
+    #    generator seeded with its row's seed
+    def cache_key(cell: tuple[int, int]) -> tuple:
+        (text, used), skip = rows[cell[0]], cell[1]
+        return (
+            pipe.name_or_path, weights_hash(pipe), str(pipe._execution_device), str(pipe.unet.dtype),
+            text, request.negative_prompt, used, request.steps, request.guidance_scale, request.scheduler,
+            width, height, skip,
+        )  # fmt: skip
+
+    rendered = {cell: cache.get(cache_key(cell)) for cell in unique} if cache is not None else {}
+    cached = {cell for cell, hit in rendered.items() if hit is not None}
+    missing = [cell for cell in unique if cell not in cached]
+    if missing:
+        conditioning = {"prompt_embeds": torch.cat([positives[rows[r][0]].embeddings[k] for r, k in missing])}
         if negative is not None:
-            conditioning["negative_pooled_prompt_embeds"] = negative.pooled.repeat(len(unique), 1)
-    settings = {
-        "num_inference_steps": request.steps,
-        "guidance_scale": request.guidance_scale,
-        "width": width,
-        "height": height,
-    }
-    seeds = [rows[r][1] for r, _ in unique]
-    rendered_images, flagged = denoise(run, conditioning, seeds, settings, max_batch, progress, should_stop)
-    rendered = dict(zip(unique, zip(rendered_images, flagged, strict=True), strict=True))
+            conditioning["negative_prompt_embeds"] = torch.cat([negative.embeddings[k] for _, k in missing])
+        if family.pooled:
+            conditioning["pooled_prompt_embeds"] = torch.cat([positives[rows[r][0]].pooled for r, _ in missing])
+            if negative is not None:
+                conditioning["negative_pooled_prompt_embeds"] = negative.pooled.repeat(len(missing), 1)
+        settings = {
+            "num_inference_steps": request.steps,
+            "guidance_scale": request.guidance_scale,
+            "width": width,
+            "height": height,
+        }
+        seeds = [rows[r][1] for r, _ in missing]
+        fresh, flagged = denoise(run, conditioning, seeds, settings, max_batch, progress, should_stop)
+        for cell, image, bad in zip(missing, fresh, flagged, strict=True):
+            rendered[cell] = (image, bad)
+            if cache is not None:
+                cache.put(cache_key(cell), image, bad)
     blocked = {cell for cell, (_, bad) in rendered.items() if bad}
     images = {cell: blocked_cell(image.size, BLOCKED) if bad else image for cell, (image, bad) in rendered.items()}
     for (r, skip), twin in same_as.items():
@@ -265,6 +282,7 @@ def compare(
                 "seed_requested": requested,
                 "cells": [
                     {"skip": skip}
+                    | ({"cached": True} if (r, skip) in cached else {})
                     | ({"same_as": same_as[(r, skip)]} if (r, skip) in same_as else {})
                     | ({"blocked": BLOCKED} if (r, skip) in blocked else {})
                     | (

@@ -11,6 +11,7 @@ DEFAULT_PORT = 7860
 LOCAL_ONLY = "127.0.0.1"
 DEFAULT_MAX_LOADED = 2
 DEFAULT_MAX_QUEUE = 20
+DEFAULT_CACHE_MB = 256
 MODEL_HELP = (
     "'embedded' (the built-in model), a Hugging Face id such as stable-diffusion-v1-5/stable-diffusion-v1-5, "
     "a diffusers folder, or a single .safetensors checkpoint"
@@ -39,6 +40,8 @@ class AppSettings:
     max_loaded: int
     concurrency: int = 1
     max_queue: int = DEFAULT_MAX_QUEUE
+    max_batch: int | None = None
+    cache_mb: int = DEFAULT_CACHE_MB
 
 
 def add_load_options(parser: argparse.ArgumentParser) -> None:
@@ -68,6 +71,15 @@ def add_load_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_max_batch(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--max-batch",
+        type=int,
+        help="at most this many cells through the denoiser at once; more go in chunks, with the same images "
+        "(default: all at once, halving automatically when memory runs out)",
+    )
+
+
 def load_options(args: argparse.Namespace) -> LoadOptions:
     return LoadOptions(args.config, args.allow_pickle, not args.no_safety_checker, args.offload)
 
@@ -88,6 +100,14 @@ def app_settings(argv: list[str] | None = None, environ=os.environ) -> AppSettin
         type=int,
         default=DEFAULT_MAX_LOADED,
         help=f"models kept in memory at once; the least recently used goes first (default: {DEFAULT_MAX_LOADED})",
+    )
+    add_max_batch(parser)
+    parser.add_argument(
+        "--cache-mb",
+        type=int,
+        default=DEFAULT_CACHE_MB,
+        help="memory for finished cells, so a re-run with one more skip or seed renders only the new cells "
+        f"(default: {DEFAULT_CACHE_MB}; 0 turns it off)",
     )
     parser.add_argument(
         "--concurrency",
@@ -118,8 +138,11 @@ def app_settings(argv: list[str] | None = None, environ=os.environ) -> AppSettin
     for flag, value in (("--max-loaded", args.max_loaded), ("--concurrency", args.concurrency)):
         if value < 1:
             parser.error(f"{flag} must be 1 or more")
-    if args.max_queue < 0:
-        parser.error("--max-queue must be 0 or more")
+    for flag, value in (("--max-queue", args.max_queue), ("--cache-mb", args.cache_mb)):
+        if value < 0:
+            parser.error(f"{flag} must be 0 or more")
+    if args.max_batch is not None and args.max_batch < 1:
+        parser.error("--max-batch must be 1 or more")
     if args.offload and args.concurrency > 1:
         parser.error("--offload moves components on and off the GPU per render: use it with --concurrency 1")
     return AppSettings(
@@ -133,6 +156,8 @@ def app_settings(argv: list[str] | None = None, environ=os.environ) -> AppSettin
         max_loaded=args.max_loaded,
         concurrency=args.concurrency,
         max_queue=args.max_queue,
+        max_batch=args.max_batch,
+        cache_mb=args.cache_mb,
     )
 
 
@@ -198,6 +223,7 @@ def cli_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--model", default="embedded", help=f"the model: {MODEL_HELP} (default: embedded)")
     add_load_options(parser)
+    add_max_batch(parser)
     parser.add_argument(
         "--out",
         required=True,

@@ -11,6 +11,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
+from .cache import CellCache
 from .comparison import Comparison, Stopped, compare, native_size
 from .embedded import NAME as EMBEDDED
 from .encoding import encoder_layers, native_skip
@@ -127,8 +128,11 @@ def similarity_frame(metadata: dict) -> pd.DataFrame:
     )
 
 
-def build_demo(models: Sequence[str], load: Callable[[str], object]) -> gr.Blocks:
-    """The app over `models` (the only ones it offers), each loaded by `load` on first use and shared by all."""
+def build_demo(
+    models: Sequence[str], load: Callable[[str], object], max_batch: int | None = None, cache: CellCache | None = None
+) -> gr.Blocks:
+    """The app over `models` (the only ones it offers), each loaded by `load` on first use and shared by all;
+    `max_batch` and `cache` go to every comparison."""
     view = describe(models[0], load(models[0]))
     stops: dict[str, threading.Event] = {}  # per browser session: set by Stop or a closed tab, read after each step
 
@@ -191,6 +195,8 @@ def build_demo(models: Sequence[str], load: Callable[[str], object]) -> gr.Block
                 height=height,
                 scheduler=scheduler,
                 reference=reference or None,
+                max_batch=max_batch,
+                cache=cache,
                 progress=report,
                 should_stop=stop.is_set,
             )
@@ -410,7 +416,8 @@ def serve(settings: AppSettings, *, prevent_thread_lock: bool = False) -> gr.Blo
     """Load the first model, then serve the app on `settings.host:settings.port`."""
     pipelines.max_loaded = settings.max_loaded
     load = partial(load_pipeline, device=settings.device, dtype=settings.dtype, options=settings.options)
-    demo = build_demo(settings.models, load)
+    cache = CellCache(settings.cache_mb * 2**20) if settings.cache_mb else None
+    demo = build_demo(settings.models, load, settings.max_batch, cache)
     demo.queue(default_concurrency_limit=settings.concurrency, max_size=settings.max_queue)
     demo.launch(
         server_name=settings.host,

@@ -40,8 +40,21 @@ def test_load_options_from_flags():
     )
     assert settings.options == LoadOptions(config="sd15", allow_pickle=True, safety_checker=False, offload=True)
     assert settings.max_loaded == 3
+    tuned = app_settings(["--max-batch", "4", "--cache-mb", "0", "--concurrency", "2", "--max-queue", "5"], {})
+    assert (tuned.max_batch, tuned.cache_mb, tuned.concurrency, tuned.max_queue) == (4, 0, 2, 5)
+    defaults = app_settings([], environ={})
+    assert (defaults.max_batch, defaults.cache_mb, defaults.concurrency, defaults.max_queue) == (None, 256, 1, 20)
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [["--max-loaded", "0"], ["--concurrency", "0"], ["--max-queue", "-1"], ["--max-batch", "0"], ["--cache-mb", "-1"]]
+    + [["--offload", "--concurrency", "2"]],
+)
+def test_impossible_app_flags_are_refused(flags, capsys):
     with pytest.raises(SystemExit):
-        app_settings(["--max-loaded", "0"], environ={})
+        app_settings(flags, environ={})
+    assert flags[0] in capsys.readouterr().err
 
 
 def test_skip_lists():
