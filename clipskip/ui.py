@@ -128,6 +128,18 @@ def similarity_frame(metadata: dict) -> pd.DataFrame:
     )
 
 
+def image_output(label: str, elem_id: str) -> gr.Image:
+    """A PNG shown as the file it is, so that its download keeps the text it carries."""
+    return gr.Image(
+        label=label,
+        type="filepath",
+        format="png",
+        interactive=False,
+        buttons=["download", "fullscreen"],
+        elem_id=elem_id,
+    )
+
+
 def build_demo(
     models: Sequence[str], load: Callable[[str], object], max_batch: int | None = None, cache: CellCache | None = None
 ) -> gr.Blocks:
@@ -324,14 +336,7 @@ def build_demo(
                     elem_id="load-settings",
                 )
             with gr.Column(scale=3, min_width=400):
-                grid = gr.Image(
-                    label="Grid",
-                    type="filepath",
-                    format="png",
-                    interactive=False,
-                    buttons=["download", "fullscreen"],
-                    elem_id="grid",
-                )
+                grid = image_output("Grid", "grid")
                 gallery = gr.Gallery(
                     label="Cells",
                     format="png",
@@ -346,14 +351,7 @@ def build_demo(
                     label="Everything as a zip: grid, difference grid, cells with settings, JSON", interactive=False
                 )
                 with gr.Tab("Difference"):
-                    difference = gr.Image(
-                        label="Difference from the reference column",
-                        type="filepath",
-                        format="png",
-                        interactive=False,
-                        buttons=["download", "fullscreen"],
-                        elem_id="difference",
-                    )
+                    difference = image_output("Difference from the reference column", "difference")
                     metrics = gr.Dataframe(headers=METRICS_HEADERS, label="Per cell", interactive=False)
                 with gr.Tab("Embeddings"):
                     similarity = gr.LinePlot(

@@ -55,6 +55,24 @@ def scheduler(**settings) -> EulerDiscreteScheduler:
     )
 
 
+def unet(**family) -> UNet2DConditionModel:
+    """A two-level UNet; `family` gives what differs between SD 1.x, 2.x and SDXL."""
+    settings = {
+        "down_block_types": ("CrossAttnDownBlock2D", "DownBlock2D"),
+        "up_block_types": ("UpBlock2D", "CrossAttnUpBlock2D"),
+        "cross_attention_dim": 32,
+    }
+    return UNet2DConditionModel(
+        block_out_channels=(8, 16),
+        layers_per_block=2,
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        norm_num_groups=4,
+        **settings | family,
+    )
+
+
 def sd1(safety_checker=None, feature_extractor=None) -> StableDiffusionPipeline:
     torch.manual_seed(0)
     tokenizer = build_tokenizer()
@@ -62,18 +80,7 @@ def sd1(safety_checker=None, feature_extractor=None) -> StableDiffusionPipeline:
         vae=vae(),
         text_encoder=CLIPTextModel(text_config(tokenizer, SD1_LAYERS, "quick_gelu")),
         tokenizer=tokenizer,
-        unet=UNet2DConditionModel(
-            block_out_channels=(8, 16),
-            layers_per_block=2,
-            sample_size=32,
-            in_channels=4,
-            out_channels=4,
-            down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-            cross_attention_dim=32,
-            attention_head_dim=4,
-            norm_num_groups=4,
-        ),
+        unet=unet(attention_head_dim=4),
         scheduler=scheduler(),
         safety_checker=safety_checker,
         feature_extractor=feature_extractor,
@@ -88,19 +95,7 @@ def sd2() -> StableDiffusionPipeline:
         vae=vae(),
         text_encoder=CLIPTextModel(text_config(tokenizer, SD2_LAYERS, "gelu")),
         tokenizer=tokenizer,
-        unet=UNet2DConditionModel(
-            block_out_channels=(8, 16),
-            layers_per_block=2,
-            sample_size=32,
-            in_channels=4,
-            out_channels=4,
-            down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-            cross_attention_dim=32,
-            attention_head_dim=(2, 4),
-            use_linear_projection=True,
-            norm_num_groups=4,
-        ),
+        unet=unet(attention_head_dim=(2, 4), use_linear_projection=True),  # SD 2.x's linear projections
         scheduler=scheduler(prediction_type="v_prediction"),
         safety_checker=None,
         feature_extractor=None,
@@ -118,12 +113,7 @@ def sdxl() -> StableDiffusionXLPipeline:
         text_encoder_2=CLIPTextModelWithProjection(text_config(tokenizer, SDXL_LAYERS_2, "gelu", hidden=48)),
         tokenizer=tokenizer,
         tokenizer_2=build_tokenizer(),
-        unet=UNet2DConditionModel(
-            block_out_channels=(8, 16),
-            layers_per_block=2,
-            sample_size=32,
-            in_channels=4,
-            out_channels=4,
+        unet=unet(
             down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
             up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
             attention_head_dim=(2, 4),
@@ -133,7 +123,6 @@ def sdxl() -> StableDiffusionXLPipeline:
             transformer_layers_per_block=(1, 2),
             projection_class_embeddings_input_dim=80,  # 6 time ids x 8 + the second encoder's 32-d pooled embedding
             cross_attention_dim=80,  # both encoders' outputs (32 + 48), concatenated
-            norm_num_groups=4,
         ),
         scheduler=scheduler(timestep_spacing="leading"),
     )
