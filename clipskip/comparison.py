@@ -148,8 +148,8 @@ def compare(
     `prompt` or `seed` may be a list (the rows); `reference` is the column the difference view compares with
     (default: the model's native skip when it is among `skips`, else the first). `max_batch` bounds how many cells
     go through the denoiser at once (the images are the same); cells found in `cache` are not rendered again, and
-    new ones are added to it; `should_stop` is asked after every step, and a true
-    answer ends the render with `Stopped`."""
+    new ones are added to it; `should_stop` is asked after every step, and a true answer ends the render with
+    `Stopped`."""
     # 1. Check inputs
     family = detect_family(pipe)
     layers = encoder_layers(pipe)
