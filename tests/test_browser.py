@@ -35,12 +35,17 @@ def page(pipe):
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(demo.local_url)
-        page.get_by_label("Prompt", exact=True).wait_for()
+        page = open_app(browser, demo.local_url)
         yield page
         browser.close()
     demo.close()
+
+
+def open_app(browser, url: str):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(url)
+    page.get_by_label("Prompt", exact=True).wait_for()
+    return page
 
 
 def settle(page, selector: str, timeout_ms: int = 60_000) -> None:
@@ -89,3 +94,18 @@ def test_stop_ends_a_render_and_the_next_one_runs(page):
     page.wait_for_function(
         "() => document.querySelectorAll('#cells .thumbnail-item').length === 1", timeout=30_000
     )  # one skip ticked now: the new render arrived, so the worker was free
+
+
+def test_a_closed_tab_ends_its_render_and_frees_the_server(page):
+    from playwright.sync_api import expect
+
+    other = open_app(page.context.browser, page.url)
+    other.get_by_label("Prompt", exact=True).fill("a long render nobody will wait for")
+    other.get_by_label("number input for Steps").fill("150")  # about half a minute on two CPU cores
+    other.get_by_role("button", name="Generate").click()
+    page.wait_for_timeout(2000)
+    other.close()
+    page.get_by_label("Seed (−1 = random)").fill("7")
+    page.get_by_role("button", name="Generate").click()
+    # the new render arrives long before the abandoned one could have finished
+    expect(page.get_by_label("Seed used")).to_have_value("7", timeout=15_000)
