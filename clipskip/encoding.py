@@ -59,10 +59,6 @@ def encoder_layers(pipe) -> int:
     return min(getattr(pipe, name).config.num_hidden_layers for name, _ in detect_family(pipe).encoders)
 
 
-def native_skip(pipe) -> int:
-    return detect_family(pipe).native_skip
-
-
 def diffusers_equivalent(family: Family, skip: int) -> str:
     k = skip - family.diffusers_offset
     if k < 0:

@@ -14,7 +14,7 @@ import pandas as pd
 from .cache import CellCache
 from .comparison import Comparison, Stopped, compare, native_size
 from .embedded import NAME as EMBEDDED
-from .encoding import encoder_layers, native_skip
+from .encoding import encoder_layers
 from .families import detect_family
 from .loading import load_pipeline, pipelines
 from .metadata import cell_caption, metrics_rows
@@ -74,7 +74,8 @@ class ModelView:
 
 
 def describe(name: str, pipe) -> ModelView:
-    family, layers, native = detect_family(pipe), encoder_layers(pipe), native_skip(pipe)
+    family, layers = detect_family(pipe), encoder_layers(pipe)
+    native = family.native_skip
     counts = " and ".join(str(getattr(pipe, encoder).config.num_hidden_layers) for encoder, _ in family.encoders)
     note = f"Model: **{name}** · {family.name} · text encoder layers: {counts} · native CLIP skip {native}"
     if name == EMBEDDED:
