@@ -19,7 +19,7 @@ from .cache import CellCache
 from .encoding import Encoding, encode, encoder_layers, layer_choice, layer_similarity, token_window
 from .families import detect_family
 from .grid import blocked_cell, render_grid
-from .loading import free_memory
+from .loading import free_device_bytes, free_memory
 from .metadata import caption_lines, cell_header, difference_badge, row_labels
 from .provenance import library_versions, weights_hash
 from .request import DEFAULT_GUIDANCE, DEFAULT_SKIPS, DEFAULT_STEPS, MAX_SEED, RANDOM_SEED, ComparisonRequest
@@ -77,13 +77,49 @@ class OutOfMemory(ValueError):
 OUT_OF_MEMORY = (MemoryError, torch.OutOfMemoryError)  # CPU allocations, and CUDA's (torch.cuda.OutOfMemoryError)
 
 
+# Bytes of UNet activations per latent pixel, per channel of its first block and per byte of precision, for one
+# image in the batch (two with CFG): measured at its peak with SD 1.5's UNet in float16 on an H100, rounded up
+# (benchmarks/RESULTS.md). Activations grow with the latent's area and the UNet's width; the weights do not.
+ACTIVATION_BYTES_FACTOR = 64
+HEADROOM = 0.8  # the share of free memory a batch may plan to use: the rest absorbs the estimate's error
+
+
+def cell_bytes(latent_height: int, latent_width: int, channels: int, element_size: int, guided: bool) -> int:
+    """Memory one more cell adds to a denoising batch: its activations in the UNet (twice with CFG, which runs the
+    negative prompt in the same batch)."""
+    images = 2 if guided else 1
+    return ACTIVATION_BYTES_FACTOR * latent_height * latent_width * channels * element_size * images
+
+
+def cells_that_fit(free_bytes: int, per_cell: int, cells: int) -> int:
+    """How many of `cells` to denoise at once, given the device's free memory: at least one (running out of memory
+    then halves nothing, and says what to shrink), at most all."""
+    return max(1, min(cells, int(free_bytes * HEADROOM) // per_cell))
+
+
+def memory_bound(run, cells: int, settings: dict) -> int | None:
+    """The batch size the free CUDA memory allows, or None where it is not measured (CPU, MPS)."""
+    free = free_device_bytes(run._execution_device)
+    if free is None:
+        return None
+    scale = run.vae_scale_factor
+    per_cell = cell_bytes(
+        settings["height"] // scale,
+        settings["width"] // scale,
+        run.unet.config.block_out_channels[0],
+        run.unet.dtype.itemsize,
+        settings["guidance_scale"] > 1,
+    )
+    return cells_that_fit(free, per_cell, cells)
+
+
 def denoise(run, conditioning: dict, seeds: list[int], settings: dict, max_batch, progress, should_stop):
-    """Images and safety flags for every cell, in chunks of at most `max_batch` cells. When a chunk runs out of
-    memory, the memory is released and the chunk size halves; each cell's own generator makes the images the same
-    whatever the chunking."""
+    """Images and safety flags for every cell, in chunks of at most `max_batch` cells; then the size of each chunk
+    and how often the size halved. When a chunk runs out of memory, the memory is released and the chunk size halves;
+    each cell's own generator makes the images the same whatever the chunking."""
     cells = len(seeds)
     size = min(max_batch or cells, cells)
-    images, flagged = [], []
+    images, flagged, sizes, halvings = [], [], [], 0
     while len(images) < cells:
         chunk = slice(len(images), len(images) + size)
         done = len(images)  # cells finished before this chunk, for the progress fraction
@@ -113,10 +149,12 @@ def denoise(run, conditioning: dict, seeds: list[int], settings: dict, max_batch
                     f"{run._execution_device}; make the width and height smaller (fewer cells or steps do not help)"
                 ) from None
             size //= 2
+            halvings += 1
             continue
         images += output.images
         flagged += getattr(output, "nsfw_content_detected", None) or [False] * count
-    return images, flagged
+        sizes.append(count)
+    return images, flagged, sizes, halvings
 
 
 def same_conditioning(positive: Encoding, negative: Encoding | None, skip: int, earlier: int) -> bool:
@@ -147,7 +185,8 @@ def compare(
 
     `prompt` or `seed` may be a list (the rows); `reference` is the column the difference view compares with
     (default: the model's native skip when it is among `skips`, else the first). `max_batch` bounds how many cells
-    go through the denoiser at once (the images are the same); cells found in `cache` are not rendered again, and
+    go through the denoiser at once (the images are the same; on CUDA, without it, the free memory sets the bound);
+    cells found in `cache` are not rendered again, and
     new ones are added to it; `should_stop` is asked after every step, and a true answer ends the render with
     `Stopped`."""
     # 1. Check inputs
@@ -218,6 +257,7 @@ def compare(
             width, height, skip,
         )  # fmt: skip
 
+    chunking = None
     rendered = {cell: cache.get(cache_key(cell)) for cell in unique} if cache is not None else {}
     cached = {cell for cell, hit in rendered.items() if hit is not None}
     missing = [cell for cell in unique if cell not in cached]
@@ -236,7 +276,16 @@ def compare(
             "height": height,
         }
         seeds = [rows[r][1] for r, _ in missing]
-        fresh, flagged = denoise(run, conditioning, seeds, settings, max_batch, progress, should_stop)
+        bound, bound_by = max_batch, "max_batch"
+        if bound is None:
+            bound, bound_by = memory_bound(run, len(missing), settings), "free CUDA memory"
+        fresh, flagged, sizes, halvings = denoise(run, conditioning, seeds, settings, bound, progress, should_stop)
+        if len(sizes) > 1:  # recorded only when the cells did not go through the denoiser as one batch
+            chunking = {"batch_sizes": sizes}
+            if bound is not None and bound < len(missing):
+                chunking |= {"bound": bound, "bound_by": bound_by}
+            if halvings:
+                chunking["halved_after_out_of_memory"] = halvings
         for cell, image, bad in zip(missing, fresh, flagged, strict=True):
             rendered[cell] = (image, bad)
             if cache is not None:
@@ -308,6 +357,7 @@ def compare(
         ],
         "warnings": warnings,
         "vae_decode": "tiled" if vae_tiles(pipe, width, height) else "whole",
+        **({"denoise_chunks": chunking} if chunking else {}),
         "device": str(pipe._execution_device),
         "dtype": str(pipe.unet.dtype).removeprefix("torch."),
         "versions": library_versions(),

@@ -81,6 +81,15 @@ def free_memory() -> None:
         torch.cuda.empty_cache()
 
 
+def free_device_bytes(device: torch.device) -> int | None:
+    """Bytes a new allocation can take on a CUDA device: free on the card, plus what PyTorch's allocator holds
+    unused; None elsewhere (CPU and MPS do not say)."""
+    if device.type != "cuda":
+        return None
+    free, _total = torch.cuda.mem_get_info(device)
+    return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+
+
 pipelines = PipelineCache()
 
 
@@ -111,6 +120,8 @@ def prepare(pipe, device: torch.device, dtype: torch.dtype, options: LoadOptions
         pipe.to(dtype=dtype)
     pipe.vae.enable_slicing()  # decode one cell at a time: same pixels, a fraction of the memory
     pipe.vae.enable_tiling()  # only for images larger than the VAE's native size
+    if options.compile:
+        pipe.unet.compile()  # in place, so the pipeline still sees a UNet; compiled on its first call
     return pipe
 
 

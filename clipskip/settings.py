@@ -26,6 +26,7 @@ class LoadOptions:
     allow_pickle: bool = False
     safety_checker: bool = True
     offload: bool = False  # model CPU offload: each component moves to the GPU only while it runs
+    compile: bool = False  # torch.compile the UNet: slow first render per image size, faster ones after
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,12 @@ def add_load_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--offload", action="store_true", help="model CPU offload, for GPUs with little memory (CUDA only)"
     )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="compile the UNet with torch.compile: the first render at each size and batch takes a minute or more "
+        "longer (compiling), later ones are faster on CUDA",
+    )
 
 
 def add_max_batch(parser: argparse.ArgumentParser) -> None:
@@ -81,7 +88,7 @@ def add_max_batch(parser: argparse.ArgumentParser) -> None:
 
 
 def load_options(args: argparse.Namespace) -> LoadOptions:
-    return LoadOptions(args.config, args.allow_pickle, not args.no_safety_checker, args.offload)
+    return LoadOptions(args.config, args.allow_pickle, not args.no_safety_checker, args.offload, args.compile)
 
 
 def app_settings(argv: list[str] | None = None, environ=os.environ) -> AppSettings:

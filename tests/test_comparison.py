@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from clipskip import Comparison, compare
-from clipskip.comparison import BLOCKED, OutOfMemory, Stopped
+from clipskip import Comparison, compare, comparison
+from clipskip.comparison import BLOCKED, OutOfMemory, Stopped, cell_bytes, cells_that_fit
 from clipskip.encoding import encode
-from clipskip.loading import LoadOptions, load_pipeline
+from clipskip.loading import LoadOptions, free_device_bytes, load_pipeline
 from clipskip.request import MAX_SEED
 from tests import tiny_models
 from tests.conftest import TINY, spy_on_calls
@@ -269,6 +269,30 @@ def test_chunked_renders_equal_one_batch(pipe):
             assert np.abs(pixels(row.images[skip]) - pixels(other.images[skip])).max() <= 2
 
 
+def test_batch_bound_arithmetic():
+    per_cell = cell_bytes(64, 64, 320, 2, guided=True)  # SD 1.5 at 512×512 in float16, with CFG
+    assert per_cell == comparison.ACTIVATION_BYTES_FACTOR * 64 * 64 * 320 * 2 * 2
+    assert cell_bytes(64, 64, 320, 2, guided=False) * 2 == per_cell
+    assert cell_bytes(128, 128, 320, 2, guided=True) == 4 * per_cell  # activations grow with the area
+    assert cells_that_fit(10 * per_cell, per_cell, cells=4) == 4  # plenty: one batch
+    assert cells_that_fit(4 * per_cell, per_cell, cells=8) == int(4 * comparison.HEADROOM)  # a share of the free
+    assert cells_that_fit(per_cell // 2, per_cell, cells=8) == 1  # never less than one cell
+
+
+def test_free_memory_bounds_the_batch_with_the_same_images_and_says_so(pipe, monkeypatch):
+    settings = {"seed": 6, "skips": [1, 2, 3, 4], **TINY}
+    whole = compare(pipe, "a red fox", **settings)
+    assert "denoise_chunks" not in whole.metadata  # one batch: nothing to record
+    per_cell = cell_bytes(8, 8, pipe.unet.config.block_out_channels[0], 4, guided=True)
+    monkeypatch.setattr(comparison, "free_device_bytes", lambda device: int(2.5 * per_cell / comparison.HEADROOM))
+    sizes = batch_sizes_and_faults(monkeypatch, type(pipe), fails_above=4)
+    chunked = compare(pipe, "a red fox", **settings)
+    assert sizes == [2, 2]
+    assert chunked.metadata["denoise_chunks"] == {"batch_sizes": [2, 2], "bound": 2, "bound_by": "free CUDA memory"}
+    for skip in (1, 2, 3, 4):
+        assert np.abs(pixels(whole.images[skip]) - pixels(chunked.images[skip])).max() <= 2
+
+
 def test_out_of_memory_retries_in_smaller_chunks_with_the_same_images(pipe, monkeypatch):
     settings = {"seed": 5, "skips": [1, 2, 3, 4], **TINY}
     expected = compare(pipe, "a red fox", **settings)
@@ -276,6 +300,7 @@ def test_out_of_memory_retries_in_smaller_chunks_with_the_same_images(pipe, monk
     steps = []
     result = compare(pipe, "a red fox", progress=lambda done, total: steps.append(done), **settings)
     assert sizes == [4, 2, 1, 1, 1, 1]  # halved until it fit, then one cell at a time
+    assert result.metadata["denoise_chunks"] == {"batch_sizes": [1, 1, 1, 1], "halved_after_out_of_memory": 2}
     for skip in (1, 2, 3, 4):
         assert np.abs(pixels(result.images[skip]) - pixels(expected.images[skip])).max() <= 2
     assert steps[-1] == pytest.approx(2) and steps == sorted(steps)  # progress still ends at the last step
@@ -300,3 +325,46 @@ def test_stop_ends_the_render_within_one_step(pipe):
     with pytest.raises(Stopped):
         compare(pipe, "a red fox", seed=1, skips=[1, 2], steps=10, width=64, height=64, should_stop=stop_after_two)
     assert len(asked) == 2  # asked after each step; the second answer stopped it
+
+
+@pytest.fixture(scope="module")
+def cuda_pipe():
+    """The embedded pipeline on CUDA in float16, as the app runs it there."""
+    return load_pipeline("embedded", device="cuda")
+
+
+def largest_difference(first, second) -> tuple[int, float]:
+    differences = [np.abs(pixels(first[skip]) - pixels(second[skip])) for skip in first]
+    return max(int(d.max()) for d in differences), max(float(d.mean()) for d in differences)
+
+
+@pytest.mark.gpu
+def test_fp16_cuda_batched_cells_equal_cells_rendered_alone(cuda_pipe):
+    assert cuda_pipe.unet.dtype is torch.float16
+    settings = {"negative_prompt": "blurry", "seed": 42, "scheduler": "Euler a", "steps": 4, "width": 256}
+    together = compare(cuda_pipe, "a red fox in the snow", skips=[1, 2, 3, 4], height=256, **settings)
+    alone = {
+        skip: compare(cuda_pipe, "a red fox in the snow", skips=[skip], height=256, **settings).images[skip]
+        for skip in (1, 2, 3, 4)
+    }
+    largest, mean = largest_difference(together.images, alone)
+    print(f"fp16 CUDA, batched vs alone: max {largest}/255, mean {mean:.4f}")
+    assert largest <= 3 and mean <= 0.5  # float16 kernels differ a little with the batch size
+
+
+@pytest.mark.gpu
+def test_cuda_free_memory_sets_the_batch_bound_with_the_same_images(cuda_pipe, monkeypatch):
+    free = free_device_bytes(torch.device("cuda"))
+    assert 0 < free <= torch.cuda.mem_get_info()[1]
+    settings = {"seed": 9, "skips": [1, 2, 3, 4], "steps": 4, "width": 256, "height": 256}
+    whole = compare(cuda_pipe, "a red fox", **settings)
+    assert "denoise_chunks" not in whole.metadata  # a whole H100 holds four small cells at once
+    per_cell = cell_bytes(32, 32, cuda_pipe.unet.config.block_out_channels[0], 2, guided=True)
+    monkeypatch.setattr(comparison, "free_device_bytes", lambda device: int(1.5 * per_cell / comparison.HEADROOM))
+    sizes = batch_sizes_and_faults(monkeypatch, type(cuda_pipe), fails_above=4)
+    chunked = compare(cuda_pipe, "a red fox", **settings)
+    assert sizes == [1, 1, 1, 1]
+    assert chunked.metadata["denoise_chunks"]["bound_by"] == "free CUDA memory"
+    largest, mean = largest_difference(whole.images, chunked.images)
+    print(f"fp16 CUDA, one batch vs chunks of one: max {largest}/255, mean {mean:.4f}")
+    assert largest <= 3 and mean <= 0.5

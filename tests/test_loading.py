@@ -16,6 +16,7 @@ from clipskip.loading import (
     ModelLoadError,
     PipelineCache,
     explain,
+    free_device_bytes,
     load_pipeline,
     pick_device,
     pick_dtype,
@@ -152,6 +153,18 @@ def test_unknown_device_and_offload_without_cuda_are_clear_errors():
         pick_device("gpu0")
     with pytest.raises(ValueError, match="--offload .* needs --device cuda"):
         load_pipeline("embedded", device="cpu", options=LoadOptions(offload=True))
+
+
+def test_free_device_memory_is_measured_on_cuda_only():
+    assert free_device_bytes(torch.device("cpu")) is None
+
+
+def test_compile_option_compiles_the_unet_in_place_and_nothing_else():
+    eager = load_pipeline("embedded", device="cpu")
+    compiled = load_pipeline("embedded", device="cpu", options=LoadOptions(compile=True))
+    assert compiled is not eager and type(compiled.unet) is type(eager.unet)  # still a UNet, with its config
+    assert compiled.unet._compiled_call_impl is not None  # compiled on its first call, which this test never makes
+    assert eager.unet._compiled_call_impl is None and compiled.vae._compiled_call_impl is None
 
 
 def test_importing_clipskip_loads_no_model_and_no_torch():

@@ -40,6 +40,9 @@ def test_load_options_from_flags():
     )
     assert settings.options == LoadOptions(config="sd15", allow_pickle=True, safety_checker=False, offload=True)
     assert settings.max_loaded == 3
+    assert app_settings(["--compile"], environ={}).options == LoadOptions(compile=True)
+    assert cli_parser().parse_args(["--prompt", "a", "--out", "x", "--compile"]).compile
+    assert not settings.options.compile
     tuned = app_settings(["--max-batch", "4", "--cache-mb", "0", "--concurrency", "2", "--max-queue", "5"], {})
     assert (tuned.max_batch, tuned.cache_mb, tuned.concurrency, tuned.max_queue) == (4, 0, 2, 5)
     defaults = app_settings([], environ={})
