@@ -4,17 +4,22 @@
 - B: one diffusers pipeline call per skip value with the same embeddings (AUTOMATIC1111's X/Y/Z plot, ComfyUI grids);
 - C: one diffusers call with num_images_per_prompt=4 at the same settings: the same denoiser work, no skip logic.
 
-Runs alternate (A, B, C, then B, C, A, ...) after one warm-up each; times are medians. Peak memory is measured for
-one run of each in a fresh process: how far it rises above the loaded model (maxrss on CPU, the CUDA allocator's
-peak on a GPU). `--app` also times
-the web app: start-up to first page, and its first /compare answer.
+Runs alternate (A, B, C, then B, C, A, ...) after one warm-up each; times are medians. Peak memory is how far one
+run of each rises above the loaded model: the CUDA allocator's peak on a GPU, measured in this process; maxrss on
+CPU, measured in a fresh process. `--app` also times the web app: start-up to first page, and its first /compare
+answer. On CUDA, `--layouts` measures the UNet and VAE as loaded (eager), in channels-last memory format, and with
+the UNet compiled by torch.compile (A and C only: B's smaller batch would compile again); `--calibrate` measures the
+UNet's memory per cell, which sets clipskip.comparison.ACTIVATION_BYTES_FACTOR.
 
     python benchmarks/bench_compare.py --model embedded
     python benchmarks/bench_compare.py --model sd15-arch --size 256 --steps 4   # SD 1.5's shapes, random weights
+    python benchmarks/bench_compare.py --model sd15-arch --size 512 --steps 30 --repeats 5 \
+        --layouts eager,channels-last,compile --calibrate   # on a CUDA GPU, float16
 """
 
 import argparse
 import copy
+import json
 import platform
 import resource
 import socket
@@ -25,11 +30,12 @@ import time
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import psutil
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from clipskip import compare, load_pipeline  # noqa: E402
+from clipskip import compare, comparison, load_pipeline  # noqa: E402
 from clipskip.embedded import build_tokenizer  # noqa: E402
 from clipskip.encoding import encode  # noqa: E402
 from clipskip.samplers import make_scheduler  # noqa: E402
@@ -83,30 +89,31 @@ def sd15_architecture():
     return pipe
 
 
-def peak_memory_mib(name: str, args) -> float:
-    """How far one run of variant `name` raises memory above the loaded model, measured in a fresh process: the
-    CUDA allocator's peak, or the peak resident memory (maxrss) on CPU."""
+def peak_memory_mib(name: str, runs: dict, args) -> float:
+    """How far one run of variant `name` raises memory above the loaded model: the CUDA allocator's peak, here; or
+    the peak resident memory (maxrss) on CPU, in a fresh process, since maxrss never comes down."""
+    if torch.cuda.is_available() and runs["device"].type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        runs[name]()
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - base) / 2**20
     command = [sys.executable, __file__, "--model", args.model, "--size", str(args.size), "--steps", str(args.steps)]
     command += ["--device", args.device, "--memory-of", name] + (["--dtype", args.dtype] if args.dtype else [])
     return float(subprocess.run(command, capture_output=True, text=True, check=True).stdout.split()[-1])
 
 
 def report_peak_memory(pipe, args) -> None:
-    runs, device = variants(pipe, args)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        base = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-        runs[args.memory_of]()
-        torch.cuda.synchronize()
-        print((torch.cuda.max_memory_allocated() - base) / 2**20)
-    else:
-        base = psutil.Process().memory_info().rss
-        runs[args.memory_of]()
-        print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base) / 2**20)
+    runs = variants(pipe, args)
+    base = psutil.Process().memory_info().rss
+    runs[args.memory_of]()
+    print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base) / 2**20)
 
 
-def variants(pipe, args):
+def variants(pipe, args) -> dict:
+    """The three runs, each returning its images, and the device they run on."""
     device = pipe._execution_device
     run = copy.copy(pipe)  # B and C on their own view of the pipeline, with the same sampler as A
     run.scheduler = make_scheduler(SAMPLER, pipe.scheduler)
@@ -116,20 +123,29 @@ def variants(pipe, args):
         positive, negative = encode(pipe, PROMPT, SKIPS), encode(pipe, NEGATIVE, SKIPS)
 
     def a():
-        compare(pipe, PROMPT, negative_prompt=NEGATIVE, seed=SEED, skips=SKIPS, steps=args.steps,
-                width=args.size, height=args.size, scheduler=SAMPLER)  # fmt: skip
+        return list(compare(pipe, PROMPT, negative_prompt=NEGATIVE, seed=SEED, skips=SKIPS, steps=args.steps,
+                            width=args.size, height=args.size, scheduler=SAMPLER).images.values())  # fmt: skip
 
     def b():
-        for skip in SKIPS:
+        return [
             run(prompt_embeds=positive.embeddings[skip], negative_prompt_embeds=negative.embeddings[skip],
-                generator=torch.Generator("cpu").manual_seed(SEED), **settings)  # fmt: skip
+                generator=torch.Generator("cpu").manual_seed(SEED), **settings).images[0]
+            for skip in SKIPS
+        ]  # fmt: skip
 
     def c():
-        run(prompt_embeds=positive.embeddings[1], negative_prompt_embeds=negative.embeddings[1],
-            num_images_per_prompt=len(SKIPS), generator=[torch.Generator("cpu").manual_seed(SEED)] * len(SKIPS),
-            **settings)  # fmt: skip
+        return run(prompt_embeds=positive.embeddings[1], negative_prompt_embeds=negative.embeddings[1],
+                   num_images_per_prompt=len(SKIPS), generator=[torch.Generator("cpu").manual_seed(SEED)] * len(SKIPS),
+                   **settings).images  # fmt: skip
 
-    return {"A": a, "B": b, "C": c}, device
+    return {"A": a, "B": b, "C": c, "device": device}
+
+
+def max_pixel_difference(first, second) -> int:
+    return max(
+        int(np.abs(np.asarray(x).astype(np.int16) - np.asarray(y).astype(np.int16)).max())
+        for x, y in zip(first, second, strict=True)
+    )
 
 
 def encoder_passes(pipe, args) -> int:
@@ -142,24 +158,85 @@ def encoder_passes(pipe, args) -> int:
     return len(calls)
 
 
-def measure(pipe, args) -> dict:
-    runs, device = variants(pipe, args)
-    for run in runs.values():  # warm-up
-        run()
-    times = {name: [] for name in runs}
-    order = list(runs)
+def set_layout(pipe, layout: str) -> None:
+    """eager: the UNet and VAE as clipskip loads them; channels-last: both in channels-last memory format; compile:
+    as loaded, with the UNet compiled in place (what --compile does)."""
+    memory_format = torch.channels_last if layout == "channels-last" else torch.contiguous_format
+    pipe.unet.to(memory_format=memory_format)
+    pipe.vae.to(memory_format=memory_format)
+    if layout == "compile":
+        pipe.unet.compile()
+
+
+def measure(pipe, args, names=("A", "B", "C")) -> dict:
+    runs = variants(pipe, args)
+    device = runs["device"]
+    outputs, warm_up = {}, {}
+    for name in names:
+        start = time.perf_counter()
+        outputs[name] = runs[name]()
+        warm_up[name] = time.perf_counter() - start
+    times = {name: [] for name in names}
     for repeat in range(args.repeats):
-        for name in order[repeat % 3 :] + order[: repeat % 3]:
+        for name in names[repeat % len(names) :] + names[: repeat % len(names)]:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
             start = time.perf_counter()
             runs[name]()
             if device.type == "cuda":
                 torch.cuda.synchronize()
             times[name].append(time.perf_counter() - start)
-    return {
+    result = {
         "time": {name: statistics.median(values) for name, values in times.items()},
-        "memory": {name: peak_memory_mib(name, args) for name in runs},
-        "passes": encoder_passes(pipe, args),
+        "times": times,
+        "warm_up": warm_up,
+        "memory": {name: peak_memory_mib(name, runs, args) for name in names},
     }
+    if "B" in outputs:  # each of A's cells against the same skip rendered alone; C's first image is A's skip 1
+        result["max_pixel_diff_A_B"] = max_pixel_difference(outputs["A"], outputs["B"])
+    if "C" in outputs:
+        result["max_pixel_diff_A_C_skip1"] = max_pixel_difference(outputs["A"][:1], outputs["C"][:1])
+    return result, outputs["A"]
+
+
+def calibrate(pipe, args) -> list[dict]:
+    """Peak CUDA memory of the denoising loop alone (latents out, no VAE) for 1 and 4 cells with CFG, at several
+    sizes: the memory one cell adds, and the ACTIVATION_BYTES_FACTOR it implies."""
+    run = copy.copy(pipe)
+    run.scheduler = make_scheduler(SAMPLER, pipe.scheduler)
+    run.set_progress_bar_config(disable=True)
+    with torch.no_grad():
+        positive, negative = encode(pipe, PROMPT, [1]), encode(pipe, NEGATIVE, [1])
+    rows = []
+    for size in (512, 768, 1024):
+        peaks = {}
+        for cells in (1, 4):
+            torch.cuda.synchronize()
+            torch.cuda.empty_cache()
+            base = torch.cuda.memory_allocated()
+            torch.cuda.reset_peak_memory_stats()
+            run(
+                prompt_embeds=positive.embeddings[1],
+                negative_prompt_embeds=negative.embeddings[1],
+                num_images_per_prompt=cells,
+                num_inference_steps=2,
+                width=size,
+                height=size,
+                output_type="latent",
+            )
+            torch.cuda.synchronize()
+            peaks[cells] = torch.cuda.max_memory_allocated() - base
+        per_cell = (peaks[4] - peaks[1]) / 3
+        channels, itemsize = pipe.unet.config.block_out_channels[0], pipe.unet.dtype.itemsize
+        unit = comparison.cell_bytes(size // 8, size // 8, channels, itemsize, guided=True)
+        unit /= comparison.ACTIVATION_BYTES_FACTOR
+        rows.append({"size": size, "peak_1_MiB": peaks[1] / 2**20, "peak_4_MiB": peaks[4] / 2**20,
+                     "per_cell_MiB": per_cell / 2**20, "factor": per_cell / unit})  # fmt: skip
+    return rows
+
+
+def attention_processors(pipe) -> list[str]:
+    return sorted({type(processor).__name__ for processor in pipe.unet.attn_processors.values()})
 
 
 def app_latency() -> tuple[float, float]:
@@ -192,6 +269,21 @@ def app_latency() -> tuple[float, float]:
         server.wait()
 
 
+LAYOUTS = ("eager", "channels-last", "compile")
+
+
+def save(report: dict, path: str | None) -> None:
+    if path:
+        Path(path).write_text(json.dumps(report, indent=1))
+
+
+def layout_list(text: str) -> list[str]:
+    layouts = text.split(",")
+    if not set(layouts) <= set(LAYOUTS):
+        raise argparse.ArgumentTypeError(f"layouts are {', '.join(LAYOUTS)}; got {text!r}")
+    return sorted(layouts, key=LAYOUTS.index)  # compile last: it changes the UNet in place
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", choices=("embedded", "sd15-arch"), default="embedded")
@@ -200,6 +292,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", choices=("fp16", "bf16", "fp32"))
+    parser.add_argument(
+        "--layouts", type=layout_list, default=["eager"], help=f"comma-separated: {', '.join(LAYOUTS)}"
+    )
+    parser.add_argument("--calibrate", action="store_true", help="CUDA: the UNet's memory per cell, at three sizes")
+    parser.add_argument("--json", help="also write every figure to this file")
     parser.add_argument("--app", action="store_true", help="also time the web app's start-up and first request")
     parser.add_argument("--memory-of", choices=("A", "B", "C"), help=argparse.SUPPRESS)  # one run, in a fresh process
     args = parser.parse_args()
@@ -214,23 +311,72 @@ def main() -> None:
     if args.memory_of:
         report_peak_memory(pipe, args)
         return
-    result = measure(pipe, args)
-    t, m = result["time"], result["memory"]
+    cuda = pipe._execution_device.type == "cuda"
     cpu = platform.processor() or platform.machine()
-    accelerator = torch.cuda.get_device_name() if pipe._execution_device.type == "cuda" else "none"
+    accelerator = torch.cuda.get_device_name() if cuda else "none"
+    report = {
+        "model": args.model, "size": args.size, "steps": args.steps, "repeats": args.repeats,
+        "dtype": str(pipe.unet.dtype), "date": str(date.today()), "cores": psutil.cpu_count(), "cpu": cpu,
+        "accelerator": accelerator, "torch": torch.__version__, "attention": attention_processors(pipe),
+        "passes": encoder_passes(pipe, args), "layouts": {},
+    }  # fmt: skip
     print(f"### {args.model}, {args.size}×{args.size}, {args.steps} steps, 4 skips, {pipe.unet.dtype}")
-    print(
-        f"{date.today()} · {psutil.cpu_count()} cores ({cpu}) · accelerator: {accelerator} · torch {torch.__version__}"
-    )
-    print()
-    print("| run | median time (s) | peak memory (MiB) |")
-    print("|---|---|---|")
-    for name, label in (("A", "A: clipskip compare"), ("B", "B: one call per skip"), ("C", "C: one call, 4 images")):
-        print(f"| {label} | {t[name]:.2f} | {m[name]:.0f} |")
-    print()
-    print(f"A/C = {t['A'] / t['C']:.3f} (target ≤ 1.05) · B/A = {t['B'] / t['A']:.2f} · "
-          f"memory A/C = {m['A'] / max(m['C'], 1e-9):.2f} (target ≤ 1.1) · "
-          f"text-encoder passes per comparison: {result['passes']} (target ≤ 2)")  # fmt: skip
+    print(f"{report['date']} · {report['cores']} cores ({cpu}) · accelerator: {accelerator} · "
+          f"torch {torch.__version__} · UNet attention: {', '.join(report['attention'])}")  # fmt: skip
+    if args.calibrate and cuda:
+        report["calibration"] = calibrate(pipe, args)
+        print()
+        print("| size | denoise peak, 1 cell (MiB) | 4 cells (MiB) | per cell (MiB) | ACTIVATION_BYTES_FACTOR |")
+        print("|---|---|---|---|---|")
+        for row in report["calibration"]:
+            print(f"| {row['size']} | {row['peak_1_MiB']:.0f} | {row['peak_4_MiB']:.0f} | {row['per_cell_MiB']:.0f} "
+                  f"| {row['factor']:.1f} |")  # fmt: skip
+        save(report, args.json)  # after each part: a later one may run out of time
+    images = {}  # A's cells per layout, to check that a layout changes speed, not images
+    for layout in args.layouts:
+        set_layout(pipe, layout)
+        result, images[layout] = measure(pipe, args, ("A", "C") if layout == "compile" else ("A", "B", "C"))
+        if layout != "eager" and "eager" in images:
+            result["max_pixel_diff_A_vs_eager"] = max_pixel_difference(images[layout], images["eager"])
+        report["layouts"][layout] = result
+        t, m = result["time"], result["memory"]
+        print()
+        print(
+            f"#### {layout}"
+            + (f" (first A, compiling included: {result['warm_up']['A']:.1f} s)" if layout == "compile" else "")
+        )
+        print()
+        print("| run | median time (s) | peak memory (MiB) |")
+        print("|---|---|---|")
+        for name, label in (
+            ("A", "A: clipskip compare"),
+            ("B", "B: one call per skip"),
+            ("C", "C: one call, 4 images"),
+        ):
+            if name in t:
+                print(f"| {label} | {t[name]:.3f} | {m[name]:.0f} |")
+        print()
+        ratios = [f"A/C = {t['A'] / t['C']:.3f} (target ≤ 1.05)"]
+        if "B" in t:
+            ratios.append(f"B/A = {t['B'] / t['A']:.2f}")
+        ratios.append(f"memory A/C = {m['A'] / max(m['C'], 1e-9):.2f} (target ≤ 1.1)")
+        ratios.append(f"text-encoder passes per comparison: {report['passes']} (target ≤ 2)")
+        if "max_pixel_diff_A_B" in result:
+            ratios.append(
+                f"max pixel difference, each A cell vs B's render of that skip: {result['max_pixel_diff_A_B']}"
+            )
+        if "max_pixel_diff_A_vs_eager" in result:
+            ratios.append(f"max pixel difference of A's cells from eager's: {result['max_pixel_diff_A_vs_eager']}")
+        print(" · ".join(ratios))
+        save(report, args.json)
+    if len(report["layouts"]) > 1:
+        eager = report["layouts"].get("eager", {}).get("time", {}).get("A")
+        if eager:
+            print()
+            faster = [
+                f"{name} {eager / r['time']['A']:.2f}×" for name, r in report["layouts"].items() if name != "eager"
+            ]
+            print("A's speed against eager: " + " · ".join(faster))
     if args.app:
         first_page, first_request = app_latency()
         print(f"App: first page {first_page:.1f} s after `python app.py` (target < 10 s); "
