@@ -159,8 +159,8 @@ def encoder_passes(pipe, args) -> int:
 
 
 def set_layout(pipe, layout: str) -> None:
-    """eager: the UNet and VAE as clipskip loads them; channels-last: both in channels-last memory format; compile:
-    as loaded, with the UNet compiled in place (what --compile does)."""
+    """eager: the UNet and VAE in the default (contiguous) memory format; channels-last: both in channels-last, as
+    clipskip loads them on CUDA; compile: contiguous, with the UNet compiled in place as --compile does."""
     memory_format = torch.channels_last if layout == "channels-last" else torch.contiguous_format
     pipe.unet.to(memory_format=memory_format)
     pipe.vae.to(memory_format=memory_format)

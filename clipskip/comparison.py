@@ -78,9 +78,10 @@ OUT_OF_MEMORY = (MemoryError, torch.OutOfMemoryError)  # CPU allocations, and CU
 
 
 # Bytes of UNet activations per latent pixel, per channel of its first block and per byte of precision, for one
-# image in the batch (two with CFG): measured at its peak with SD 1.5's UNet in float16 on an H100, rounded up
-# (benchmarks/RESULTS.md). Activations grow with the latent's area and the UNet's width; the weights do not.
-ACTIVATION_BYTES_FACTOR = 64
+# image in the batch (two with CFG): 26.1 measured at the peak of SD 1.5's UNet in float16 on an H100 at 512 to 1024
+# px (25.4 for the embedded model), rounded up (benchmarks/RESULTS.md). Activations grow with the latent's area and
+# the UNet's width; the weights do not.
+ACTIVATION_BYTES_FACTOR = 32
 HEADROOM = 0.8  # the share of free memory a batch may plan to use: the rest absorbs the estimate's error
 
 

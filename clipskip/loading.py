@@ -110,7 +110,8 @@ def load_pipeline(
 
 
 def prepare(pipe, device: torch.device, dtype: torch.dtype, options: LoadOptions):
-    """Place the pipeline and make large images affordable; none of this changes images at the native size."""
+    """Place the pipeline, make large images affordable and convolutions fast; none of this changes images at the
+    native size (channels-last on CUDA moves the last bit of a few pixels at most)."""
     detect_family(pipe)  # refuse pipelines without a CLIP text encoder before they take memory on the device
     if options.offload:
         pipe.enable_model_cpu_offload(device=device)
@@ -120,6 +121,9 @@ def prepare(pipe, device: torch.device, dtype: torch.dtype, options: LoadOptions
         pipe.to(dtype=dtype)
     pipe.vae.enable_slicing()  # decode one cell at a time: same pixels, a fraction of the memory
     pipe.vae.enable_tiling()  # only for images larger than the VAE's native size
+    if device.type == "cuda":  # 1.18× faster renders and less memory on an H100, same images (benchmarks/RESULTS.md)
+        pipe.unet.to(memory_format=torch.channels_last)
+        pipe.vae.to(memory_format=torch.channels_last)
     if options.compile:
         pipe.unet.compile()  # in place, so the pipeline still sees a UNet; compiled on its first call
     return pipe

@@ -155,8 +155,9 @@ def test_unknown_device_and_offload_without_cuda_are_clear_errors():
         load_pipeline("embedded", device="cpu", options=LoadOptions(offload=True))
 
 
-def test_free_device_memory_is_measured_on_cuda_only():
+def test_free_device_memory_is_measured_on_cuda_only_and_channels_last_is_for_cuda_only():
     assert free_device_bytes(torch.device("cpu")) is None
+    assert load_pipeline("embedded", device="cpu").unet.conv_in.weight.is_contiguous()  # channels-last: CUDA only
 
 
 def test_compile_option_compiles_the_unet_in_place_and_nothing_else():
