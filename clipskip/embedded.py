@@ -1,21 +1,26 @@
-"""The embedded model: a tiny Stable-Diffusion-architecture pipeline built in-process, so the app runs offline.
+"""The embedded model: a tiny Stable Diffusion 1.x pipeline trained by this project, so the app runs offline.
 
-Its weights are random (drawn from a fixed seed), so it draws patterns rather than pictures, but every part is real
-SD 1.x architecture: a 12-layer CLIP text encoder, a cross-attention UNet and an 8x VAE, run by the same code as a
-real checkpoint. The tokenizer is a CLIP-format byte-level BPE whose vocabulary is learned here from `CORPUS`.
+It draws 64x64 scenes of coloured shapes ("a small red circle on the left and a blue square on the right, on a
+yellow background"), the world it was trained on (`clipskip.toy`), with SD 1.x's parts: a 12-layer CLIP text
+encoder, a cross-attention UNet and an 8x VAE, run by the same code as a real checkpoint. Its tokenizer is a
+CLIP-format byte-level BPE whose vocabulary is learned here from `CORPUS`. The weights (float16 safetensors, about
+12 MB) are committed under `clipskip/toy/model`; `python -m clipskip.toy.train` makes them again from nothing.
 """
 
-import json
+import re
+from collections import Counter
+from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL, DPMSolverMultistepScheduler, StableDiffusionPipeline, UNet2DConditionModel
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+from diffusers import StableDiffusionPipeline
+from tokenizers import pre_tokenizers
+from transformers import CLIPTokenizer
 
 NAME = "embedded"
-INIT_SEED = 20240229
+MODEL_DIR = Path(__file__).parent / "toy" / "model"
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 CLIP_WINDOW = 77  # tokens, as in every Stable Diffusion text encoder
+CLIP_PIECES = r"[^\W\d_]+|\d|[^\s\w]+"  # how CLIP splits words before BPE: letters, single digits, punctuation
 
 # Words people put in prompts; the BPE merges are learned from these, every other text falls back to bytes.
 CORPUS = """
@@ -35,19 +40,31 @@ lowres bad anatomy extra fingers deformed ugly text watermark signature cropped 
 """.split()  # noqa: SIM905 (a word list reads better as text)
 
 
+def learn_merges(words: list[str]) -> list[tuple[str, str]]:
+    """Byte-pair merges in rank order, until every word is one token; ties go to the alphabetically first pair.
+
+    Written out rather than taken from `tokenizers`' trainer, whose tie order changes from one process to the next
+    (it numbers symbols in hash order), which would give the same words other ids on every build."""
+    splits = [[*word[:-1], word[-1] + "</w>"] for word in dict.fromkeys(words)]
+    merges = []
+    while True:
+        counts = Counter(pair for split in splits for pair in zip(split, split[1:], strict=False))
+        if not counts:
+            return merges
+        best = min(counts, key=lambda pair: (-counts[pair], pair))
+        merges.append(best)
+        for split in splits:
+            i = 0
+            while i < len(split) - 1:
+                if (split[i], split[i + 1]) == best:
+                    split[i : i + 2] = [split[i] + split[i + 1]]
+                i += 1
+
+
 def build_tokenizer() -> CLIPTokenizer:
     """A CLIP tokenizer (same normalisation, split and byte-level BPE as OpenAI's) with a vocabulary made here."""
     alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
-    bpe = Tokenizer(models.BPE(end_of_word_suffix="</w>", continuing_subword_prefix=""))
-    bpe.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Lowercase()])
-    bpe.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]
-    )
-    trainer = trainers.BpeTrainer(
-        vocab_size=4096, min_frequency=1, initial_alphabet=alphabet, end_of_word_suffix="</w>", show_progress=False
-    )
-    bpe.train_from_iterator(CORPUS, trainer)
-    merges = [tuple(pair) for pair in json.loads(bpe.to_str())["model"]["merges"]]
+    merges = learn_merges([piece for word in CORPUS for piece in re.findall(CLIP_PIECES, word)])
     # CLIP's order: every byte, every byte ending a word, the merges in rank order, then the two special tokens.
     tokens = alphabet + [c + "</w>" for c in alphabet] + ["".join(m) for m in merges] + [BOS, EOS]
     vocab = {token: i for i, token in enumerate(dict.fromkeys(tokens))}
@@ -55,59 +72,14 @@ def build_tokenizer() -> CLIPTokenizer:
 
 
 def build_embedded_pipeline() -> StableDiffusionPipeline:
-    """The embedded pipeline, the same weights on every machine (fixed init seed, CPU float32)."""
-    tokenizer = build_tokenizer()
-    with torch.random.fork_rng(devices=[]):  # leave the caller's global RNG as it was
-        torch.manual_seed(INIT_SEED)
-        text_encoder = CLIPTextModel(
-            CLIPTextConfig(
-                vocab_size=len(tokenizer),
-                hidden_size=64,
-                intermediate_size=256,
-                num_hidden_layers=12,  # as in SD 1.x, so skips 1..12 mean what they mean there
-                num_attention_heads=4,
-                max_position_embeddings=CLIP_WINDOW,
-                hidden_act="quick_gelu",
-                projection_dim=64,
-                bos_token_id=tokenizer.bos_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-                pad_token_id=tokenizer.pad_token_id,
-            )
+    """The embedded pipeline from its committed files, in float32 on the CPU; no network, no training."""
+    if not (MODEL_DIR / "model_index.json").exists():
+        raise FileNotFoundError(
+            f"the embedded model's files are missing from {MODEL_DIR}; restore them from git "
+            "(git checkout -- clipskip/toy/model) or rebuild them with: python -m clipskip.toy.train"
         )
-        unet = UNet2DConditionModel(
-            sample_size=32,
-            in_channels=4,
-            out_channels=4,
-            block_out_channels=(32, 64),
-            layers_per_block=1,
-            down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-            up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-            cross_attention_dim=64,
-            attention_head_dim=8,
-            norm_num_groups=8,
-        )
-        vae = AutoencoderKL(
-            in_channels=3,
-            out_channels=3,
-            block_out_channels=(16, 32, 32, 32),  # four blocks: 8x down-sampling, as in SD
-            down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4,
-            latent_channels=4,
-            norm_num_groups=8,
-            sample_size=256,
-        )
-    scheduler = DPMSolverMultistepScheduler(  # SD 1.x's noise schedule
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1, use_karras_sigmas=True
-    )
-    pipe = StableDiffusionPipeline(
-        vae=vae.eval(),
-        text_encoder=text_encoder.eval(),
-        tokenizer=tokenizer,
-        unet=unet.eval(),
-        scheduler=scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
+    pipe = StableDiffusionPipeline.from_pretrained(
+        MODEL_DIR, dtype=torch.float32, local_files_only=True, safety_checker=None, requires_safety_checker=False
     )
     pipe.register_to_config(_name_or_path=NAME)
     return pipe

@@ -137,7 +137,7 @@ def test_odd_prompts_render_and_are_kept_verbatim(client, prompt):
 
 
 def test_a_missing_size_means_the_native_one(client):
-    assert client.predict(**GOOD | {"width": None, "height": None}, api_name="/compare")[2]["width"] == 256
+    assert client.predict(**GOOD | {"width": None, "height": None}, api_name="/compare")[2]["width"] == 64
 
 
 @pytest.mark.parametrize(

@@ -119,7 +119,7 @@ def test_the_form_follows_the_model_native_skip_marked_and_selected_around_it(pi
 
     embedded = describe("embedded", pipe)
     assert embedded.skips == [1, 2, 3, 4] and embedded.choices[0] == ("1 (native)", 1) and len(embedded.choices) == 12
-    assert (embedded.width, embedded.height) == (256, 256)
+    assert (embedded.width, embedded.height) == (64, 64)
     sdxl = describe("x", load_pipeline(str(saved["sdxl"]), device="cpu"))
     assert sdxl.skips == [1, 2, 3, 4] and sdxl.choices[1] == ("2 (native)", 2) and len(sdxl.choices) == 5
     assert "SDXL · text encoder layers: 5 and 7 · native CLIP skip 2" in sdxl.note

@@ -1,0 +1,45 @@
+"""Training: the quick recipe runs every stage and writes a pipeline clipskip loads; stages resume."""
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from clipskip.embedded import build_tokenizer
+from clipskip.loading import load_pipeline
+from clipskip.toy import models
+from clipskip.toy.train import QUICK, main, train, train_decoder
+
+
+def test_quick_training_writes_a_loadable_float16_pipeline(tmp_path):
+    main(["--quick", "--out", str(tmp_path / "model"), "--work", str(tmp_path / "work")])
+    pipe = load_pipeline(str(tmp_path / "model"), device="cpu")
+    assert pipe.text_encoder.config.num_hidden_layers == 12 and pipe.unet.dtype == torch.float32
+    assert pipe.tokenizer.get_vocab() == build_tokenizer().get_vocab()
+    with safe_open(tmp_path / "model" / "unet" / "diffusion_pytorch_model.safetensors", "pt") as f:
+        assert f.get_tensor(next(iter(f.keys()))).dtype == torch.float16  # half the bytes in the repo
+    record = json.loads((tmp_path / "model" / "training.json").read_text())
+    assert record["recipe"]["unet_steps"] == QUICK.unet_steps and len(record["unet"]["loss"]) == 1
+    assert set(record) >= {"text_encoder", "vae", "unet", "decoder", "minutes"}
+    assert pipe.vae.config.scaling_factor != 0.18215  # measured on the data, as SD measured its own
+
+
+def test_finished_stages_are_kept_and_another_recipe_is_refused(tmp_path, monkeypatch):
+    train(QUICK, tmp_path / "model", tmp_path / "work")
+    first = json.loads((tmp_path / "work" / "record.json").read_text())
+    for stage in ("train_text_encoder", "train_autoencoder", "train_unet", "train_decoder"):
+        monkeypatch.setattr(f"clipskip.toy.train.{stage}", lambda *a, s=stage: pytest.fail(f"{s} ran again"))
+    train(QUICK, tmp_path / "again", tmp_path / "work")
+    assert json.loads((tmp_path / "work" / "record.json").read_text()) == first
+    with pytest.raises(ValueError, match="holds stages of another recipe"):
+        train(replace(QUICK, seed=1), tmp_path / "other", tmp_path / "work")
+
+
+def test_the_decoder_stage_leaves_the_encoder_and_so_the_latents_alone():
+    vae = models.autoencoder()
+    before = {k: v.clone() for k, v in vae.state_dict().items()}
+    after = train_decoder(QUICK, vae)[0].state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith(("decoder.", "post_quant_conv.")) for k in changed)
