@@ -34,21 +34,26 @@ from .samplers import DEFAULT_SAMPLER, SAMPLERS
 from .settings import AppSettings, app_settings
 
 DOWNLOADS = Path(tempfile.gettempdir()) / "clipskip-downloads"
-EXAMPLES = [
+EXAMPLES = [  # the embedded model's world first (shapes, colours, places), then prompts for real checkpoints
+    ["a small red circle on the left and a large blue square on the right, on a yellow background", "", 1234],
+    ["a large white star at the top and a small orange triangle at the bottom, on a purple background", "", 7],
+    ["a large green triangle in the centre, on a black background", "", 42],
     ["a watercolor painting of a fox in a snowy forest, highly detailed", "blurry, lowres", 42],
     ["portrait of an astronaut, oil painting, dramatic lighting", "", 7],
-    ["a small red circle on the left and a blue square on the right, on a yellow background", "", 1234],
 ]
 INTRO = """# clipskip: CLIP skip, side by side
 One prompt, one seed, several CLIP skip values, rendered together from the same noise. Skip *N* conditions the image
 on the text encoder's *N*-th layer from the end (skip 1 = the last layer): AUTOMATIC1111's "Clip skip" *N*,
 ComfyUI's `CLIPSetLastLayer` −*N*, diffusers' `clip_skip` = *N*−1 (*N*−2 on SDXL). The negative prompt is skipped
-alike."""
+alike. The built-in model, `embedded`, is a tiny SD 1.x trained by this project on 64×64 scenes: it knows circles,
+squares, triangles and stars in red, green, blue, yellow, white, black, orange and purple, small or large, on the
+left, right, top, bottom or in the centre, on a coloured background (see the first examples)."""
 CSS = """
 #generate {min-height: 3.2em}
 .caption {font-size: 0.9em; opacity: 0.8}
 #grid .image-container, #difference .image-container {padding-top: 2.6em}  /* label and buttons off the headers */
 #cells .grid-wrap {min-height: 0; height: auto}  /* one row of cells, no empty band under it */
+#cells img, #slider img {image-rendering: pixelated}  /* small cells enlarged crisp, as in the grid */
 """
 METRICS_HEADERS = ["row", "CLIP skip", "layer", "mean abs. difference (0–255)", "SSIM", "note"]
 
@@ -79,7 +84,7 @@ def describe(name: str, pipe) -> ModelView:
     counts = " and ".join(str(getattr(pipe, encoder).config.num_hidden_layers) for encoder, _ in family.encoders)
     note = f"Model: **{name}** · {family.name} · text encoder layers: {counts} · native CLIP skip {native}"
     if name == EMBEDDED:
-        note += " · the built-in untrained model: it draws patterns, not pictures, but skips work as on SD 1.x"
+        note += " · the built-in model, trained here on coloured shapes: it knows only the scene words of the examples"
     first = max(1, native - 1)  # the native value and its neighbours, four in all where the encoder has them
     width, height = native_size(pipe)
     return ModelView(
@@ -294,7 +299,7 @@ def build_demo(
         with gr.Row():
             with gr.Column(scale=2, min_width=320):
                 model = gr.Dropdown(list(models), value=models[0], label="Model", visible=len(models) > 1)
-                prompt = gr.Textbox(label="Prompt", lines=3, placeholder="what to draw")
+                prompt = gr.Textbox(label="Prompt", lines=3, placeholder=EXAMPLES[0][0])
                 negative_prompt = gr.Textbox(label="Negative prompt", lines=2, placeholder="what to avoid")
                 skips = gr.CheckboxGroup(
                     view.choices,
@@ -367,7 +372,7 @@ def build_demo(
                     with gr.Row():
                         pick_a = gr.Dropdown(label="A (left)")
                         pick_b = gr.Dropdown(label="B (right)")
-                    slider = gr.ImageSlider(label="Drag to compare", type="pil", format="png")
+                    slider = gr.ImageSlider(label="Drag to compare", type="pil", format="png", elem_id="slider")
                 with gr.Tab("Metadata"):
                     metadata = gr.JSON(label="Metadata (reproduces every cell)", max_height=480)
         gr.Examples(EXAMPLES, inputs=[prompt, negative_prompt, seed], label="Examples")

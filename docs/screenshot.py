@@ -11,7 +11,7 @@ from playwright.sync_api import sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from clipskip.settings import AppSettings, LoadOptions  # noqa: E402
-from clipskip.ui import serve  # noqa: E402
+from clipskip.ui import EXAMPLES, serve  # noqa: E402
 
 CHROMIUM_FLAGS = [
     "--no-sandbox",
@@ -21,7 +21,7 @@ CHROMIUM_FLAGS = [
     "--no-first-run",
 ]
 OUT = Path(__file__).with_name("screenshot.png")
-PROMPT = "a watercolor painting of a fox in a snowy forest, highly detailed"
+PROMPT, NEGATIVE, SEED = EXAMPLES[0]  # a scene the built-in model was trained to draw
 
 
 def main(out: Path = OUT) -> None:
@@ -36,8 +36,8 @@ def main(out: Path = OUT) -> None:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(demo.local_url)
             page.get_by_label("Prompt", exact=True).fill(PROMPT)
-            page.get_by_label("Negative prompt").fill("blurry, lowres")
-            page.get_by_label("Seed (−1 = random)").fill("42")
+            page.get_by_label("Negative prompt").fill(NEGATIVE)
+            page.get_by_label("Seed (−1 = random)").fill(str(SEED))
             page.get_by_role("button", name="Generate").click()
             page.wait_for_selector("#grid img", timeout=120_000)
             page.wait_for_timeout(1000)  # let the gallery and metadata settle
