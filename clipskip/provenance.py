@@ -1,6 +1,7 @@
 """Where a comparison's images came from: a hash of the model's weights and the versions of the libraries used."""
 
 import hashlib
+from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from weakref import WeakKeyDictionary
@@ -38,6 +39,11 @@ def weights_hash(pipe) -> str:
 
 
 def library_versions() -> dict[str, str | None]:
+    return dict(installed_versions())  # a copy: each comparison's metadata is its own
+
+
+@lru_cache(maxsize=1)  # installed versions do not change while the process runs; looking them up costs ~10 ms
+def installed_versions() -> dict[str, str | None]:
     versions = {}
     for name in LIBRARIES:
         try:
