@@ -262,7 +262,8 @@ def app_latency() -> tuple[float, float]:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
         start = time.perf_counter()
         client.predict(prompt=PROMPT, negative_prompt=NEGATIVE, seed=SEED, skips=list(SKIPS), steps=20,
-                       guidance_scale=7.5, width=None, height=None, scheduler=SAMPLER, api_name="/compare")  # fmt: skip
+                       guidance_scale=7.5, width=None, height=None,  # the model's native size
+                       scheduler=SAMPLER, api_name="/compare")  # fmt: skip
         return first_page, time.perf_counter() - start
     finally:
         server.terminate()
