@@ -5,7 +5,7 @@ from clipskip.toy.score import TARGETS, Tally, judge, misses, score, table
 
 
 def test_the_generators_own_pictures_score_full_marks():
-    tally = Tally({})
+    tally = Tally()
     for scene in sample_scenes(2, 60, two_shapes=0.5, mention=1.0):
         judge(scene, render_scene(scene), tally)
     rates = tally.rates()
@@ -16,7 +16,7 @@ def test_the_generators_own_pictures_score_full_marks():
 def test_a_wrong_picture_scores_zero_and_a_half_right_one_half():
     asked = Scene((Shape("circle", "red", "large", "centre"),), "blue", "a large red circle in the centre, on ...")
     drawn = Scene((Shape("square", "green", "large", "centre"),), "yellow", "")
-    tally = Tally({})
+    tally = Tally()
     judge(asked, render_scene(drawn), tally)
     judge(asked, render_scene(Scene((Shape("square", "red", "large", "left"),), "blue", "")), tally)
     assert tally.rates() == {"colour": 0.5, "shape": 0.0, "background": 0.5}

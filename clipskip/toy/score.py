@@ -6,7 +6,7 @@ Prompts come from the scene grammar with every size and position written out; ea
 
 import argparse
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tqdm.auto import tqdm
 
@@ -23,7 +23,7 @@ TARGETS = {"colour": 0.9, "shape": 0.8, "background": 0.9, "both colours": 0.6} 
 class Tally:
     """Counts of right readings, by measure."""
 
-    scored: dict[str, list[int]]
+    scored: dict[str, list[int]] = field(default_factory=dict)  # measure -> [right, read]
 
     def add(self, measure: str, right: bool) -> None:
         self.scored.setdefault(measure, [0, 0])
@@ -51,7 +51,7 @@ def score(pipe, skips=range(1, 7), count: int = 96, steps: int = 20, guidance_sc
     """Rates of right readings by skip, over `count` one-shape and `count` two-shape prompts."""
     scenes = sample_scenes(PROMPT_SEED, count, two_shapes=0.0, mention=1.0)
     scenes += sample_scenes(PROMPT_SEED + 1, count, two_shapes=1.0, mention=1.0)
-    tallies = {skip: Tally({}) for skip in skips}
+    tallies = {skip: Tally() for skip in skips}
     for start in tqdm(range(0, len(scenes), MAX_ROWS), desc="scoring", unit="comparison"):
         batch = scenes[start : start + MAX_ROWS]
         result = compare(
