@@ -104,10 +104,11 @@ def tokenize(tokenizer, encoder, text: str) -> tuple[torch.Tensor, int, str | No
     return ids, window, tokenizer.decode(full[0, window - 1 : -1], skip_special_tokens=True)
 
 
-def encode(pipe, text: str, skips) -> Encoding:
-    """Conditioning for each skip from one forward pass of each text encoder."""
+def encode(pipe, text: str, skips, device: torch.device | None = None) -> Encoding:
+    """Conditioning for each skip from one forward pass of each text encoder, on `device` (default: the pipeline's
+    execution device, which takes diffusers a walk over every module to find)."""
     family = detect_family(pipe)
-    device = pipe._execution_device
+    device = device or pipe._execution_device
     per_encoder = []
     for encoder_name, tokenizer_name in family.encoders:
         encoder, tokenizer = getattr(pipe, encoder_name), getattr(pipe, tokenizer_name)
