@@ -7,8 +7,9 @@ generator seeded with its row's seed, so it starts from the same noise, and is t
 import copy
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
+from functools import cached_property
 
 import torch
 from PIL import Image
@@ -18,7 +19,7 @@ from .analysis import Difference, colour_bar, difference, heat_image, heat_scale
 from .cache import CellCache
 from .encoding import Encoding, encode, encoder_layers, layer_choice, layer_similarity, token_window
 from .families import detect_family
-from .grid import blocked_cell, render_grid
+from .grid import blocked_cell, grid_width, render_grid
 from .loading import free_device_bytes, free_memory
 from .metadata import caption_lines, cell_header, difference_badge, row_labels
 from .provenance import library_versions, weights_hash
@@ -39,10 +40,20 @@ class Row:
 @dataclass
 class Comparison:
     rows: list[Row]
-    grid: Image.Image
-    difference_grid: Image.Image  # each cell's heat map against its row's reference cell
     metadata: dict  # JSON-serialisable: every setting, the seeds used, each cell's layer, metrics and fate
     warnings: list[str]
+    draw_grid: Callable[[], Image.Image] = field(repr=False, compare=False)
+    draw_difference_grid: Callable[[], Image.Image] = field(repr=False, compare=False)
+
+    @cached_property
+    def grid(self) -> Image.Image:
+        """The labelled grid, drawn when first read: callers who want only the images do not pay for it."""
+        return self.draw_grid()
+
+    @cached_property
+    def difference_grid(self) -> Image.Image:
+        """Each cell's heat map against its row's reference cell, drawn when first read."""
+        return self.draw_difference_grid()
 
     @property
     def images(self) -> dict[int, Image.Image]:
@@ -98,9 +109,9 @@ def cells_that_fit(free_bytes: int, per_cell: int, cells: int) -> int:
     return max(1, min(cells, int(free_bytes * HEADROOM) // per_cell))
 
 
-def memory_bound(run, cells: int, settings: dict) -> int | None:
+def memory_bound(run, device: torch.device, cells: int, settings: dict) -> int | None:
     """The batch size the free CUDA memory allows, or None where it is not measured (CPU, MPS)."""
-    free = free_device_bytes(run._execution_device)
+    free = free_device_bytes(device)
     if free is None:
         return None
     scale = run.vae_scale_factor
@@ -211,12 +222,13 @@ def compare(
     width, height = request.width or default_w, request.height or default_h
     rows = [(text, random.randint(0, MAX_SEED) if s == RANDOM_SEED else s) for text, s in request.rows]
     guided = request.guidance_scale > 1  # diffusers runs the negative branch only then
+    device = pipe._execution_device  # found once: diffusers walks every module to find it
 
     # 2. Encode each prompt once (every layer: the similarity view needs them all) and the negative prompt once
     warnings = []
     positives = {}
     for text in dict.fromkeys(text for text, _ in rows):
-        positives[text] = encode(pipe, text, range(1, layers + 1))
+        positives[text] = encode(pipe, text, range(1, layers + 1), device)
         if positives[text].dropped:
             warnings.append(truncation_warning("prompt", pipe, positives[text].dropped))
     first = positives[rows[0][0]]
@@ -227,7 +239,7 @@ def compare(
         negative = Encoding(zeros, torch.zeros_like(first.pooled), None, first.length)
     elif guided:
         negative_note = "the same layer as the prompt"
-        negative = encode(pipe, request.negative_prompt, request.skips)
+        negative = encode(pipe, request.negative_prompt, request.skips, device)
         if negative.dropped:
             warnings.append(truncation_warning("negative prompt", pipe, negative.dropped))
 
@@ -253,7 +265,7 @@ def compare(
     def cache_key(cell: tuple[int, int]) -> tuple:
         (text, used), skip = rows[cell[0]], cell[1]
         return (
-            pipe.name_or_path, weights_hash(pipe), str(pipe._execution_device), str(pipe.unet.dtype),
+            pipe.name_or_path, weights_hash(pipe), str(device), str(pipe.unet.dtype),
             text, request.negative_prompt, used, request.steps, request.guidance_scale, request.scheduler,
             width, height, skip,
         )  # fmt: skip
@@ -279,7 +291,7 @@ def compare(
         seeds = [rows[r][1] for r, _ in missing]
         bound, bound_by = max_batch, "max_batch"
         if bound is None:
-            bound, bound_by = memory_bound(run, len(missing), settings), "free CUDA memory"
+            bound, bound_by = memory_bound(run, device, len(missing), settings), "free CUDA memory"
         fresh, flagged, sizes, halvings = denoise(run, conditioning, seeds, settings, bound, progress, should_stop)
         if len(sizes) > 1:  # recorded only when the cells did not go through the denoiser as one batch
             chunking = {"batch_sizes": sizes}
@@ -305,7 +317,7 @@ def compare(
             if {(r, skip), (r, request.reference)}.isdisjoint(blocked):
                 differences[(r, skip)] = difference(images[(r, skip)], images[(r, request.reference)])
 
-    # 7. Metadata, then the grids drawn from it
+    # 7. Metadata
     metadata = {
         "clipskip_version": __version__,
         "model": pipe.name_or_path,
@@ -359,47 +371,55 @@ def compare(
         "warnings": warnings,
         "vae_decode": "tiled" if vae_tiles(pipe, width, height) else "whole",
         **({"denoise_chunks": chunking} if chunking else {}),
-        "device": str(pipe._execution_device),
+        "device": str(device),
         "dtype": str(pipe.unet.dtype).removeprefix("torch."),
         "versions": library_versions(),
     }
-    grid_rows = [[images[(r, skip)] for skip in request.skips] for r in range(len(rows))]
+
+    # 8. The grids, drawn when first read
     labels = row_labels(metadata) if len(rows) > 1 else None
     column = {skip: c for c, skip in enumerate(request.skips)}
-    grid = render_grid(
-        grid_rows,
-        [cell_header(column) for column in metadata["columns"]],
-        caption_lines(metadata),
-        warnings,
-        row_labels=labels,
-        badges={(r, column[skip]): f"same as skip {twin}" for (r, skip), twin in same_as.items()},
-    )
-    vmax = heat_scale(list(differences.values()))
     reference = request.reference
-    heat_rows = [  # the reference cell itself, for orientation; blocked cells as they are
-        [
-            heat_image(differences[(r, skip)].heat, vmax)
-            if (r, skip) in differences and skip != reference
-            else images[(r, skip)]
-            for skip in request.skips
+
+    def draw_grid() -> Image.Image:
+        return render_grid(
+            [[images[(r, skip)] for skip in request.skips] for r in range(len(rows))],
+            [cell_header(c) for c in metadata["columns"]],
+            caption_lines(metadata),
+            warnings,
+            row_labels=labels,
+            badges={(r, column[skip]): f"same as skip {twin}" for (r, skip), twin in same_as.items()},
+        )
+
+    def draw_difference_grid() -> Image.Image:
+        vmax = heat_scale(list(differences.values()))
+        heat_rows = [  # the reference cell itself, for orientation; blocked cells as they are
+            [
+                heat_image(differences[(r, skip)].heat, vmax)
+                if (r, skip) in differences and skip != reference
+                else images[(r, skip)]
+                for skip in request.skips
+            ]
+            for r in range(len(rows))
         ]
-        for r in range(len(rows))
-    ]
-    difference_grid = render_grid(
-        heat_rows,
-        [
-            [f"CLIP skip {skip}", "reference" if skip == reference else f"vs skip {reference}"]
-            for skip in request.skips
-        ],
-        [f"Difference from CLIP skip {reference}, per row", *caption_lines(metadata)[1:]],
-        row_labels=labels,
-        badges={
-            (r, column[skip]): "reference image" if skip == reference else difference_badge(d.mean_abs_diff, d.ssim)
-            for (r, skip), d in differences.items()
-        },
-        footer=colour_bar(min(grid.width - 16, 640), vmax),
-    )
+        return render_grid(
+            heat_rows,
+            [
+                [f"CLIP skip {skip}", "reference" if skip == reference else f"vs skip {reference}"]
+                for skip in request.skips
+            ],
+            [f"Difference from CLIP skip {reference}, per row", *caption_lines(metadata)[1:]],
+            row_labels=labels,
+            badges={
+                (r, column[skip]): "reference image"
+                if skip == reference
+                else difference_badge(d.mean_abs_diff, d.ssim)
+                for (r, skip), d in differences.items()
+            },
+            footer=colour_bar(min(grid_width(images[(0, reference)].width, len(request.skips)) - 16, 640), vmax),
+        )
+
     result_rows = [
         Row(text, used, {skip: images[(r, skip)] for skip in request.skips}) for r, (text, used) in enumerate(rows)
     ]
-    return Comparison(result_rows, grid, difference_grid, metadata, warnings)
+    return Comparison(result_rows, metadata, warnings, draw_grid, draw_difference_grid)

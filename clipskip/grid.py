@@ -70,6 +70,16 @@ def blocked_cell(size: tuple[int, int], reason: str) -> Image.Image:
     return cell
 
 
+def cell_scale(width: int) -> int:
+    """The whole factor a cell `width` pixels wide is enlarged by: the least that makes it MIN_CELL wide or more."""
+    return -(-MIN_CELL // width) if width < MIN_CELL else 1
+
+
+def grid_width(cell_width: int, columns: int) -> int:
+    """The width of a grid of `columns` cells, each `cell_width` pixels wide before enlarging."""
+    return columns * cell_width * cell_scale(cell_width) + (columns + 1) * GAP
+
+
 def render_grid(
     rows: list[list[Image.Image]],
     headers: list[list[str]],
@@ -93,9 +103,9 @@ def render_grid(
             if image.size != (width, height):
                 size = f"{image.size[0]}×{image.size[1]}"
                 raise ValueError(f"all images must be {width}×{height}; row {r + 1}, column {c + 1} is {size}")
-    scale = -(-MIN_CELL // width) if width < MIN_CELL else 1
+    scale = cell_scale(width)
     cell_w, cell_h = width * scale, height * scale
-    grid_w = columns * cell_w + (columns + 1) * GAP
+    grid_w = grid_width(width, columns)
     text_w = grid_w - 2 * GAP
 
     # 1. Fonts scale with the cell so that labels read the same at any size

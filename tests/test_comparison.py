@@ -208,6 +208,17 @@ def test_every_cell_is_measured_against_its_rows_reference(pipe):
     assert result.difference_grid.size[0] == result.grid.size[0]
 
 
+def test_grids_are_drawn_once_and_only_when_read(pipe, monkeypatch):
+    drawn = []
+    render = comparison.render_grid
+    monkeypatch.setattr(comparison, "render_grid", lambda *a, **k: drawn.append(a[2][0]) or render(*a, **k))
+    result = compare(pipe, "a red fox", seed=1, skips=[1, 2], **TINY)
+    assert drawn == [] and result.images[2].size == (64, 64)  # the images alone cost no drawing
+    grid, heat = result.grid, result.difference_grid
+    assert result.grid is grid and result.difference_grid is heat and len(drawn) == 2
+    assert drawn[1].startswith("Difference from CLIP skip 1") and grid.size[0] == heat.size[0]
+
+
 def identity_layer(model, index: int):
     """Make one transformer layer pass its input through unchanged: its two residual branches output zero."""
     layer = model.text_encoder.encoder.layers[index]
