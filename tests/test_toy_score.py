@@ -9,7 +9,7 @@ def test_the_generators_own_pictures_score_full_marks():
     for scene in sample_scenes(2, 60, two_shapes=0.5, mention=1.0):
         judge(scene, render_scene(scene), tally)
     rates = tally.rates()
-    assert set(rates) == {"colour", "shape", "background", "both colours", "two-shape background"}
+    assert set(rates) == {"colour", "shape", "position", "background", "both colours", "two-shape background"}
     assert all(rate == 1.0 for rate in rates.values())
 
 
@@ -19,7 +19,7 @@ def test_a_wrong_picture_scores_zero_and_a_half_right_one_half():
     tally = Tally()
     judge(asked, render_scene(drawn), tally)
     judge(asked, render_scene(Scene((Shape("square", "red", "large", "left"),), "blue", "")), tally)
-    assert tally.rates() == {"colour": 0.5, "shape": 0.0, "background": 0.5}
+    assert tally.rates() == {"colour": 0.5, "shape": 0.0, "position": 0.5, "background": 0.5}
 
 
 def test_table_and_targets():
@@ -34,5 +34,5 @@ def test_scoring_a_model_reads_every_cell(pipe):
     rates = score(pipe, skips=[1, 3], count=2, steps=2)
     assert list(rates) == [1, 3]
     for by_measure in rates.values():
-        assert set(by_measure) == {"colour", "shape", "background", "both colours", "two-shape background"}
+        assert set(by_measure) == {"colour", "shape", "position", "background", "both colours", "two-shape background"}
         assert all(0.0 <= rate <= 1.0 for rate in by_measure.values())

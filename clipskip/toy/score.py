@@ -16,7 +16,7 @@ from .detect import read_scene
 from .scenes import Scene, sample_scenes
 
 PROMPT_SEED = 31  # the scored prompts, fixed, and never the training scenes' seeds
-TARGETS = {"colour": 0.9, "shape": 0.8, "background": 0.9, "both colours": 0.6}  # at skip 1
+TARGETS = {"colour": 0.9, "shape": 0.8, "background": 0.9, "both colours": 0.6}  # at skip 1; position has none
 
 
 @dataclass
@@ -40,6 +40,7 @@ def judge(scene: Scene, image, tally: Tally) -> None:
         expected, found = scene.shapes[0], reading.shapes[:1]
         tally.add("colour", bool(found) and found[0].colour == expected.colour)
         tally.add("shape", bool(found) and found[0].kind == expected.kind)
+        tally.add("position", bool(found) and found[0].position == expected.position)  # not a target: shown
         tally.add("background", reading.background == scene.background)
     else:
         found = sorted(b.colour for b in reading.shapes[:2])
