@@ -23,8 +23,9 @@ class Difference:
 def difference(image: Image.Image, reference: Image.Image) -> Difference:
     from skimage.metrics import structural_similarity
 
-    a = np.asarray(image.convert("RGB"), dtype=np.float64)
-    b = np.asarray(reference.convert("RGB"), dtype=np.float64)
+    # float32: SSIM twice as fast as in float64, and the same to 7 digits (the metadata keeps 6)
+    a = np.asarray(image.convert("RGB"), dtype=np.float32)
+    b = np.asarray(reference.convert("RGB"), dtype=np.float32)
     heat = np.abs(a - b).mean(axis=2)
     if not heat.any():  # the reference cell itself, or a duplicate of it: SSIM is 1 by definition, and costly
         return Difference(heat, 0.0, 1.0)
