@@ -14,7 +14,7 @@ from clipskip.loading import load_pipeline  # noqa: E402
 from tests import tiny_models  # noqa: E402
 from tests.single_file import save_single_file  # noqa: E402
 
-TINY = {"steps": 2, "width": 64, "height": 64}  # the smallest real comparison: 8x8 latents, two denoising steps
+TINY = {"steps": 2, "width": 64, "height": 64}  # the built-in model's native size, two denoising steps
 
 _connect = socket.socket.connect
 

@@ -294,7 +294,8 @@ def test_free_memory_bounds_the_batch_with_the_same_images_and_says_so(pipe, mon
     settings = {"seed": 6, "skips": [1, 2, 3, 4], **TINY}
     whole = compare(pipe, "a red fox", **settings)
     assert "denoise_chunks" not in whole.metadata  # one batch: nothing to record
-    per_cell = cell_bytes(8, 8, pipe.unet.config.block_out_channels[0], 4, guided=True)
+    latent = TINY["width"] // pipe.vae_scale_factor
+    per_cell = cell_bytes(latent, latent, pipe.unet.config.block_out_channels[0], 4, guided=True)
     monkeypatch.setattr(comparison, "free_device_bytes", lambda device: int(2.5 * per_cell / comparison.HEADROOM))
     sizes = batch_sizes_and_faults(monkeypatch, type(pipe), fails_above=4)
     chunked = compare(pipe, "a red fox", **settings)

@@ -12,7 +12,7 @@ from clipskip.toy.detect import read_scene
 def test_it_is_a_stable_diffusion_pipeline_with_a_12_layer_encoder(pipe):
     assert isinstance(pipe, StableDiffusionPipeline)
     assert pipe.text_encoder.config.num_hidden_layers == 12
-    assert pipe.vae_scale_factor == 8 and pipe.unet.config.sample_size * 8 == 64
+    assert pipe.vae_scale_factor == 4 and pipe.unet.config.sample_size * 4 == 64  # 16x16x4 latents
     assert pipe.unet.config.cross_attention_dim == pipe.text_encoder.config.hidden_size
     assert pipe.name_or_path == "embedded"
     assert pipe.safety_checker is None
@@ -50,14 +50,28 @@ def test_missing_files_say_how_to_get_them_back(monkeypatch, tmp_path):
         ("a large yellow square in the centre, on a black background", "black", ["yellow"]),
         ("a large white star at the top, on a green background", "green", ["white"]),
         ("a large purple square on the left, on an orange background", "orange", ["purple"]),
+        ("a small red circle on the left and a large blue square on the right, on a yellow background", "yellow",
+         ["red", "blue"]),
     ],
 )  # fmt: skip
-# One-shape prompts only: the model gets both colours of a two-shape prompt right less than half the time (README)
 def test_it_draws_the_colours_its_prompt_names(pipe, prompt, background, colours):
     image = compare(pipe, prompt, seed=3, skips=[1], steps=20).images[1]
     reading = read_scene(image)
     assert reading.background == background
     assert sorted(shape.colour for shape in reading.shapes[: len(colours)]) == sorted(colours)
+
+
+# Shapes come out right in 71 % of pictures (README): these two fixed cases catch a regression, not the rate
+@pytest.mark.parametrize(
+    ("prompt", "kind"),
+    [
+        ("a large white star at the top, on a green background", "star"),
+        ("a large green triangle in the centre, on a white background", "triangle"),
+    ],
+)  # fmt: skip
+def test_it_draws_the_shape_its_prompt_names(pipe, prompt, kind):
+    reading = read_scene(compare(pipe, prompt, seed=3, skips=[1], steps=20).images[1])
+    assert [shape.kind for shape in reading.shapes] == [kind]
 
 
 def test_tokenizer_is_the_projects_and_clip_format():

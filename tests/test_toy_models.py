@@ -11,7 +11,7 @@ def test_parts_fit_together_as_sd_1x():
     pair, vae, unet = models.contrastive_pair(tokenizer), models.autoencoder(), models.denoiser()
     assert pair.text_model.config.num_hidden_layers == 12
     assert unet.config.cross_attention_dim == pair.text_model.config.hidden_size
-    assert 2 ** (len(vae.config.block_out_channels) - 1) == 8 and unet.config.sample_size * 8 == models.SIZE
+    assert 2 ** (len(vae.config.block_out_channels) - 1) == 4 and unet.config.sample_size * 4 == models.SIZE
     assert unet.config.in_channels == vae.config.latent_channels == 4
 
 

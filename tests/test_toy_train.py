@@ -24,6 +24,8 @@ def test_quick_training_writes_a_loadable_float16_pipeline(tmp_path):
     assert record["recipe"]["unet_steps"] == QUICK.unet_steps and len(record["unet"]["loss"]) == 1
     assert set(record) >= {"text_encoder", "vae", "unet", "decoder", "minutes"}
     assert pipe.vae.config.scaling_factor != 0.18215  # measured on the data, as SD measured its own
+    saved = json.loads((tmp_path / "model" / "tokenizer" / "tokenizer.json").read_text())
+    assert saved["padding"] is None and saved["truncation"] is None  # no state left over from training's calls
 
 
 def test_finished_stages_are_kept_and_another_recipe_is_refused(tmp_path, monkeypatch):

@@ -1,7 +1,8 @@
 """The embedded model's parts, built from small configs in the same diffusers and transformers classes as SD 1.x.
 
-A 12-layer CLIP text encoder (paired, for its contrastive training only, with a small CLIP vision tower), an 8x
-`AutoencoderKL` (64x64 pictures, 8x8x4 latents) and a cross-attention `UNet2DConditionModel` on those latents.
+A 12-layer CLIP text encoder (paired, for its contrastive training only, with a small CLIP vision tower), a 4x
+`AutoencoderKL` (64x64 pictures, 16x16x4 latents: at 8x, as in SD, a 64-px star's points do not survive) and a
+cross-attention `UNet2DConditionModel` on those latents.
 """
 
 from diffusers import AutoencoderKL, DDPMScheduler, DPMSolverMultistepScheduler, UNet2DConditionModel
@@ -10,7 +11,7 @@ from transformers import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPTextModel, C
 from .scenes import SIZE
 
 WIDTH = 64  # the text encoder's hidden size, and so the UNet's cross-attention size
-LATENT = SIZE // 8
+LATENT = SIZE // 4
 # SD 1.x's noise schedule, for training (DDPM) and for sampling (DPM++ 2M Karras, the app's default sampler)
 BETAS = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear", "num_train_timesteps": 1000}
 
@@ -57,9 +58,9 @@ def autoencoder() -> AutoencoderKL:
     return AutoencoderKL(
         in_channels=3,
         out_channels=3,
-        block_out_channels=(16, 32, 64, 64),  # four blocks: 8x down-sampling, as in SD
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(16, 32, 64),  # three blocks: 4x down-sampling
+        down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3,
         layers_per_block=1,
         latent_channels=4,
         norm_num_groups=2,  # few, wide groups: narrow ones would normalise a flat colour away
@@ -72,10 +73,11 @@ def denoiser() -> UNet2DConditionModel:
         sample_size=LATENT,
         in_channels=4,
         out_channels=4,
-        block_out_channels=(64, 128),
+        block_out_channels=(32, 64, 128),
         layers_per_block=1,
-        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        # as in SDXL, no attention at the finest level (16x16 here): it costs the most there and adds least
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
         cross_attention_dim=WIDTH,
         attention_head_dim=8,
         norm_num_groups=8,

@@ -25,8 +25,8 @@ PALETTE = {
 }
 COLOURS = tuple(PALETTE)
 SHAPES = ("circle", "square", "triangle", "star")
-SIZES = {"small": 8, "large": 13}  # radius in pixels
-POSITIONS = {"left": (18, 32), "right": (46, 32), "top": (32, 18), "bottom": (32, 46), "centre": (32, 32)}
+SIZES = {"small": 10, "large": 14}  # radius in pixels
+POSITIONS = {"left": (17, 32), "right": (47, 32), "top": (32, 17), "bottom": (32, 47), "centre": (32, 32)}
 PHRASES = {"left": "on the left", "right": "on the right", "top": "at the top", "bottom": "at the bottom"}
 PHRASES["centre"] = "in the centre"
 PAIRS = (("left", "right"), ("top", "bottom"))  # two shapes never overlap
