@@ -3,7 +3,8 @@
 - A: clipskip's `compare` with skips 1-4 (one batch, two text-encoder passes); its grids are drawn when first read,
   so "A+G" also reads both, as the app does;
 - B: one diffusers pipeline call per skip value with the same embeddings (AUTOMATIC1111's X/Y/Z plot, ComfyUI grids);
-- C: one diffusers call with num_images_per_prompt=4 at the same settings: the same denoiser work, no skip logic.
+- C: one diffusers call with num_images_per_prompt=4 at the same settings, prompt and negative prompt as text (it
+  encodes them itself, once each): the same denoiser work, no skip logic.
 
 Runs alternate (A, B, C, then B, C, A, ...) after one warm-up each; times are medians. Peak memory is how far one
 run of each rises above the loaded model: the CUDA allocator's peak on a GPU, measured in this process; maxrss on
@@ -142,10 +143,9 @@ def variants(pipe, args) -> dict:
             for skip in SKIPS
         ]  # fmt: skip
 
-    def c():
-        return run(prompt_embeds=positive.embeddings[1], negative_prompt_embeds=negative.embeddings[1],
-                   num_images_per_prompt=len(SKIPS), generator=[torch.Generator("cpu").manual_seed(SEED)] * len(SKIPS),
-                   **settings).images  # fmt: skip
+    def c():  # the prompt as text: a diffusers call encodes it (and the negative prompt) itself, as A does
+        return run(prompt=PROMPT, negative_prompt=NEGATIVE, num_images_per_prompt=len(SKIPS),
+                   generator=[torch.Generator("cpu").manual_seed(SEED)] * len(SKIPS), **settings).images  # fmt: skip
 
     return {"A": a, "A+G": a_with_grids, "B": b, "C": c, "device": device}
 

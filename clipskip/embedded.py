@@ -2,9 +2,9 @@
 
 It draws 64x64 scenes of coloured shapes ("a small red circle on the left and a blue square on the right, on a
 yellow background"), the world it was trained on (`clipskip.toy`), with SD 1.x's parts: a 12-layer CLIP text
-encoder, a cross-attention UNet and an 8x VAE, run by the same code as a real checkpoint. Its tokenizer is a
+encoder, a cross-attention UNet and a 4x VAE, run by the same code as a real checkpoint. Its tokenizer is a
 CLIP-format byte-level BPE whose vocabulary is learned here from `CORPUS`. The weights (float16 safetensors, about
-12 MB) are committed under `clipskip/toy/model`; `python -m clipskip.toy.train` makes them again from nothing.
+11 MB) are committed under `clipskip/toy/model`; `python -m clipskip.toy.train` makes them again from nothing.
 """
 
 import re
