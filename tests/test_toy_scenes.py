@@ -1,8 +1,10 @@
 """The scene generator: the same seed draws the same scenes and pixels; captions say what the picture shows."""
 
+from dataclasses import replace
+
 import numpy as np
 
-from clipskip.toy.scenes import COLOURS, PAIRS, PALETTE, SHAPES, SIZE, render_scene, sample_scenes, scene_batch
+from clipskip.toy.scenes import COLOURS, PAIRS, PALETTE, SHAPES, SIZE, render_scene, sample_scenes, scene_batch, twin
 
 
 def test_the_same_seed_draws_the_same_scenes_and_pixels():
@@ -45,3 +47,17 @@ def test_pictures_are_64_pixels_with_the_background_at_the_corners():
     batch = scene_batch([scene])
     assert batch.shape == (1, 3, SIZE, SIZE) and batch.dtype == np.float32
     assert batch.min() >= -1.0 and batch.max() <= 1.0
+
+
+def test_a_twin_changes_one_shapes_kind_in_the_picture_and_the_caption_alone():
+    rng = np.random.default_rng(0)
+    for scene in sample_scenes(6, 200, two_shapes=0.5, mention=0.5):
+        other = twin(rng, scene)
+        changed = [i for i, (a, b) in enumerate(zip(scene.shapes, other.shapes, strict=True)) if a != b]
+        assert len(changed) == 1 and other.background == scene.background
+        before, after = scene.shapes[changed[0]], other.shapes[changed[0]]
+        assert after.kind != before.kind and after == replace(before, kind=after.kind)
+        assert other.caption.split() != scene.caption.split()
+        words = [(a, b) for a, b in zip(scene.caption.split(), other.caption.split(), strict=True) if a != b]
+        assert words == [(before.kind, after.kind)] or words == [(before.kind + ",", after.kind + ",")]
+        assert not np.array_equal(np.asarray(render_scene(scene)), np.asarray(render_scene(other)))

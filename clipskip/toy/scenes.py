@@ -7,7 +7,8 @@ Pure image code: numpy and PIL only.
 """
 
 import math
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -69,6 +70,19 @@ def sample_scene(rng: np.random.Generator, two_shapes: float = 0.5, mention: flo
 
 def article(word: str) -> str:
     return "an" if word[0] in "aeiou" else "a"
+
+
+def twin(rng: np.random.Generator, scene: Scene) -> Scene:
+    """The same scene and caption with one shape of another kind: a near miss for contrastive learning to tell apart,
+    since a circle and a square of one colour at one place differ only at their corners."""
+    index = rng.integers(len(scene.shapes))
+    old = scene.shapes[index]
+    kind = [k for k in SHAPES if k != old.kind][rng.integers(len(SHAPES) - 1)]
+    phrases = scene.caption.split(" and ")  # one phrase per shape, in order; the background ends the last
+    phrases[index] = re.sub(rf"\b{old.kind}\b", kind, phrases[index])
+    shapes = list(scene.shapes)
+    shapes[index] = replace(old, kind=kind)
+    return Scene(tuple(shapes), scene.background, " and ".join(phrases))
 
 
 def sample_scenes(seed: int, count: int, **kwargs) -> list[Scene]:
