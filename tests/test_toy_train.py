@@ -1,7 +1,8 @@
-"""Training: the quick recipe runs every stage and writes a pipeline clipskip loads; stages resume."""
+"""Training: the quick recipe runs every stage and writes a pipeline clipskip loads; stages are kept while their
+settings stay."""
 
 import json
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import pytest
 import torch
@@ -10,7 +11,8 @@ from safetensors import safe_open
 from clipskip.embedded import build_tokenizer
 from clipskip.loading import load_pipeline
 from clipskip.toy import models
-from clipskip.toy.train import QUICK, main, train, train_decoder
+from clipskip.toy import train as train_module
+from clipskip.toy.train import QUICK, STAGES, main, train, train_decoder
 
 
 def test_quick_training_writes_a_loadable_float16_pipeline(tmp_path):
@@ -28,15 +30,38 @@ def test_quick_training_writes_a_loadable_float16_pipeline(tmp_path):
     assert saved["padding"] is None and saved["truncation"] is None  # no state left over from training's calls
 
 
-def test_finished_stages_are_kept_and_another_recipe_is_refused(tmp_path, monkeypatch):
+def test_finished_stages_are_kept_and_a_changed_setting_retrains_only_what_depends_on_it(tmp_path, monkeypatch):
     train(QUICK, tmp_path / "model", tmp_path / "work")
     first = json.loads((tmp_path / "work" / "record.json").read_text())
+    ran = []
     for stage in ("train_text_encoder", "train_autoencoder", "train_unet", "train_decoder"):
-        monkeypatch.setattr(f"clipskip.toy.train.{stage}", lambda *a, s=stage: pytest.fail(f"{s} ran again"))
+        real = getattr(train_module, stage)
+        monkeypatch.setattr(train_module, stage, lambda *a, s=stage, f=real: ran.append(s) or f(*a))
     train(QUICK, tmp_path / "again", tmp_path / "work")
-    assert json.loads((tmp_path / "work" / "record.json").read_text()) == first
-    with pytest.raises(ValueError, match="holds stages of another recipe"):
-        train(replace(QUICK, seed=1), tmp_path / "other", tmp_path / "work")
+    assert ran == [] and json.loads((tmp_path / "work" / "record.json").read_text()) == first
+
+    train(replace(QUICK, unet_steps=5), tmp_path / "unet", tmp_path / "work")
+    assert ran == ["train_unet"]
+    record = json.loads((tmp_path / "work" / "record.json").read_text())
+    assert record["unet"]["recipe"]["unet_steps"] == 5 and record["text_encoder"] == first["text_encoder"]
+
+    ran.clear()
+    train(replace(QUICK, unet_steps=5, text_twins=0.25), tmp_path / "text", tmp_path / "work")
+    assert ran == ["train_text_encoder", "train_unet"]  # the UNet reads the text encoder; the autoencoder does not
+    ran.clear()
+    train(replace(QUICK, unet_steps=5, text_twins=0.25, seed=1), tmp_path / "seed", tmp_path / "work")
+    assert ran == ["train_text_encoder", "train_autoencoder", "train_unet", "train_decoder"]
+
+
+def test_near_misses_cannot_outnumber_the_pictures_they_copy():
+    with pytest.raises(ValueError, match="text_twins must be 0 to 0.5"):
+        replace(QUICK, text_twins=0.6)
+
+
+def test_every_setting_belongs_to_a_stage():
+    assert {f for fields in STAGES.values() for f in fields} == set(asdict(QUICK))
+    assert set(STAGES["unet"]) >= set(STAGES["text_encoder"]) | set(STAGES["vae"])  # it reads both
+    assert set(STAGES["decoder"]) >= set(STAGES["vae"])
 
 
 def test_the_decoder_stage_leaves_the_encoder_and_so_the_latents_alone():

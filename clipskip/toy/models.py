@@ -1,12 +1,17 @@
 """The embedded model's parts, built from small configs in the same diffusers and transformers classes as SD 1.x.
 
-A 12-layer CLIP text encoder (paired, for its contrastive training only, with a small CLIP vision tower), a 4x
-`AutoencoderKL` (64x64 pictures, 16x16x4 latents: at 8x, as in SD, a 64-px star's points do not survive) and a
+A 12-layer CLIP text encoder (paired, for its contrastive training only, with a small convolutional image encoder),
+a 4x `AutoencoderKL` (64x64 pictures, 16x16x4 latents: at 8x, as in SD, a 64-px star's points do not survive) and a
 cross-attention `UNet2DConditionModel` on those latents.
 """
 
+import math
+
+import torch
+import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDPMScheduler, DPMSolverMultistepScheduler, UNet2DConditionModel
-from transformers import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPTextModel, CLIPTokenizer, CLIPVisionConfig
+from torch import nn
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 from .scenes import SIZE
 
@@ -32,25 +37,35 @@ def text_config(tokenizer: CLIPTokenizer) -> CLIPTextConfig:
     )
 
 
-def contrastive_pair(tokenizer: CLIPTokenizer) -> CLIPModel:
-    """The text encoder with an image tower to learn against, as CLIP was trained; only the text side is kept."""
-    vision = CLIPVisionConfig(
-        hidden_size=WIDTH,
-        intermediate_size=4 * WIDTH,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        image_size=SIZE,
-        patch_size=8,
-        projection_dim=WIDTH,
-        hidden_act="quick_gelu",
-    )
-    text = text_config(tokenizer)
-    return CLIPModel(CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=WIDTH))
+class ContrastivePair(nn.Module):
+    """CLIP's training at toy scale: the text encoder, an image encoder, and the symmetric contrastive loss between
+    their embeddings. The image side is a small convolutional net, as in CLIP's ResNet variants: a vision transformer
+    on 8-pixel patches never learned, in this budget, that a square has corners and a circle none, and the text
+    encoder then learned the two words as one."""
+
+    def __init__(self, tokenizer: CLIPTokenizer):
+        super().__init__()
+        self.text = CLIPTextModelWithProjection(text_config(tokenizer))
+        layers, width = [nn.Conv2d(3, 32, 3, padding=1), nn.GELU()], 32
+        for out in (32, 64, 128, 128):  # 64 -> 4 pixels; the last map is flattened, so places are kept
+            layers += [nn.Conv2d(width, out, 3, stride=2, padding=1), nn.GroupNorm(8, out), nn.GELU()]
+            width = out
+        self.image = nn.Sequential(*layers, nn.Flatten(), nn.Linear(width * (SIZE // 16) ** 2, WIDTH))
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))  # CLIP's starting temperature
+
+    def forward(self, input_ids: torch.Tensor, pixel_values: torch.Tensor) -> torch.Tensor:
+        """The loss of a batch of matching captions and pictures: each must pick its partner out of the batch."""
+        text = F.normalize(self.text(input_ids).text_embeds, dim=-1)
+        image = F.normalize(self.image(pixel_values), dim=-1)
+        logits = self.logit_scale.clamp(max=math.log(100)).exp() * text @ image.T  # CLIP caps the scale at 100
+        labels = torch.arange(len(logits))
+        return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
 
 
-def text_encoder_of(pair: CLIPModel, tokenizer: CLIPTokenizer) -> CLIPTextModel:
+def text_encoder_of(pair: ContrastivePair, tokenizer: CLIPTokenizer) -> CLIPTextModel:
+    """The pair's text side as SD loads it: a `CLIPTextModel`, without the projection only the loss used."""
     encoder = CLIPTextModel(text_config(tokenizer))
-    encoder.load_state_dict(pair.text_model.state_dict())
+    encoder.load_state_dict(pair.text.text_model.state_dict())
     return encoder
 
 

@@ -1,6 +1,7 @@
 """Train the embedded model from nothing, SD 1.x's recipe at toy scale: `python -m clipskip.toy.train`.
 
-1. A 12-layer CLIP text encoder learns captions against pictures (contrastive, as CLIP did), then is frozen.
+1. A 12-layer CLIP text encoder learns captions against pictures (contrastive, as CLIP did), then is frozen. Half of
+   each batch are near misses of the other half (one shape of another kind), so that it must tell them apart.
 2. An `AutoencoderKL` learns to squeeze 64x64 pictures into 16x16x4 latents and back; its loss weighs the shapes'
    pixels and edges up, so that a star keeps its points.
 3. A `UNet2DConditionModel` learns to denoise those latents, conditioned on the frozen encoder's last layer, with
@@ -8,19 +9,14 @@
 4. The autoencoder's decoder alone learns on; the latents stay the ones the UNet learned.
 5. The parts are saved as one diffusers pipeline (safetensors, float16) with the project's tokenizer.
 
-Every random draw comes from `Recipe.seed`. Each finished stage is kept in the work folder, so a run that stops
-resumes at the stage it was in.
+Every random draw comes from `Recipe.seed`. Each finished stage is kept in the work folder with the settings it was
+trained with (`STAGES`): a run that stops resumes at the stage it was in, and a changed setting trains again only the
+stages that depend on it.
 """
 
-import os
-
-# Threads that sleep rather than spin while they wait: on a shared two-core machine spinning threads slow each other
-# down tenfold, sleeping ones lose a fifth at most. Read once, when torch starts, so set before it is imported.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import time  # noqa: E402
+import argparse
+import json
+import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -36,7 +32,7 @@ from transformers import CLIPTextModel
 
 from ..embedded import MODEL_DIR, build_tokenizer
 from . import models
-from .scenes import PALETTE, sample_scene, sample_scenes, scene_batch
+from .scenes import PALETTE, sample_scene, sample_scenes, scene_batch, twin
 
 
 @dataclass(frozen=True)
@@ -44,6 +40,7 @@ class Recipe:
     seed: int = 20261126
     text_steps: int = 600
     text_batch: int = 128
+    text_twins: float = 0.5  # the part of each text batch that is a near miss of another picture in it
     vae_steps: int = 1500
     vae_batch: int = 16
     scenes: int = 40_000  # the UNet's data set, encoded once
@@ -55,6 +52,20 @@ class Recipe:
     min_snr_gamma: float = 5.0
     ema_decay: float = 0.999
 
+    def __post_init__(self):
+        if not 0 <= self.text_twins <= 0.5:
+            raise ValueError(f"text_twins must be 0 to 0.5 (a near miss copies a picture), not {self.text_twins}")
+
+
+# The recipe fields each stage's result depends on: its own, and those of the stages it reads. A finished stage is
+# kept while these stay the same; change one and that stage, and every stage after it that reads it, trains again.
+STAGES = {
+    "text_encoder": ("seed", "text_steps", "text_batch", "text_twins"),
+    "vae": ("seed", "vae_steps", "vae_batch"),
+}
+UNET_FIELDS = ("scenes", "unet_steps", "unet_lr", "unet_batch", "caption_dropout", "min_snr_gamma", "ema_decay")
+STAGES["unet"] = STAGES["text_encoder"] + STAGES["vae"][1:] + UNET_FIELDS
+STAGES["decoder"] = STAGES["vae"] + ("scenes", "decoder_steps")  # scenes: the latent scale measured on them
 
 QUICK = replace(  # a smoke run: every stage, a few steps each
     Recipe(),
@@ -97,19 +108,20 @@ def run_steps(name: str, steps: int, step) -> list[float]:
 def train_text_encoder(recipe: Recipe, tokenizer) -> tuple[CLIPTextModel, list[float]]:
     torch.manual_seed(recipe.seed + 1)
     rng = np.random.default_rng(recipe.seed + 1)
-    pair = models.contrastive_pair(tokenizer).train()
+    pair = models.ContrastivePair(tokenizer).train()
     opt, schedule = optimiser(pair, 1e-3, recipe.text_steps)
+    twins = round(recipe.text_batch * recipe.text_twins)
 
     def step(_):
-        scenes = [sample_scene(rng) for _ in range(recipe.text_batch)]
-        out = pair(
+        scenes = [sample_scene(rng) for _ in range(recipe.text_batch - twins)]
+        scenes += [twin(rng, scene) for scene in scenes[:twins]]
+        loss = pair(
             input_ids=tokens(tokenizer, [s.caption for s in scenes], padding="longest"),  # causal: pads change nothing
             pixel_values=torch.from_numpy(scene_batch(scenes)),
-            return_loss=True,
         )
-        out.loss.backward()
+        loss.backward()
         opt.step(), schedule.step(), opt.zero_grad()
-        return out.loss.item()
+        return loss.item()
 
     curve = run_steps("1/4 text encoder", recipe.text_steps, step)
     return models.text_encoder_of(pair, tokenizer).eval().requires_grad_(False), curve
@@ -230,22 +242,22 @@ def train_decoder(recipe: Recipe, vae):
 
 # 5. Everything
 def train(recipe: Recipe, out: Path, work: Path) -> dict:
-    """Train every stage not already in `work`, then write the pipeline to `out`; returns the training record."""
+    """Train every stage not already in `work` with the same settings, then write the pipeline to `out`; returns the
+    training record."""
     work.mkdir(parents=True, exist_ok=True)
     record_path = work / "record.json"
     record = json.loads(record_path.read_text()) if record_path.exists() else {}
-    if record.get("recipe", asdict(recipe)) != asdict(recipe):
-        raise ValueError(f"{work} holds stages of another recipe; remove it or pick another --work folder")
     record["recipe"] = asdict(recipe)
     tokenizer = build_tokenizer()
 
     def stage(name, build, load):
-        if (work / name).exists():
+        settings = {field: record["recipe"][field] for field in STAGES[name]}
+        if (work / name).exists() and record.get(name, {}).get("recipe") == settings:
             return load(work / name)
         began = time.perf_counter()
         model, curve = build()
         model.save_pretrained(work / name)
-        record[name] = {"seconds": round(time.perf_counter() - began, 1), "loss": curve}
+        record[name] = {"recipe": settings, "seconds": round(time.perf_counter() - began, 1), "loss": curve}
         record_path.write_text(json.dumps(record, indent=1))
         return model
 
