@@ -1,10 +1,21 @@
 """The scene generator: the same seed draws the same scenes and pixels; captions say what the picture shows."""
 
+import re
 from dataclasses import replace
 
 import numpy as np
 
-from clipskip.toy.scenes import COLOURS, PAIRS, PALETTE, SHAPES, SIZE, render_scene, sample_scenes, scene_batch, twin
+from clipskip.toy.scenes import (
+    COLOURS,
+    PAIRS,
+    PALETTE,
+    SHAPES,
+    SIZE,
+    render_scene,
+    sample_scenes,
+    scene_batch,
+    twin,
+)
 
 
 def test_the_same_seed_draws_the_same_scenes_and_pixels():
@@ -61,3 +72,28 @@ def test_a_twin_changes_one_shapes_kind_in_the_picture_and_the_caption_alone():
         words = [(a, b) for a, b in zip(scene.caption.split(), other.caption.split(), strict=True) if a != b]
         assert words == [(before.kind, after.kind)] or words == [(before.kind + ",", after.kind + ",")]
         assert not np.array_equal(np.asarray(render_scene(scene)), np.asarray(render_scene(other)))
+
+
+def test_a_colour_twin_changes_one_shapes_colour_to_one_the_scene_lacks_and_keeps_the_grammar():
+    rng = np.random.default_rng(1)
+    for scene in sample_scenes(7, 200, two_shapes=0.5, mention=0.5):
+        other = twin(rng, scene, "colour")
+        changed = [i for i, (a, b) in enumerate(zip(scene.shapes, other.shapes, strict=True)) if a != b]
+        assert len(changed) == 1
+        before, after = scene.shapes[changed[0]], other.shapes[changed[0]]
+        assert after == replace(before, colour=after.colour)
+        assert after.colour not in {scene.background, *(s.colour for s in scene.shapes)}
+        assert f"{after.colour} {after.kind}" in other.caption
+        assert not re.search(r"\ba [aeiou]|\ban [^aeiou]", other.caption)  # "an orange", "a red"
+
+
+def test_a_swap_twin_exchanges_the_two_shapes_colours_in_picture_and_caption():
+    rng = np.random.default_rng(2)
+    for scene in sample_scenes(8, 100, two_shapes=1.0):
+        other = twin(rng, scene, "swap")
+        (a, b), (a2, b2) = scene.shapes, other.shapes
+        assert (a2, b2) == (replace(a, colour=b.colour), replace(b, colour=a.colour))
+        blank = rf"\ban?\b|\b({a.colour}|{b.colour})\b"  # both colours and the articles before them
+        assert re.sub(blank, "?", other.caption) == re.sub(blank, "?", scene.caption)
+        assert f"{b.colour} {a.kind}" in other.caption and f"{a.colour} {b.kind}" in other.caption
+        assert not re.search(r"\ba [aeiou]|\ban [^aeiou]", other.caption)

@@ -53,9 +53,11 @@ def test_finished_stages_are_kept_and_a_changed_setting_retrains_only_what_depen
     assert ran == ["train_text_encoder", "train_autoencoder", "train_unet", "train_decoder"]
 
 
-def test_near_misses_cannot_outnumber_the_pictures_they_copy():
+def test_near_misses_are_checked():
     with pytest.raises(ValueError, match="text_twins must be 0 to 0.5"):
         replace(QUICK, text_twins=0.6)
+    with pytest.raises(ValueError, match="near_misses must be one or more of kind, colour, swap joined by +"):
+        replace(QUICK, near_misses="kind+size")
 
 
 def test_every_setting_belongs_to_a_stage():

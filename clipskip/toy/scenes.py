@@ -72,16 +72,31 @@ def article(word: str) -> str:
     return "an" if word[0] in "aeiou" else "a"
 
 
-def twin(rng: np.random.Generator, scene: Scene) -> Scene:
-    """The same scene and caption with one shape of another kind: a near miss for contrastive learning to tell apart,
-    since a circle and a square of one colour at one place differ only at their corners."""
-    index = rng.integers(len(scene.shapes))
-    old = scene.shapes[index]
-    kind = [k for k in SHAPES if k != old.kind][rng.integers(len(SHAPES) - 1)]
-    phrases = scene.caption.split(" and ")  # one phrase per shape, in order; the background ends the last
-    phrases[index] = re.sub(rf"\b{old.kind}\b", kind, phrases[index])
-    shapes = list(scene.shapes)
-    shapes[index] = replace(old, kind=kind)
+NEAR_MISSES = ("kind", "colour", "swap")  # what a twin changes: a shape's kind or colour, or two shapes' colours
+
+
+def twin(rng: np.random.Generator, scene: Scene, change: str = "kind") -> Scene:
+    """The same scene and caption with one thing changed, a near miss for contrastive learning to tell apart: a
+    circle and a square of one colour at one place differ only at their corners, and "a red circle and a blue square"
+    from "a blue circle and a red square" only in which colour goes where. A one-shape scene's swap changes a colour.
+    """
+    shapes, phrases = list(scene.shapes), scene.caption.split(" and ")  # a phrase per shape, in order
+    index = rng.integers(len(shapes))
+    if change == "kind":
+        kind = [k for k in SHAPES if k != shapes[index].kind][rng.integers(len(SHAPES) - 1)]
+        phrases[index] = re.sub(rf"\b{shapes[index].kind}\b", kind, phrases[index])
+        shapes[index] = replace(shapes[index], kind=kind)
+        return Scene(tuple(shapes), scene.background, " and ".join(phrases))
+    if change == "swap" and len(shapes) == 2:
+        new = {0: shapes[1].colour, 1: shapes[0].colour}
+    else:
+        taken = {scene.background, *(s.colour for s in shapes)}
+        free = [c for c in COLOURS if c not in taken]
+        new = {index: free[rng.integers(len(free))]}
+    for i, colour in new.items():
+        rest = re.sub(rf"\b{shapes[i].colour}\b", colour, phrases[i].split(" ", 1)[1], count=1)
+        phrases[i] = f"{article(rest)} {rest}"  # "a red" but "an orange"
+        shapes[i] = replace(shapes[i], colour=colour)
     return Scene(tuple(shapes), scene.background, " and ".join(phrases))
 
 

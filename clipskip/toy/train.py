@@ -32,7 +32,7 @@ from transformers import CLIPTextModel
 
 from ..embedded import MODEL_DIR, build_tokenizer
 from . import models
-from .scenes import PALETTE, sample_scene, sample_scenes, scene_batch, twin
+from .scenes import NEAR_MISSES, PALETTE, sample_scene, sample_scenes, scene_batch, twin
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,7 @@ class Recipe:
     text_steps: int = 600
     text_batch: int = 128
     text_twins: float = 0.5  # the part of each text batch that is a near miss of another picture in it
+    near_misses: str = "kind+colour+swap"  # what near misses change: scenes.NEAR_MISSES, one or several joined by +
     vae_steps: int = 1500
     vae_batch: int = 16
     scenes: int = 40_000  # the UNet's data set, encoded once
@@ -55,12 +56,14 @@ class Recipe:
     def __post_init__(self):
         if not 0 <= self.text_twins <= 0.5:
             raise ValueError(f"text_twins must be 0 to 0.5 (a near miss copies a picture), not {self.text_twins}")
+        if not set(self.near_misses.split("+")) <= set(NEAR_MISSES):
+            raise ValueError(f"near_misses must be one or more of {', '.join(NEAR_MISSES)} joined by +")
 
 
 # The recipe fields each stage's result depends on: its own, and those of the stages it reads. A finished stage is
 # kept while these stay the same; change one and that stage, and every stage after it that reads it, trains again.
 STAGES = {
-    "text_encoder": ("seed", "text_steps", "text_batch", "text_twins"),
+    "text_encoder": ("seed", "text_steps", "text_batch", "text_twins", "near_misses"),
     "vae": ("seed", "vae_steps", "vae_batch"),
 }
 UNET_FIELDS = ("scenes", "unet_steps", "unet_lr", "unet_batch", "caption_dropout", "min_snr_gamma", "ema_decay")
@@ -110,11 +113,14 @@ def train_text_encoder(recipe: Recipe, tokenizer) -> tuple[CLIPTextModel, list[f
     rng = np.random.default_rng(recipe.seed + 1)
     pair = models.ContrastivePair(tokenizer).train()
     opt, schedule = optimiser(pair, 1e-3, recipe.text_steps)
-    twins = round(recipe.text_batch * recipe.text_twins)
+    twins, changes = round(recipe.text_batch * recipe.text_twins), recipe.near_misses.split("+")
+
+    def change():
+        return changes[rng.integers(len(changes))] if len(changes) > 1 else changes[0]
 
     def step(_):
         scenes = [sample_scene(rng) for _ in range(recipe.text_batch - twins)]
-        scenes += [twin(rng, scene) for scene in scenes[:twins]]
+        scenes += [twin(rng, scene, change()) for scene in scenes[:twins]]
         loss = pair(
             input_ids=tokens(tokenizer, [s.caption for s in scenes], padding="longest"),  # causal: pads change nothing
             pixel_values=torch.from_numpy(scene_batch(scenes)),
