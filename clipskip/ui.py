@@ -35,8 +35,8 @@ from .settings import AppSettings, app_settings
 
 DOWNLOADS = Path(tempfile.gettempdir()) / "clipskip-downloads"
 EXAMPLES = [  # the embedded model's world first (shapes, colours, places), then prompts for real checkpoints
-    ["a small red circle on the left and a large blue square on the right, on a yellow background", "", 5],
     ["a large white triangle at the top and a large black circle at the bottom, on a red background", "", 7],
+    ["a large orange star in the centre, on a purple background", "", 3],
     ["a large green triangle in the centre, on a black background", "", 42],
     ["a watercolor painting of a fox in a snowy forest, highly detailed", "blurry, lowres", 42],
     ["portrait of an astronaut, oil painting, dramatic lighting", "", 7],
