@@ -1,7 +1,8 @@
 """Train the embedded model from nothing, SD 1.x's recipe at toy scale: `python -m clipskip.toy.train`.
 
 1. A 12-layer CLIP text encoder learns captions against pictures (contrastive, as CLIP did), then is frozen. Half of
-   each batch are near misses of the other half (one shape of another kind), so that it must tell them apart.
+   each batch are near misses of the other half (a shape's kind or colour changed, or two shapes' colours swapped),
+   so that it must tell them apart.
 2. An `AutoencoderKL` learns to squeeze 64x64 pictures into 16x16x4 latents and back; its loss weighs the shapes'
    pixels and edges up, so that a star keeps its points.
 3. A `UNet2DConditionModel` learns to denoise those latents, conditioned on the frozen encoder's last layer, with
