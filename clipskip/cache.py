@@ -39,6 +39,24 @@ class CellCache:
     def __len__(self) -> int:
         return len(self._cells)
 
+    def scoped(self, scope: str) -> "ScopedCache":
+        """This cache as one visitor sees it: only the cells that visitor rendered."""
+        return ScopedCache(self, scope)
+
+
+class ScopedCache:
+    """One visitor's view of a shared `CellCache`: keys carry the visitor's scope, so nobody is served another's
+    cells or learns from a fast answer or a `cached` flag what someone else rendered. The byte bound stays shared."""
+
+    def __init__(self, cache: CellCache, scope: str):
+        self.cache, self.scope = cache, scope
+
+    def get(self, key: tuple) -> tuple[Image.Image, bool] | None:
+        return self.cache.get((self.scope, *key))
+
+    def put(self, key: tuple, image: Image.Image, flagged: bool) -> None:
+        self.cache.put((self.scope, *key), image, flagged)
+
 
 def cell_bytes(image: Image.Image) -> int:
     return image.width * image.height * len(image.getbands())

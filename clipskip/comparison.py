@@ -16,7 +16,7 @@ from PIL import Image
 
 from . import __version__
 from .analysis import Difference, colour_bar, difference, heat_image, heat_scale
-from .cache import CellCache
+from .cache import CellCache, ScopedCache
 from .encoding import Encoding, encode, encoder_layers, layer_choice, layer_similarity, token_window
 from .families import detect_family
 from .grid import blocked_cell, grid_width, render_grid
@@ -189,9 +189,10 @@ def compare(
     scheduler: str | None = None,
     reference: int | None = None,
     max_batch: int | None = None,
-    cache: CellCache | None = None,
+    cache: CellCache | ScopedCache | None = None,
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
+    model_name: str | None = None,
 ) -> Comparison:
     """Render each (prompt, seed) row at each CLIP skip in `skips`, all cells as one batch; seed -1 draws one.
 
@@ -200,7 +201,8 @@ def compare(
     go through the denoiser at once (the images are the same; on CUDA, without it, the free memory sets the bound);
     cells found in `cache` are not rendered again, and
     new ones are added to it; `should_stop` is asked after every step, and a true answer ends the render with
-    `Stopped`."""
+    `Stopped`. `model_name` is how the metadata, the grid and the PNGs name the model (default: the pipeline's
+    `name_or_path`; the app passes a public name, so that a server's paths never reach a visitor)."""
     # 1. Check inputs
     family = detect_family(pipe)
     layers = encoder_layers(pipe)
@@ -320,7 +322,7 @@ def compare(
     # 7. Metadata
     metadata = {
         "clipskip_version": __version__,
-        "model": pipe.name_or_path,
+        "model": model_name or pipe.name_or_path,
         "weights_sha256": weights_hash(pipe),
         "family": family.name,
         "prompt": rows[0][0],

@@ -1,7 +1,9 @@
 """The Gradio Blocks app: inputs, one `/compare` endpoint, outputs. No image or model logic lives here."""
 
+import asyncio
+import json
+import re
 import sys
-import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -10,9 +12,11 @@ from pathlib import Path
 
 import gradio as gr
 import pandas as pd
+from gradio.utils import get_upload_folder
+from starlette.middleware import Middleware
 
 from .cache import CellCache
-from .comparison import Comparison, Stopped, compare, native_size
+from .comparison import Stopped, compare, native_size
 from .embedded import NAME as EMBEDDED
 from .encoding import encoder_layers
 from .families import detect_family
@@ -31,9 +35,19 @@ from .request import (
     seed_list,
 )
 from .samplers import DEFAULT_SAMPLER, SAMPLERS
+from .server import (
+    MAX_UPLOAD_BYTES,
+    BodyLimit,
+    RenderGate,
+    current_event_alive,
+    keep_pruned,
+    log,
+    prune,
+)
 from .settings import AppSettings, app_settings
 
-DOWNLOADS = Path(tempfile.gettempdir()) / "clipskip-downloads"
+STATE_TTL_S = 3600  # a session's last comparison (a folder name) is forgotten after an hour, as its files are
+STATE_SESSIONS = 1000  # sessions whose state Gradio keeps; the oldest go first
 EXAMPLES = [  # the embedded model's world first (shapes, colours, places), then prompts for real checkpoints
     ["a large white triangle at the top and a large black circle at the bottom, on a red background", "", 7],
     ["a large orange star in the centre, on a purple background", "", 3],
@@ -111,17 +125,37 @@ def short_row_labels(metadata: dict) -> list[str]:
     return [f"seed {row['seed']}" if by == "seed" else f"prompt {i}" for i, row in enumerate(metadata["rows"], 1)]
 
 
-def cell_choices(result: Comparison) -> list[tuple[str, str]]:
+def cell_choices(metadata: dict) -> list[tuple[str, str]]:
     """Every cell, for the A/B pickers: (label, "row:skip")."""
-    labels = short_row_labels(result.metadata)
-    return [(f"{labels[r]} · skip {skip}", f"{r}:{skip}") for r, row in enumerate(result.rows) for skip in row.images]
+    labels = short_row_labels(metadata)
+    return [(f"{labels[r]} · skip {skip}", f"{r}:{skip}") for r in range(len(labels)) for skip in metadata["skips"]]
 
 
-def cell_image(rendered: tuple[Comparison, Path] | None, choice: str | None):
-    if rendered is None or not choice:
+def bundle_metadata(folder: str | None) -> dict | None:
+    """The metadata of a comparison this server wrote, or None once its files have been cleaned up."""
+    try:
+        return json.loads((Path(folder) / "comparison.json").read_text(encoding="utf-8"))
+    except (TypeError, OSError, ValueError):
         return None
-    r, skip = choice.split(":")
-    return rendered[0].rows[int(r)].images[int(skip)]
+
+
+CHOICE = re.compile(r"(\d{1,2}):(\d{1,3})")
+
+
+def cell_image(folder: str | None, choice) -> str | None:
+    """The PNG of one cell ("row:skip") of the comparison in `folder`, or None."""
+    metadata = bundle_metadata(folder)
+    match = CHOICE.fullmatch(choice) if isinstance(choice, str) else None
+    if metadata is None or match is None:
+        return None
+    row, skip = int(match[1]), int(match[2])
+    if row >= len(metadata["rows"]) or skip not in metadata["skips"]:
+        return None
+    return str(Path(folder) / cell_name(metadata, row, skip))
+
+
+def pick_cells(folder: str | None, a, b):
+    return cell_image(folder, a), cell_image(folder, b)
 
 
 def similarity_frame(metadata: dict) -> pd.DataFrame:
@@ -131,6 +165,28 @@ def similarity_frame(metadata: dict) -> pd.DataFrame:
             for entry in metadata["embedding_similarity"]
             for skip, value in enumerate(entry["cosine"], 1)
         ]
+    )
+
+
+def show_analysis(folder: str | None):
+    """The difference grid, metrics, similarity plot, download and A/B pickers for the session's latest comparison,
+    read back from its files: a session keeps only their folder's name."""
+    metadata = bundle_metadata(folder)
+    if metadata is None:
+        gr.Warning("This comparison's files were cleaned up (they are kept for an hour); generate it again.")
+        return [gr.skip()] * 8
+    choices = cell_choices(metadata)
+    reference = f"0:{metadata['reference_skip']}"
+    other = next((value for _, value in choices if value != reference), reference)
+    return (
+        str(Path(folder) / "difference.png"),
+        pd.DataFrame(metrics_rows(metadata), columns=METRICS_HEADERS),
+        similarity_frame(metadata),
+        str(zip_path(Path(folder))),
+        gr.Dropdown(choices=choices, value=reference),
+        gr.Dropdown(choices=choices, value=other),
+        pick_cells(folder, reference, other),
+        ", ".join(str(seed) for seed in dict.fromkeys(row["seed"] for row in metadata["rows"])),
     )
 
 
@@ -146,23 +202,63 @@ def image_output(label: str, elem_id: str) -> gr.Image:
     )
 
 
+def public_names(models: Sequence[str]) -> dict[str, str]:
+    """How the page and the metadata name each model, to the model it stands for: a local file or folder by its own
+    name (a server's paths are nobody's business), a Hub id and `embedded` as they are; the weights' hash in the
+    metadata tells apart two files of one name."""
+    names = {}
+    for model in models:
+        local = model.startswith(("/", ".", "~")) or Path(model).expanduser().exists()
+        name = Path(model).expanduser().name if local and model != EMBEDDED else model
+        unique, n = name, 1
+        while unique in names:
+            n += 1
+            unique = f"{name} ({n})"
+        names[unique] = model
+    return names
+
+
+def rows_from_form(prompt, seed, seeds, prompt_rows):  # TEMPORARY: request.rows_from_form replaces it
+    rows_of_seeds = seed_list(seeds) if isinstance(seeds, str) and seeds.strip() else seed
+    prompts = prompt
+    if prompt_rows and isinstance(prompt, str):
+        prompts = [line.strip() for line in prompt.splitlines() if line.strip()]
+    return prompts, rows_of_seeds
+
+
+def refusal(message: str, title: str) -> gr.Error:
+    """A visitor's mistake: shown on the page, logged as one line, not as a traceback."""
+    log.info("refused (%s): %s", title, message)
+    return gr.Error(sentence(message), title=title, print_exception=False)
+
+
 def build_demo(
-    models: Sequence[str], load: Callable[[str], object], max_batch: int | None = None, cache: CellCache | None = None
+    models: Sequence[str],
+    load: Callable[[str], object],
+    max_batch: int | None = None,
+    cache: CellCache | None = None,
+    concurrency: int = 1,
 ) -> gr.Blocks:
     """The app over `models` (the only ones it offers), each loaded by `load` on first use and shared by all;
-    `max_batch` and `cache` go to every comparison."""
-    view = describe(models[0], load(models[0]))
-    stops: dict[str, threading.Event] = {}  # per browser session: set by Stop or a closed tab, read after each step
+    `max_batch` and `cache` go to every comparison, and at most `concurrency` renders run at once."""
+    names = public_names(models)
+    default = next(iter(names))
+    gate = RenderGate(concurrency)
+    downloads = Path(get_upload_folder()) / "clipskip-downloads"  # in Gradio's cache: served without a copy
 
-    def stop_session(request: gr.Request) -> None:
-        if request is not None and request.session_hash in stops:
-            stops[request.session_hash].set()
+    def loaded(name: str):
+        try:
+            return load(names[name])
+        except ValueError as error:
+            raise refusal(str(error).replace(names[name], name), "This model cannot be used") from None
+
+    view = describe(default, load(names[default]))
 
     @on_zero_gpu
     def render(pipe, *args, **kwargs):
         return compare(pipe, *args, **kwargs)
 
-    def run_compare(
+    async def run_compare(
         prompt,
         negative_prompt,
         seed,
@@ -172,7 +268,7 @@ def build_demo(
         width,
         height,
         scheduler,
-        model,
+        model=default,
         seeds="",
         prompt_rows=False,
         reference=0,
@@ -186,26 +282,28 @@ def build_demo(
         def report(step: int, total: int) -> None:
             progress((step, total), desc="Denoising all cells together", unit="steps")
 
-        if model not in models:  # the server's list only: nobody can name a path or an id from outside
-            raise gr.Error(f"Unknown model {model!r}; this server offers: {', '.join(models)}", title="Unknown model")
-        progress(0, desc=f"Loading {model}")
+        if not isinstance(model, str) or model not in names:  # the server's list only: nobody names a path
+            shown = repr(model)[:60]
+            raise refusal(f"unknown model {shown}; this server offers: {', '.join(names)}", "Unknown model")
         try:
-            pipe = load(model)
+            prompts, row_seeds = rows_from_form(prompt, seed, seeds, prompt_rows)
         except ValueError as error:
-            raise gr.Error(sentence(str(error)), title="This model cannot be used") from None
-        progress(0, desc="Encoding the prompt")
-        session = request.session_hash if request is not None else None
-        stop = stops[session] = threading.Event()
-        try:
-            rows_of_seeds = seed_list(seeds) if isinstance(seeds, str) and seeds.strip() else seed
-            prompts = prompt
-            if prompt_rows and isinstance(prompt, str):
-                prompts = [line.strip() for line in prompt.splitlines() if line.strip()]
-            result = render(
+            raise refusal(str(error), "Please change a setting") from None
+        progress(0, desc=f"Loading {model}")
+        pipe = await asyncio.to_thread(loaded, model)
+        progress(0, desc="Waiting for a free slot" if gate.busy() else "Encoding the prompt")
+        stop, alive = threading.Event(), current_event_alive()
+        scoped = cache.scoped(request.session_hash) if cache is not None and request is not None else None
+
+        def should_stop() -> bool:
+            return stop.is_set() or not alive()
+
+        def work():
+            return render(
                 pipe,
                 prompts,
                 negative_prompt=negative_prompt,
-                seed=rows_of_seeds,
+                seed=row_seeds,
                 skips=skips,
                 steps=steps,
                 guidance_scale=guidance_scale,
@@ -214,21 +312,28 @@ def build_demo(
                 scheduler=scheduler,
                 reference=reference or None,
                 max_batch=max_batch,
-                cache=cache,
+                cache=scoped,
                 progress=report,
-                should_stop=stop.is_set,
+                should_stop=should_stop,
+                model_name=model,
             )
+
+        def run():  # in a worker thread: the render, then its files
+            result = gate.run(work, should_stop, lambda: Stopped("stopped"))
+            return result, write_bundle(result, downloads)
+
+        try:
+            result, folder = await asyncio.to_thread(run)
+        except asyncio.CancelledError:  # the Stop button, or a client's /cancel: the render ends after this step
+            stop.set()
+            raise
         except Stopped:
-            raise gr.Error("The render was stopped.", title="Stopped") from None
+            raise refusal("the render was stopped.", "Stopped") from None
         except ValueError as error:
-            raise gr.Error(sentence(str(error)), title="Please change a setting") from None
-        finally:
-            if stops.get(session) is stop:
-                del stops[session]
+            raise refusal(str(error), "Please change a setting") from None
         for warning in result.warnings:
             gr.Warning(sentence(warning))
         # the files, not the images: they carry their settings (the grid its manifest, each cell its parameters)
-        folder = write_bundle(result, DOWNLOADS)
         columns = {column["skip"]: column for column in result.metadata["columns"]}
         gallery = [  # short enough for a thumbnail: the grid and the metadata say the rest
             (
@@ -238,32 +343,14 @@ def build_demo(
             for r, (label, row) in enumerate(zip(short_row_labels(result.metadata), result.rows, strict=True))
             for skip in row.images
         ]
-        return str(folder / "grid.png"), gallery, result.metadata, (result, folder)
-
-    def show_analysis(rendered: tuple[Comparison, Path]):
-        """The difference grid, metrics, similarity plot, download and A/B pickers for the latest comparison."""
-        result, folder = rendered
-        choices = cell_choices(result)
-        reference = f"0:{result.metadata['reference_skip']}"
-        other = next((value for _, value in choices if value != reference), reference)
-        return (
-            str(folder / "difference.png"),
-            pd.DataFrame(metrics_rows(result.metadata), columns=METRICS_HEADERS),
-            similarity_frame(result.metadata),
-            str(zip_path(folder)),
-            gr.Dropdown(choices=choices, value=reference),
-            gr.Dropdown(choices=choices, value=other),
-            (cell_image(rendered, reference), cell_image(rendered, other)),
-            ", ".join(str(seed) for seed in dict.fromkeys(row["seed"] for row in result.metadata["rows"])),
-        )
+        return str(folder / "grid.png"), gallery, result.metadata, str(folder)
 
     def switch_model(model, progress=gr.Progress()):  # noqa: B008 (Gradio's way)
         """Show the chosen model's skip values, native size and description; loads it on first use."""
+        if not isinstance(model, str) or model not in names:
+            raise refusal(f"unknown model; this server offers: {', '.join(names)}", "Unknown model")
         progress(0, desc=f"Loading {model}")
-        try:
-            chosen = describe(model, load(model))
-        except ValueError as error:
-            raise gr.Error(sentence(str(error)), title="This model cannot be used") from None
+        chosen = describe(model, loaded(model))
         references = [("native", 0)] + [(label, n) for label, n in chosen.choices]
         return (
             gr.CheckboxGroup(choices=chosen.choices, value=chosen.skips),
@@ -275,30 +362,33 @@ def build_demo(
 
     def load_settings(path, current_skips, current_model):
         """Fill the form from a PNG made by this app or by AUTOMATIC1111."""
-        if not path:
-            return [gr.skip()] * 13
+        if not isinstance(path, str) or not path:
+            return [gr.skip()] * 14
         try:
             form, notes = read_settings(Path(path))
         except ValueError as error:
-            raise gr.Error(sentence(str(error)), title="No settings in this image") from None
+            raise refusal(str(error), "No settings in this image") from None
+        finally:
+            Path(path).unlink(missing_ok=True)  # read once; nothing a visitor sends is kept
         if "prompt_rows" not in form:  # one AUTOMATIC1111 image: its skip joins the current ones, to compare
-            form["skips"] = sorted(set(current_skips or []) | set(form["skips"]))
-        if form.get("model") not in models:
+            ticked = [s for s in current_skips if isinstance(s, int)] if isinstance(current_skips, list) else []
+            form["skips"] = sorted(set(ticked[:64]) | set(form["skips"]))
+        if form.get("model") not in names:
             if "model" in form:
-                notes.append(f"its model {form['model']!r} is not offered here; {current_model!r} is kept")
+                notes.append(f"its model {str(form['model'])[:60]!r} is not offered here; {current_model!r} is kept")
             form.pop("model", None)
         gr.Info("Settings loaded" + (": " + "; ".join(notes) if notes else ""))
-        names = ["prompt", "negative_prompt", "seed", "seeds", "prompt_rows", "skips", "steps", "guidance_scale"]
-        names += ["width", "height", "scheduler", "model", "reference"]
-        return [form[name] if name in form else gr.skip() for name in names]
+        fields = ["prompt", "negative_prompt", "seed", "seeds", "prompt_rows", "skips", "steps", "guidance_scale"]
+        fields += ["width", "height", "scheduler", "model", "reference"]
+        return [form[field] if field in form else gr.skip() for field in fields] + [None]
 
     with gr.Blocks(title="clipskip: CLIP skip, side by side", delete_cache=(3600, 3600)) as demo:
         gr.Markdown(INTRO)
         note = gr.Markdown(view.note, elem_classes="caption")
-        result_state = gr.State()
+        result_state = gr.State(time_to_live=STATE_TTL_S)  # the folder of the session's latest comparison
         with gr.Row():
             with gr.Column(scale=2, min_width=320):
-                model = gr.Dropdown(list(models), value=models[0], label="Model", visible=len(models) > 1)
+                model = gr.Dropdown(list(names), value=default, label="Model", visible=len(names) > 1)
                 prompt = gr.Textbox(label="Prompt", lines=3, placeholder=EXAMPLES[0][0])
                 negative_prompt = gr.Textbox(label="Negative prompt", lines=2, placeholder="what to avoid")
                 skips = gr.CheckboxGroup(
@@ -372,7 +462,7 @@ def build_demo(
                     with gr.Row():
                         pick_a = gr.Dropdown(label="A (left)")
                         pick_b = gr.Dropdown(label="B (right)")
-                    slider = gr.ImageSlider(label="Drag to compare", type="pil", format="png", elem_id="slider")
+                    slider = gr.ImageSlider(label="Drag to compare", type="filepath", format="png", elem_id="slider")
                 with gr.Tab("Metadata"):
                     metadata = gr.JSON(label="Metadata (reproduces every cell)", max_height=480)
         gr.Examples(EXAMPLES, inputs=[prompt, negative_prompt, seed], label="Examples")
@@ -388,8 +478,9 @@ def build_demo(
             show_progress_on=grid,
             preprocess=False,  # raw values reach the handler, so every bad one gets this app's own clear message
         )
-        stop.click(stop_session, None, None, cancels=[rendering], queue=False, api_visibility="private")
-        demo.unload(stop_session)  # a closed tab frees the worker within one step
+        # Stop cancels the event, which stops its render after the current step; a closed tab or a dropped
+        # connection ends the event's stream, which the render sees as well (run_compare's should_stop)
+        stop.click(None, None, None, cancels=[rendering], queue=False, api_visibility="private")
         rendering.success(
             show_analysis,
             result_state,
@@ -398,7 +489,7 @@ def build_demo(
         )
         for picker in (pick_a, pick_b):
             picker.change(
-                lambda rendered, a, b: (cell_image(rendered, a), cell_image(rendered, b)),
+                pick_cells,
                 [result_state, pick_a, pick_b],
                 slider,
                 api_visibility="private",
@@ -408,7 +499,7 @@ def build_demo(
             load_settings,
             [settings_file, skips, model],
             [prompt, negative_prompt, seed, seeds, prompt_rows, skips, steps, guidance_scale, width, height]
-            + [scheduler, model, reference],
+            + [scheduler, model, reference, settings_file],
             api_visibility="private",
         )
         dice.click(lambda: RANDOM_SEED, None, seed, api_visibility="private")
@@ -421,7 +512,7 @@ def serve(settings: AppSettings, *, prevent_thread_lock: bool = False) -> gr.Blo
     pipelines.max_loaded = settings.max_loaded
     load = partial(load_pipeline, device=settings.device, dtype=settings.dtype, options=settings.options)
     cache = CellCache(settings.cache_mb * 2**20) if settings.cache_mb else None
-    demo = build_demo(settings.models, load, settings.max_batch, cache)
+    demo = build_demo(settings.models, load, settings.max_batch, cache, settings.concurrency)
     demo.queue(default_concurrency_limit=settings.concurrency, max_size=settings.max_queue)
     demo.launch(
         server_name=settings.host,
@@ -430,13 +521,30 @@ def serve(settings: AppSettings, *, prevent_thread_lock: bool = False) -> gr.Blo
         prevent_thread_lock=True,
         quiet=True,  # Gradio's own hint names launch() arguments; ours names the flags
         css=CSS,
+        max_file_size=MAX_UPLOAD_BYTES,
+        app_kwargs={"middleware": [Middleware(BodyLimit)]},  # every body bounded before it is parsed
+        state_session_capacity=STATE_SESSIONS,
     )
+    prune_gradio_cache()
     print(f"clipskip: serving {', '.join(settings.models)} at {demo.share_url or demo.local_url}", flush=True)
     if not settings.share:
         print("clipskip: add --share for a public link, --host 0.0.0.0 to listen on every interface", flush=True)
     if not prevent_thread_lock:
         demo.block_thread()
     return demo
+
+
+_pruning = threading.Event()
+
+
+def prune_gradio_cache() -> None:
+    """Gradio's file cache (uploads, and the bundles written into it) kept under its age and size bound: now, and
+    every half minute from one thread per process."""
+    root = Path(get_upload_folder())
+    prune(root)
+    if not _pruning.is_set():
+        _pruning.set()
+        keep_pruned(root, threading.Event())
 
 
 def main(argv: list[str] | None = None) -> int:

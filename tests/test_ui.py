@@ -5,6 +5,7 @@ import socket
 import sys
 import types
 
+import httpx
 import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
@@ -74,22 +75,46 @@ def test_random_seed_is_reported(client):
     assert metadata["rows"][0]["seed_requested"] == -1 and 0 <= metadata["seed"] < 2**32
 
 
-def test_several_models_each_offered_and_a_broken_one_does_not_stop_the_others(pipe, saved, tmp_path):
+def test_several_models_each_offered_by_name_and_a_broken_one_does_not_stop_the_others(pipe, saved, tmp_path):
     broken = str(tmp_path / "missing.safetensors")
     demo = serve(settings("embedded", str(saved["sdxl"]), broken), prevent_thread_lock=True)
     try:
         client = Client(demo.local_url, verbose=False)
-        _, _, metadata = client.predict(**GOOD | {"model": str(saved["sdxl"])}, api_name="/compare")
-        assert metadata["family"] == "SDXL" and metadata["model"] == str(saved["sdxl"])
+        grid, gallery, metadata = client.predict(**GOOD | {"model": "sdxl"}, api_name="/compare")
+        assert metadata["family"] == "SDXL" and metadata["model"] == "sdxl"  # its name, not the server's path
+        assert len(metadata["weights_sha256"]) == 64  # which tells two files of one name apart
         assert [column["native"] for column in metadata["columns"]] == [False, True, False]
-        with pytest.raises(AppError, match="Could not load model .*missing.safetensors.*: no such file or folder"):
-            client.predict(**GOOD | {"model": broken}, api_name="/compare")
-        with pytest.raises(AppError):  # only the server's own list: nobody can type a path in
-            client.predict(**GOOD | {"model": str(saved["sd1"])}, api_name="/compare")
+        texts = [json.dumps(metadata), Image.open(grid).info["clipskip"]]
+        texts += [Image.open(item["image"]).info["parameters"] for item in gallery]
+        texts.append(httpx.get(f"{demo.local_url}config").text)
+        assert not [text for text in texts if str(tmp_path.parent) in text or str(saved["sdxl"]) in text]
+        with pytest.raises(AppError, match=r"Could not load model 'missing.safetensors': no such file or folder"):
+            client.predict(**GOOD | {"model": "missing.safetensors"}, api_name="/compare")
+        for path in (str(saved["sdxl"]), str(saved["sd1"])):  # only the server's own names: nobody types a path
+            with pytest.raises(AppError, match="Unknown model '/.*'; this server offers: embedded, sdxl, missing"):
+                client.predict(**GOOD | {"model": path}, api_name="/compare")
         _, _, metadata = client.predict(**GOOD, api_name="/compare")
         assert metadata["model"] == "embedded"
     finally:
         demo.close()
+
+
+def test_public_names_hide_paths_and_stay_unique(tmp_path):
+    from clipskip.ui import public_names
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "x.safetensors").touch()
+    (tmp_path / "b" / "x.safetensors").touch()
+    models = ["embedded", "stabilityai/sdxl-turbo", str(tmp_path / "a" / "x.safetensors")]
+    models += [str(tmp_path / "b" / "x.safetensors"), "./relative/model"]
+    assert public_names(models) == {
+        "embedded": "embedded",
+        "stabilityai/sdxl-turbo": "stabilityai/sdxl-turbo",
+        "x.safetensors": models[2],
+        "x.safetensors (2)": models[3],
+        "model": "./relative/model",
+    }
 
 
 def test_app_exits_with_the_reason_when_its_first_model_cannot_load(capsys, tmp_path):

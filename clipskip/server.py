@@ -1,0 +1,149 @@
+"""What keeps one visitor from stalling, outliving or outgrowing the server: bounded request bodies, a disk cap on
+Gradio's file cache, renders that end with their request, and at most N of them at once."""
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+log = logging.getLogger("clipskip")
+
+MAX_BODY_BYTES = 1 * 2**20  # a /compare request is a few kB: prompts of 2,000 characters, eight rows
+MAX_UPLOAD_BYTES = 16 * 2**20  # a settings PNG: AUTOMATIC1111's largest are a few MB
+CACHE_MAX_AGE_S = 3600  # files Gradio serves (bundles, uploads) go after an hour...
+CACHE_MAX_BYTES = 1024 * 2**20  # ...and the oldest first while all of them together pass 1 GiB
+PRUNE_EVERY_S = 30
+
+
+class BodyLimit:
+    """ASGI middleware: a request body larger than its bound is answered 413 before anything parses it, by its
+    Content-Length when it says one and by counting the bytes as they arrive when it does not (chunked bodies).
+    Uploads (`…/upload`) get `upload_bytes`, everything else `max_bytes`."""
+
+    def __init__(self, app, max_bytes: int = MAX_BODY_BYTES, upload_bytes: int = MAX_UPLOAD_BYTES):
+        self.app, self.max_bytes, self.upload_bytes = app, max_bytes, upload_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        limit = self.upload_bytes + 2**16 if scope["path"].endswith("/upload") else self.max_bytes  # + multipart
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and (not length.isdigit() or len(length) > 12 or int(length) > limit):
+            return await too_large(send, limit)
+        received, started, refused = 0, False, False
+
+        async def counted():
+            nonlocal received, refused
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:  # answer now; the app reads a disconnect and its own answer is dropped
+                    if not started:
+                        await too_large(send, limit)
+                    refused = True
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def watched(message):
+            nonlocal started
+            if not refused:
+                started = started or message["type"] == "http.response.start"
+                await send(message)
+
+        await self.app(scope, counted, watched)
+
+
+async def too_large(send, limit: int) -> None:
+    body = f'{{"detail": "request body too large: at most {limit:,} bytes"}}'.encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 413, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def prune(root: Path, max_age_s: float = CACHE_MAX_AGE_S, max_bytes: int = CACHE_MAX_BYTES) -> int:
+    """Delete files under `root` older than `max_age_s`, then the oldest while the rest pass `max_bytes`; empty
+    folders go too. Returns the bytes left."""
+    files = []
+    for folder, _, names in os.walk(root):
+        for name in names:
+            path = Path(folder) / name
+            try:
+                stat = path.stat()
+            except OSError:  # removed meanwhile
+                continue
+            files.append((stat.st_mtime, stat.st_size, path))
+    files.sort()
+    total, now = sum(size for _, size, _ in files), time.time()
+    for mtime, size, path in files:
+        if now - mtime <= max_age_s and total <= max_bytes:
+            break
+        path.unlink(missing_ok=True)
+        total -= size
+    for folder, _, _ in os.walk(root, topdown=False):
+        if folder != str(root):
+            with contextlib.suppress(OSError):  # not empty, or filled meanwhile
+                os.rmdir(folder)
+    return total
+
+
+def keep_pruned(root: Path, stop: threading.Event, every_s: float = PRUNE_EVERY_S, **bounds) -> threading.Thread:
+    """A daemon thread that prunes `root` every `every_s` seconds until `stop` is set."""
+
+    def loop():
+        while not stop.wait(every_s):
+            try:
+                prune(root, **bounds)
+            except OSError as error:
+                log.warning("pruning %s failed: %s", root, error)
+
+    thread = threading.Thread(target=loop, name="clipskip-prune", daemon=True)
+    thread.start()
+    return thread
+
+
+class RenderGate:
+    """At most `limit` renders at once, counted by the render threads themselves. Gradio frees a request's queue
+    slot the moment it is cancelled, while its render thread still finishes the step it is in; without this gate a
+    visitor who submits and cancels in a loop runs any number of renders at once."""
+
+    def __init__(self, limit: int):
+        self._slots = threading.BoundedSemaphore(limit)
+        self._free = limit
+        self._lock = threading.Lock()
+
+    def busy(self) -> bool:
+        """Whether every slot is taken now (a new render would wait)."""
+        return self._free == 0
+
+    def run(self, work: Callable[[], object], should_stop: Callable[[], bool], stopped: Callable[[], Exception]):
+        """`work()` once a slot is free; `stopped()` is raised instead if `should_stop` turns true while waiting."""
+        while not self._slots.acquire(timeout=0.1):
+            if should_stop():
+                raise stopped()
+        with self._lock:
+            self._free -= 1
+        try:
+            if should_stop():
+                raise stopped()
+            return work()
+        finally:
+            with self._lock:
+                self._free += 1
+            self._slots.release()
+
+
+def current_event_alive() -> Callable[[], bool]:
+    """Whether the Gradio event being handled still has a client: Gradio marks an event dead when its client's
+    stream closes (a closed tab, a dropped HTTP connection) but lets the handler run on. Reads Gradio 6.31's queue
+    (requirements.txt pins it; `tests/test_reliability.py` fails if a new version changes this)."""
+    from gradio.context import LocalContext
+
+    blocks, event_id = LocalContext.blocks.get(None), LocalContext.event_id.get(None)
+    queue = getattr(blocks, "_queue", None)
+    event = queue.event_ids_to_events.get(event_id) if queue is not None and event_id else None
+    if event is None:
+        return lambda: True
+    return lambda: event.alive

@@ -1,0 +1,290 @@
+"""Renders end with their requests, however the client leaves; never more at once than --concurrency; bodies,
+uploads, sessions and the file cache bounded. Driven over raw HTTP (no heartbeat, no browser) and gradio_client.
+
+Each test backs rows of docs/RELIABILITY.md.
+"""
+
+import asyncio
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+import gradio as gr
+import httpx
+import pytest
+from gradio_client import Client
+
+from clipskip import ui
+from clipskip.comparison import Stopped, compare
+from clipskip.server import BodyLimit, RenderGate, prune
+from clipskip.settings import AppSettings, LoadOptions
+from tests.test_ui import free_port
+
+SLOW = ["a fox in the snow", "", 42, [1, 2, 3, 4], 150, 7.5, 256, 256, "Euler a", "embedded", "", False, 0]
+QUICK = ["a fox in the snow", "", 42, [1, 2], 2, 7.5, 64, 64, "Euler a", "embedded", "", False, 0]
+
+
+class Renders:
+    """Every render the app starts, watched from inside: steps done, how it ended, and the most at once."""
+
+    def __init__(self):
+        self.log: list[dict] = []
+        self.running = self.most = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, pipe, *args, **kwargs):
+        entry = {"steps": 0, "outcome": "running"}
+        with self._lock:
+            self.log.append(entry)
+            self.running += 1
+            self.most = max(self.most, self.running)
+        report = kwargs["progress"]
+
+        def progress(step, total):
+            entry["steps"] = step
+            report(step, total)
+
+        try:
+            result = compare(pipe, *args, **kwargs | {"progress": progress})
+            entry["outcome"] = "finished"
+            return result
+        except Stopped:
+            entry["outcome"] = "stopped"
+            raise
+        finally:
+            with self._lock:
+                self.running -= 1
+
+    def wait(self, condition, timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not condition():
+            assert time.monotonic() < deadline, f"gave up waiting; renders: {self.log}"
+            time.sleep(0.02)
+
+    def ended(self, count: int):
+        return lambda: len(self.log) >= count and all(e["outcome"] != "running" for e in self.log[:count])
+
+
+def app_settings(concurrency: int = 1, max_queue: int = 20) -> AppSettings:
+    return AppSettings(
+        ("embedded",), "cpu", None, LoadOptions(), "127.0.0.1", free_port(), False, 32, concurrency, max_queue
+    )
+
+
+@pytest.fixture(scope="module")
+def served(pipe):
+    """The app, with every render watched (module-wide, since the app is)."""
+    renders = Renders()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ui, "compare", renders)
+        demo = ui.serve(app_settings(), prevent_thread_lock=True)
+        url = demo.local_url.rstrip("/")
+        config = httpx.get(f"{url}/config").json()
+        fn_index = next(i for i, d in enumerate(config["dependencies"]) if d.get("api_name") == "compare")
+        yield demo, url, fn_index, renders
+        demo.close()
+
+
+@pytest.fixture
+def app(served):
+    demo, url, fn_index, renders = served
+    renders.wait(renders.ended(len(renders.log)))  # nothing left running from an earlier test
+    renders.log.clear()
+    renders.most = 0
+    return url, fn_index, renders
+
+
+def join(url: str, fn_index: int, data: list, session: str) -> str:
+    """Queue a /compare event the way the page does (no client library); its event id."""
+    body = {"data": data, "fn_index": fn_index, "session_hash": session, "event_data": None, "trigger_id": None}
+    answer = httpx.post(f"{url}/gradio_api/queue/join", json=body)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["event_id"]
+
+
+def listen_until(url: str, session: str, done) -> dict:
+    """Read the session's event stream until `done(message)`, then drop the connection; the last message."""
+    with httpx.stream("GET", f"{url}/gradio_api/queue/data", params={"session_hash": session}, timeout=60) as stream:
+        for line in stream.iter_lines():
+            if line.startswith("data: "):
+                message = json.loads(line[6:])
+                if done(message):
+                    return message
+    raise AssertionError("the stream ended first")
+
+
+def at_step(n: int):
+    return lambda m: m.get("msg") == "progress" and ((m.get("progress_data") or [{}])[0].get("index") or 0) >= n
+
+
+def test_a_raw_http_client_that_disconnects_ends_its_render_within_one_step(app):
+    url, fn_index, renders = app
+    join(url, fn_index, SLOW, "gone-1")
+    listen_until(url, "gone-1", at_step(2))  # then the connection drops: no cancel, no heartbeat, nothing
+    steps_when_gone = renders.log[0]["steps"]
+    renders.wait(renders.ended(1), timeout_s=30)
+    assert renders.log[0]["outcome"] == "stopped"
+    assert renders.log[0]["steps"] <= steps_when_gone + 1  # the step under way finishes, no more
+
+
+def test_a_rest_api_client_that_disconnects_ends_its_render(app):
+    url, _, renders = app
+    event_id = httpx.post(f"{url}/gradio_api/call/compare", json={"data": SLOW}).json()["event_id"]
+    with httpx.stream("GET", f"{url}/gradio_api/call/compare/{event_id}", timeout=60) as stream:
+        renders.wait(lambda: renders.log and renders.log[0]["steps"] >= 1)
+        stream.close()
+    steps_when_gone = renders.log[0]["steps"]
+    renders.wait(renders.ended(1), timeout_s=30)
+    assert renders.log[0]["outcome"] == "stopped" and renders.log[0]["steps"] <= steps_when_gone + 1
+
+
+def test_gradio_client_cancel_ends_the_render_within_one_step(app):
+    url, _, renders = app
+    job = Client(url, verbose=False).submit(*SLOW, api_name="/compare")
+    renders.wait(lambda: renders.log and renders.log[0]["steps"] >= 1)
+    job.cancel()
+    steps_when_cancelled = renders.log[0]["steps"]
+    renders.wait(renders.ended(1), timeout_s=30)
+    assert renders.log[0]["outcome"] == "stopped" and renders.log[0]["steps"] <= steps_when_cancelled + 1
+
+
+def test_submit_and_cancel_in_a_loop_never_runs_more_than_the_concurrency(app):
+    url, fn_index, renders = app
+    for i in range(4):
+        session = f"loop-{i}"
+        event_id = join(url, fn_index, SLOW, session)
+        renders.wait(lambda i=i: len(renders.log) > i and renders.log[i]["steps"] >= 1)
+        cancel = {"session_hash": session, "fn_index": fn_index, "event_id": event_id}
+        assert httpx.post(f"{url}/gradio_api/cancel", json=cancel).json() == {"success": True}
+    renders.wait(renders.ended(4), timeout_s=30)
+    assert [e["outcome"] for e in renders.log] == ["stopped"] * 4
+    assert renders.most == 1  # each new render waited for the cancelled one's last step
+
+
+def test_the_next_visitor_is_served_right_after_an_abandoned_render(app):
+    url, fn_index, renders = app
+    join(url, fn_index, SLOW, "abandoned")
+    listen_until(url, "abandoned", at_step(1))
+    grid, gallery, metadata = Client(url, verbose=False).predict(*QUICK, api_name="/compare")
+    assert metadata["steps"] == 2 and [e["outcome"] for e in renders.log] == ["stopped", "finished"]
+
+
+def test_cached_says_only_what_this_visitor_rendered(app):
+    url, _, _ = app
+    first, second = Client(url, verbose=False), Client(url, verbose=False)
+    cells = lambda metadata: [cell.get("cached", False) for cell in metadata["rows"][0]["cells"]]  # noqa: E731
+    assert cells(first.predict(*QUICK, api_name="/compare")[2]) == [False, False]
+    assert cells(first.predict(*QUICK, api_name="/compare")[2]) == [True, True]  # its own cells, again
+    assert cells(second.predict(*QUICK, api_name="/compare")[2]) == [False, False]  # another's: rendered anew
+
+
+def test_bodies_past_the_bound_are_refused_before_parsing(app):
+    url, fn_index, _ = app
+    body = json.dumps({"data": ["x" * 2_000_000], "fn_index": fn_index, "session_hash": "big"})
+    answer = httpx.post(f"{url}/gradio_api/queue/join", content=body, headers={"content-type": "application/json"})
+    assert answer.status_code == 413 and "at most 1,048,576 bytes" in answer.text
+
+    def chunks():  # no Content-Length: counted as it arrives
+        for _ in range(40):
+            yield b"x" * 65536
+
+    answer = httpx.post(f"{url}/gradio_api/queue/join", content=chunks())
+    assert answer.status_code == 413
+    big = {"files": ("big.png", b"\x89PNG" + b"\0" * (17 * 2**20), "image/png")}
+    assert httpx.post(f"{url}/gradio_api/upload", files=big).status_code == 413
+    assert httpx.post(f"{url}/gradio_api/upload", files={"files": ("ok.png", b"\x89PNG", "image/png")}).is_success
+
+
+def test_a_session_keeps_only_a_folder_name(served, app):
+    demo, *_ = served
+    url, *_ = app
+    client = Client(url, verbose=False)
+    client.predict(*QUICK, api_name="/compare")
+    kept = [session.state_data[key] for session in demo.server_app.state_holder.session_data.values()
+            for key in session.state_data if isinstance(demo.blocks[key], gr.State)]  # fmt: skip
+    assert any(isinstance(value, str) and Path(value, "comparison.json").is_file() for value in kept)
+    assert all(value is None or isinstance(value, str) for value in kept)  # a folder's name, no images
+
+
+def test_render_gate_holds_the_bound_and_lets_a_stopped_waiter_go():
+    gate, inside, most, lock = RenderGate(2), [0], [0], threading.Lock()
+
+    def work():
+        with lock:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        time.sleep(0.05)
+        with lock:
+            inside[0] -= 1
+
+    threads = [threading.Thread(target=gate.run, args=(work, lambda: False, RuntimeError)) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert most[0] == 2
+    hold, release = threading.Event(), threading.Event()
+    threading.Thread(target=gate.run, args=(lambda: hold.set() or release.wait(), lambda: False, RuntimeError)).start()
+    threading.Thread(target=gate.run, args=(lambda: hold.set() or release.wait(), lambda: False, RuntimeError)).start()
+    hold.wait()
+    time.sleep(0.1)
+    assert gate.busy()
+    with pytest.raises(Stopped):
+        gate.run(work, lambda: True, lambda: Stopped("stopped"))  # waiting, then told to stop: it never runs
+    release.set()
+
+
+def test_body_limit_counts_chunked_bodies():
+    seen = []
+
+    async def app(scope, receive, send):
+        while (message := await receive()).get("more_body"):
+            seen.append(len(message["body"]))
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def call(parts: list[bytes]):
+        sent, queue = [], [{"type": "http.request", "body": p, "more_body": True} for p in parts]
+        queue.append({"type": "http.request", "body": b"", "more_body": False})
+
+        async def receive():
+            return queue.pop(0)
+
+        async def send(message):
+            sent.append(message)
+
+        await BodyLimit(app, max_bytes=100)({"type": "http", "path": "/x", "headers": []}, receive, send)
+        return sent[0]["status"]
+
+    assert asyncio.run(call([b"x" * 60])) == 200
+    assert asyncio.run(call([b"x" * 60, b"x" * 60])) == 413
+
+
+def test_prune_removes_old_files_then_the_oldest_past_the_size(tmp_path):
+    now = time.time()
+    for name, age, size in [("old/a", 7200, 10), ("b", 300, 40), ("c", 200, 40), ("d/e", 100, 40)]:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x" * size)
+        os.utime(path, (now - age, now - age))
+    assert prune(tmp_path, max_age_s=3600, max_bytes=90) == 80
+    left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    assert left == ["c", "d", "d/e"]  # old/ went (too old), then b (oldest while over 90 bytes), empty old/ too
+
+
+def test_uploads_are_deleted_once_read(served, app, tmp_path):
+    from PIL import Image
+
+    url, *_ = app
+    path = tmp_path / "settings.png"
+    Image.new("RGB", (8, 8)).save(path)
+    uploaded = httpx.post(f"{url}/gradio_api/upload", files={"files": ("s.png", path.read_bytes(), "image/png")})
+    stored = Path(uploaded.json()[0])
+    assert stored.exists()
+    demo, *_ = served
+    handler = next(fn.fn for fn in demo.fns.values() if fn.fn is not None and fn.fn.__name__ == "load_settings")
+    with pytest.raises(Exception, match="carries no generation settings"):
+        handler(str(stored), [1], "embedded")
+    assert not stored.exists()
