@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from clipskip import ui
 from clipskip.settings import AppSettings, LoadOptions
-from clipskip.ui import serve
+from tests.test_server import Renders
 from tests.test_ui import free_port
 
 CHROMIUM = "/usr/bin/chromium"
@@ -25,20 +26,30 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def page(pipe):
+def watched(pipe):
+    """The app with every render watched from inside (tests/test_server.py's Renders)."""
+    renders = Renders()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ui, "compare", renders)
+        demo = ui.serve(
+            AppSettings(("embedded",), "cpu", None, LoadOptions(), "127.0.0.1", free_port(), False, 32),
+            prevent_thread_lock=True,
+        )
+        yield demo, renders
+        demo.close()
+
+
+@pytest.fixture(scope="module")
+def page(watched):
     from playwright.sync_api import sync_playwright
 
-    demo = serve(
-        AppSettings(("embedded",), "cpu", None, LoadOptions(), "127.0.0.1", free_port(), False, 32),
-        prevent_thread_lock=True,
-    )
+    demo, _ = watched
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         page = open_app(browser, demo.local_url)
         yield page
         browser.close()
-    demo.close()
 
 
 def open_app(browser, url: str):
@@ -83,29 +94,44 @@ def test_a_bad_input_shows_its_message_on_the_page(page):
     page.get_by_label("2", exact=True).check()
 
 
-def test_stop_ends_a_render_and_the_next_one_runs(page):
+def test_stop_ends_a_render_within_one_step_and_the_next_one_runs(page, watched):
+    _, renders = watched
+    started = len(renders.log)
     page.get_by_label("number input for Steps").fill("150")
+    page.get_by_label("number input for Width").fill("256")  # about a second a step on two CPU cores
     page.get_by_role("button", name="Generate").click()
-    page.wait_for_timeout(1500)
+    renders.wait(lambda: len(renders.log) > started and renders.log[started]["steps"] >= 1)
     page.get_by_role("button", name="Stop").click()
+    steps_when_stopped = renders.log[started]["steps"]
+    renders.wait(renders.ended(started + 1), timeout_s=30)
+    assert renders.log[started]["outcome"] == "stopped"
+    assert renders.log[started]["steps"] <= steps_when_stopped + 1
     page.get_by_label("number input for Steps").fill("2")
+    page.get_by_label("number input for Width").fill("64")
     page.wait_for_timeout(500)
     page.get_by_role("button", name="Generate").click()
     page.wait_for_function(
         "() => document.querySelectorAll('#cells .thumbnail-item').length === 1", timeout=30_000
     )  # one skip ticked now: the new render arrived, so the worker was free
+    assert renders.log[-1]["outcome"] == "finished"
 
 
-def test_a_closed_tab_ends_its_render_and_frees_the_server(page):
+def test_a_closed_tab_ends_its_render_within_one_step_and_frees_the_server(page, watched):
     from playwright.sync_api import expect
 
+    _, renders = watched
+    started = len(renders.log)
     other = open_app(page.context.browser, page.url)
     other.get_by_label("Prompt", exact=True).fill("a long render nobody will wait for")
-    other.get_by_label("number input for Steps").fill("150")  # about half a minute on two CPU cores
+    other.get_by_label("number input for Steps").fill("150")
+    other.get_by_label("number input for Width").fill("256")
     other.get_by_role("button", name="Generate").click()
-    page.wait_for_timeout(2000)
+    renders.wait(lambda: len(renders.log) > started and renders.log[started]["steps"] >= 1)
     other.close()
+    steps_when_closed = renders.log[started]["steps"]
+    renders.wait(renders.ended(started + 1), timeout_s=30)
+    assert renders.log[started]["outcome"] == "stopped"
+    assert renders.log[started]["steps"] <= steps_when_closed + 1
     page.get_by_label("Seed (−1 = random)").fill("7")
     page.get_by_role("button", name="Generate").click()
-    # the new render arrives long before the abandoned one could have finished
     expect(page.get_by_label("Seed used")).to_have_value("7", timeout=15_000)

@@ -53,6 +53,9 @@ class Renders:
         except Stopped:
             entry["outcome"] = "stopped"
             raise
+        except Exception:
+            entry["outcome"] = "refused"
+            raise
         finally:
             with self._lock:
                 self.running -= 1
