@@ -62,13 +62,13 @@ class ShortRepr(reprlib.Repr):
 SHORT_REPR = ShortRepr()
 
 
-def short_repr(value) -> str:
-    """`value` as Python writes it, cut to SHOWN_CHARS characters: "'xxxx…'", "[1, 1, 1, 1, 1, 1, ...]"."""
+def short_repr(value, limit: int = SHOWN_CHARS) -> str:
+    """`value` as Python writes it, cut to `limit` characters: "'xxxx…'", "[1, 1, 1, 1, 1, 1, ...]"."""
     if isinstance(value, numbers.Integral) and not isinstance(value, bool) and (words := huge_int(value)):
         return words
     if isinstance(value, str):
-        return cut(repr(value[: SHOWN_CHARS + 1]))  # only the start is shown: the rest is not written out
-    return cut(SHORT_REPR.repr(value))
+        return cut(repr(value[: limit + 1]), limit)  # only the start is shown: the rest is not written out
+    return cut(SHORT_REPR.repr(value), limit)
 
 
 def as_int(name: str, value) -> int:
