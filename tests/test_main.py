@@ -197,9 +197,8 @@ def test_cli_says_so_when_writing_fails_after_the_render(pipe, tmp_path, capsys,
 
 
 def test_cli_bad_input_is_a_clear_error(pipe, tmp_path, capsys):
-    code = main(["--prompt", "a fox", "--skips", "1,13", "--device", "cpu", "--out", str(tmp_path / "out")])
-    assert code == 2
-    assert "clipskip: error: CLIP skip 13 is out of range" in capsys.readouterr().err
+    line = refused(["--prompt", "a fox", "--skips", "1,13", "--device", "cpu", "--out", str(tmp_path / "out")], capsys)
+    assert line == "clipskip: error: CLIP skip 13 is out of range: this text encoder has 12 layers, so use 1 to 12"
     assert not (tmp_path / "out").exists()
 
 
@@ -225,6 +224,10 @@ def test_cli_runs_a_real_checkpoint_folder(saved, tmp_path):
 
 def test_cli_refuses_pickles_with_the_reason(tmp_path, capsys):
     (tmp_path / "model.ckpt").write_bytes(b"not even a pickle")
-    code = main(["--prompt", "x", "--model", str(tmp_path / "model.ckpt"), "--device", "cpu", "--out", str(tmp_path)])
-    assert code == 2
-    assert "refusing model.ckpt: .ckpt files are Python pickles" in capsys.readouterr().err
+    line = refused(
+        ["--prompt", "x", "--model", str(tmp_path / "model.ckpt"), "--device", "cpu", "--out", str(tmp_path)], capsys
+    )
+    assert line.startswith(
+        "clipskip: error: refusing model.ckpt: .ckpt files are Python pickles, and loading one can run"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.ckpt"]  # nothing written
