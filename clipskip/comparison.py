@@ -23,7 +23,15 @@ from .grid import blocked_cell, grid_width, render_grid
 from .loading import free_device_bytes, free_memory
 from .metadata import caption_lines, cell_header, difference_badge, row_labels
 from .provenance import library_versions, weights_hash
-from .request import DEFAULT_GUIDANCE, DEFAULT_SKIPS, DEFAULT_STEPS, MAX_SEED, RANDOM_SEED, ComparisonRequest
+from .request import (
+    DEFAULT_GUIDANCE,
+    DEFAULT_SKIPS,
+    DEFAULT_STEPS,
+    MAX_SEED,
+    RANDOM_SEED,
+    ComparisonRequest,
+    check_max_batch,
+)
 from .samplers import make_scheduler, sampler_label
 
 Progress = Callable[[float, int], None]  # (denoising steps done, steps in all); fractional only in uneven chunks
@@ -204,6 +212,7 @@ def compare(
     `Stopped`. `model_name` is how the metadata, the grid and the PNGs name the model (default: the pipeline's
     `name_or_path`; the app passes a public name, so that a server's paths never reach a visitor)."""
     # 1. Check inputs
+    max_batch = check_max_batch(max_batch)
     family = detect_family(pipe)
     layers = encoder_layers(pipe)
     request = ComparisonRequest.from_inputs(

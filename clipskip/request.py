@@ -1,15 +1,20 @@
-"""One comparison's settings, checked before any work: a bad value raises a short ValueError saying what to change."""
+"""One comparison's settings, checked before any work: a bad value raises a short ValueError saying what to change.
+
+Every check is linear in what was sent and looks at lengths before contents, and every message that shows a bad
+value shows it cut short (`short_repr`), so no input can hold the server or fill a page with its echo.
+"""
 
 import math
 import numbers
 import re
-from collections.abc import Iterable
+import reprlib
 from dataclasses import dataclass
 
 from .samplers import SAMPLERS
 
 RANDOM_SEED = -1
 MAX_SEED = 2**32 - 1
+SEED_DIGITS = len(str(MAX_SEED))  # 10: no seed needs more
 MAX_STEPS = 150
 MIN_SIZE, MAX_SIZE = 64, 2048
 MAX_GUIDANCE = 30.0
@@ -18,32 +23,94 @@ DEFAULT_SKIPS = (1, 2, 3, 4)
 DEFAULT_STEPS = 20
 DEFAULT_GUIDANCE = 7.5
 MAX_ROWS = 8
+MAX_PROMPT_BOX_CHARS = MAX_ROWS * (MAX_PROMPT_CHARS + 1)  # one prompt per line: MAX_ROWS full rows and newlines
+MAX_SEEDS_CHARS = 200  # "4294967295, " is 12 characters: MAX_ROWS of them, with room for spaces
+SHOWN_CHARS = 40  # a bad value shown in a message is cut to this many characters
+
+
+def cut(text: str, limit: int = SHOWN_CHARS) -> str:
+    """`text`, or its first characters and "…" when it is longer than `limit`."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def huge_int(value: int) -> str | None:
+    """A few words for an int too long to write out (past 4,300 digits Python refuses to), else None."""
+    bits = int(value).bit_length()
+    if bits <= 128:  # up to 39 digits
+        return None
+    sign = "negative " if value < 0 else ""
+    return f"a {sign}number about {bits * math.log10(2):,.0f} digits long"
+
+
+class ShortRepr(reprlib.Repr):
+    def __init__(self):
+        super().__init__()
+        self.maxlevel, self.maxstring, self.maxother, self.maxlong = 2, SHOWN_CHARS, SHOWN_CHARS, SHOWN_CHARS
+        self.maxlist = self.maxtuple = self.maxset = self.maxfrozenset = self.maxdeque = self.maxarray = 6
+        self.maxdict = 4
+
+    def repr_int(self, x, level):
+        return huge_int(x) or super().repr_int(x, level)
+
+    def repr_instance(self, x, level):
+        try:
+            return cut(repr(x))
+        except Exception:  # a broken __repr__ must not hide the message it was to appear in
+            return f"<{type(x).__name__}>"
+
+
+SHORT_REPR = ShortRepr()
+
+
+def short_repr(value, limit: int = SHOWN_CHARS) -> str:
+    """`value` as Python writes it, cut to `limit` characters: "'xxxx…'", "[1, 1, 1, 1, 1, 1, ...]"."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and (words := huge_int(value)):
+        return words
+    if isinstance(value, str):
+        return cut(repr(value[: limit + 1]), limit)  # only the start is shown: the rest is not written out
+    return cut(SHORT_REPR.repr(value), limit)
 
 
 def as_int(name: str, value) -> int:
-    """`value` as an int if it is a whole number (20 or 20.0), else a ValueError naming the setting."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be a whole number, not {value!r}")
-    if isinstance(value, numbers.Integral):
+    """`value` as an int if it is a whole number (20 or 20.0, never True), else a ValueError naming the setting."""
+    if not isinstance(value, bool) and isinstance(value, numbers.Integral):
         return int(value)
-    if not (math.isfinite(value) and float(value).is_integer()):
-        raise ValueError(f"{name} must be a whole number, not {value!r}")
-    return int(value)
+    if not isinstance(value, bool) and isinstance(value, numbers.Real):
+        try:
+            whole = int(value)
+        except (OverflowError, ValueError):  # infinities, NaN
+            whole = None
+        if whole is not None and whole == value:
+            return whole
+    raise ValueError(f"{name} must be a whole number, not {short_repr(value)}")
 
 
-def as_float(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, not {value!r}")
+def as_float(name: str, value, low: float, high: float) -> float:
+    """`value` as a float if it is a finite number from `low` to `high` (never True); compared before converting,
+    so an int too large for a float is out of range rather than an OverflowError."""
+    finite = isinstance(value, numbers.Rational) or (isinstance(value, numbers.Real) and math.isfinite(value))
+    if isinstance(value, bool) or not finite:
+        raise ValueError(f"{name} must be a finite number, not {short_repr(value)}")
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be {low:g} to {high:g}, not {short_repr(value)}")
     return float(value)
 
 
-def as_text(name: str, value) -> str:
+def as_text(name: str, value, limit: int = MAX_PROMPT_CHARS) -> str:
+    """`value` if it is text of at most `limit` characters that can be written as UTF-8; None is empty text."""
     if value is None:
         return ""
     if not isinstance(value, str):
         raise ValueError(f"{name} must be text, not {type(value).__name__}")
-    if len(value) > MAX_PROMPT_CHARS:
-        raise ValueError(f"{name} is {len(value):,} characters long; shorten it to at most {MAX_PROMPT_CHARS:,}")
+    if len(value) > limit:
+        raise ValueError(f"{name} is {len(value):,} characters long; shorten it to at most {limit:,}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:  # only lone surrogates (U+D800 to U+DFFF) fail: they are not characters
+        raise ValueError(
+            f"{name} contains a character that is not valid text (a lone surrogate, U+{ord(value[error.start]):04X}, "
+            f"at position {error.start + 1})"
+        ) from None
     return value
 
 
@@ -52,36 +119,78 @@ def check_size(name: str, value) -> int | None:
         return None
     size = as_int(name, value)
     if not MIN_SIZE <= size <= MAX_SIZE or size % 8:
-        raise ValueError(f"{name} must be a multiple of 8 from {MIN_SIZE} to {MAX_SIZE}, not {size}")
+        raise ValueError(f"{name} must be a multiple of 8 from {MIN_SIZE} to {MAX_SIZE}, not {short_repr(value)}")
     return size
 
 
-def one_or_many(value) -> tuple:
-    """A single value, or a list or tuple of them, as a tuple."""
-    return tuple(value) if isinstance(value, (list, tuple)) else (value,)
+def rows_of(value) -> tuple:
+    """A single value, or a list or tuple of at most MAX_ROWS of them (counted before anything is copied), as a
+    tuple."""
+    if not isinstance(value, (list, tuple)):
+        return (value,)
+    if len(value) > MAX_ROWS:
+        raise ValueError(f"at most {MAX_ROWS} rows; got {len(value):,}")
+    return tuple(value)
 
 
-def check_seed(seed) -> int:
-    seed = as_int("seed", seed)
+def check_seed(value) -> int:
+    seed = as_int("seed", value)
     if seed != RANDOM_SEED and not 0 <= seed <= MAX_SEED:
-        raise ValueError(f"seed must be -1 (random) or 0 to {MAX_SEED}, not {seed}")
+        raise ValueError(f"seed must be -1 (random) or 0 to {MAX_SEED}, not {short_repr(value)}")
     return seed
 
 
 def seed_list(text: str) -> list[int]:
-    """Row seeds from text: "42, 43, 44", or "random:3" (also "3 random") for three drawn ones (-1 each)."""
-    text = text.strip()
-    if match := re.fullmatch(r"random:\s*(\d+)|(\d+)\s+random", text):
-        count = int(match[1] or match[2])
-        if not 1 <= count <= MAX_ROWS:
-            raise ValueError(f"random seeds: ask for 1 to {MAX_ROWS}, not {count}")
-        return [RANDOM_SEED] * count
-    try:
-        return [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
+    """Row seeds from text: "42, 43, 44", or "random:3" (also "3 random") for three drawn ones (-1 each).
+
+    The text's length, the number of seeds and each one's digits are checked before any is converted."""
+    if not isinstance(text, str):
+        raise ValueError(f'seeds must be text, like "42, 43, 44" or "random:3", not {short_repr(text)}')
+    if len(text) > MAX_SEEDS_CHARS:
         raise ValueError(
-            f"seeds must be whole numbers separated by commas, like 42, 43, 44, or random:3; got {text!r}"
-        ) from None
+            f"seeds is {len(text):,} characters long; at most {MAX_SEEDS_CHARS} (up to {MAX_ROWS} seeds, like "
+            "42, 43, 44, or random:3)"
+        )
+    text = text.strip()
+    if match := re.fullmatch(r"random:\s*([0-9]+)|([0-9]+)\s+random", text):
+        count = match[1] or match[2]  # fewer than MAX_SEEDS_CHARS digits: int() is quick
+        if not 1 <= int(count) <= MAX_ROWS:
+            raise ValueError(f"random seeds: ask for 1 to {MAX_ROWS}, not {cut(count)}")
+        return [RANDOM_SEED] * int(count)
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if len(parts) > MAX_ROWS:
+        raise ValueError(f"at most {MAX_ROWS} rows; got {len(parts)} seeds")
+    seeds = []
+    for part in parts:
+        if not re.fullmatch(r"[+-]?[0-9]+", part):
+            raise ValueError(
+                "seeds must be whole numbers separated by commas, like 42, 43, 44, or random:3; "
+                f"got {short_repr(text)}"
+            )
+        if len(part.lstrip("+-").lstrip("0")) > SEED_DIGITS:
+            raise ValueError(f"seed must be -1 (random) or 0 to {MAX_SEED}, not {cut(part)}")
+        seeds.append(check_seed(int(part)))
+    return seeds
+
+
+def rows_from_form(prompt, seed, seeds, prompt_rows) -> tuple[str | list[str], int | list[int]]:
+    """The app's prompt box, seed, seeds box and "one prompt per line" tick as compare's `prompt` and `seed`.
+
+    `seeds` is text ("42, 43, 44", "random:3") that replaces `seed` unless it is None or blank; with `prompt_rows`
+    (True or False, nothing else) each non-blank line of the prompt box, stripped, is a row. Otherwise `prompt` and
+    `seed` pass through unchanged, for compare to check."""
+    if not isinstance(prompt_rows, bool):
+        raise ValueError(f"prompt_rows must be true or false, not {short_repr(prompt_rows)}")
+    if seeds is not None and not isinstance(seeds, str):
+        raise ValueError(f'seeds must be text, like "42, 43, 44" or "random:3", not {short_repr(seeds)}')
+    rows_of_seeds = seed_list(seeds) if seeds is not None and seeds.strip() else seed
+    if not prompt_rows:
+        return prompt, rows_of_seeds
+    box = as_text("prompt (one per line)", prompt, limit=MAX_PROMPT_BOX_CHARS)
+    prompts = [line.strip() for line in box.splitlines() if line.strip()]
+    if not prompts:
+        raise ValueError("prompt (one per line) is blank: write one prompt per line, one row each")
+    return prompts, rows_of_seeds
 
 
 def check_rows(prompts: tuple, seeds: tuple) -> None:
@@ -92,25 +201,67 @@ def check_rows(prompts: tuple, seeds: tuple) -> None:
             f"rows are either several seeds or several prompts, not both: got {len(prompts)} prompts and "
             f"{len(seeds)} seeds"
         )
-    if max(len(prompts), len(seeds)) > MAX_ROWS:
-        raise ValueError(f"at most {MAX_ROWS} rows; got {max(len(prompts), len(seeds))}")
 
 
 def check_skips(skips, max_skip: int) -> tuple[int, ...]:
-    if isinstance(skips, (str, bytes)) or not isinstance(skips, Iterable):
-        raise ValueError(f"the CLIP skip values must be a list of whole numbers, not {skips!r}")
-    values = tuple(as_int("each CLIP skip", skip) for skip in skips)
-    if not values:
+    """The skips as ints, in the order given: a list, tuple or range of at most `max_skip` values (counted before
+    any is converted), each from 1 to `max_skip`, each once."""
+    if not isinstance(skips, (list, tuple, range)):
+        raise ValueError(f"the CLIP skip values must be a list of whole numbers, not {short_repr(skips)}")
+    if not skips:
         raise ValueError(f"choose at least one CLIP skip value (1 to {max_skip})")
-    for skip in values:
-        if not 1 <= skip <= max_skip:
+    if len(skips) > max_skip:
+        raise ValueError(
+            f"give at most {max_skip} CLIP skip values (each of 1 to {max_skip} once), not {len(skips):,}"
+        )
+    values, seen = [], set()
+    for skip in skips:
+        value = as_int("each CLIP skip", skip)
+        if not 1 <= value <= max_skip:
             raise ValueError(
-                f"CLIP skip {skip} is out of range: this text encoder has {max_skip} layers, so use 1 to {max_skip}"
+                f"CLIP skip {short_repr(skip)} is out of range: this text encoder has {max_skip} layers, so use 1 to "
+                f"{max_skip}"
             )
-    repeated = sorted({skip for skip in values if values.count(skip) > 1})
-    if repeated:
-        raise ValueError(f"CLIP skip {repeated[0]} is listed twice; list each value once")
-    return values
+        if value in seen:
+            raise ValueError(f"CLIP skip {value} is listed twice; list each value once")
+        seen.add(value)
+        values.append(value)
+    return tuple(values)
+
+
+def check_steps(value) -> int:
+    steps = as_int("steps", value)
+    if not 1 <= steps <= MAX_STEPS:
+        raise ValueError(f"steps must be 1 to {MAX_STEPS}, not {short_repr(value)}")
+    return steps
+
+
+def check_reference(value, skips: tuple[int, ...], native_skip: int) -> int:
+    """The skip every other column is compared with: one of `skips`; None is the native skip if compared, else the
+    first."""
+    if value is None:
+        return native_skip if native_skip in skips else skips[0]
+    if as_int("reference skip", value) not in skips:
+        raise ValueError(f"the reference skip {short_repr(value)} is not among the skips compared ({skips})")
+    return as_int("reference skip", value)
+
+
+def check_max_batch(value) -> int | None:
+    """None (no bound) or a whole number of cells, 1 or more: an int, never a bool, a float or text."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"max_batch must be a whole number, 1 or more, or None (no bound), not {short_repr(value)}")
+    return int(value)
+
+
+def check_sampler(value) -> str | None:
+    names = ", ".join(SAMPLERS)
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"sampler must be text, one of: {names}; not {short_repr(value)}")
+    if value is not None and value not in SAMPLERS:
+        raise ValueError(f"unknown sampler {short_repr(value)}; choose one of: {names}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -156,31 +307,19 @@ class ComparisonRequest:
         native_skip: int = 1,
     ) -> "ComparisonRequest":
         """`prompt` and `seed` are one value or a list (rows); `reference` None is the native skip if asked for."""
-        prompts = tuple(as_text("prompt", p) for p in one_or_many(prompt))
-        seeds = tuple(check_seed(s) for s in one_or_many(seed))
+        prompts = tuple(as_text("prompt", p) for p in rows_of(prompt))
+        seeds = tuple(check_seed(s) for s in rows_of(seed))
         check_rows(prompts, seeds)
         skips = check_skips(skips, max_skip)
-        if reference is None:
-            reference = native_skip if native_skip in skips else skips[0]
-        elif as_int("reference skip", reference) not in skips:
-            raise ValueError(f"the reference skip {reference} is not among the skips compared ({skips})")
-        steps = as_int("steps", steps)
-        if not 1 <= steps <= MAX_STEPS:
-            raise ValueError(f"steps must be 1 to {MAX_STEPS}, not {steps}")
-        guidance_scale = as_float("CFG scale", guidance_scale)
-        if not 0 <= guidance_scale <= MAX_GUIDANCE:
-            raise ValueError(f"CFG scale must be 0 to {MAX_GUIDANCE:g}, not {guidance_scale:g}")
-        if scheduler is not None and scheduler not in SAMPLERS:
-            raise ValueError(f"unknown sampler {scheduler!r}; choose one of: {', '.join(SAMPLERS)}")
         return cls(
             prompts=prompts,
             negative_prompt=as_text("negative prompt", negative_prompt),
             seeds=seeds,
             skips=skips,
-            steps=steps,
-            guidance_scale=guidance_scale,
+            steps=check_steps(steps),
+            guidance_scale=as_float("CFG scale", guidance_scale, 0, MAX_GUIDANCE),
             width=check_size("width", width),
             height=check_size("height", height),
-            scheduler=scheduler,
-            reference=int(reference),
+            scheduler=check_sampler(scheduler),
+            reference=check_reference(reference, skips, native_skip),
         )

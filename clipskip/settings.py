@@ -3,8 +3,9 @@
 import argparse
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
-from .request import DEFAULT_GUIDANCE, DEFAULT_SKIPS, DEFAULT_STEPS, MAX_ROWS, RANDOM_SEED, seed_list
+from .request import DEFAULT_GUIDANCE, DEFAULT_SKIPS, DEFAULT_STEPS, MAX_ROWS, RANDOM_SEED, seed_list, short_repr
 from .samplers import DEFAULT_SAMPLER, SAMPLERS
 
 DEFAULT_PORT = 7860
@@ -12,6 +13,8 @@ LOCAL_ONLY = "127.0.0.1"
 DEFAULT_MAX_LOADED = 2
 DEFAULT_MAX_QUEUE = 20
 DEFAULT_CACHE_MB = 256
+MAX_SKIPS_CHARS = 200  # "1,2,…,32", every layer of the largest text encoder, is 83
+PATH_SHOWN_CHARS = 120  # a path in a message is cut to this many characters
 MODEL_HELP = (
     "'embedded' (the built-in model), a Hugging Face id such as stable-diffusion-v1-5/stable-diffusion-v1-5, "
     "a diffusers folder, or a single .safetensors checkpoint"
@@ -45,15 +48,62 @@ class AppSettings:
     cache_mb: int = DEFAULT_CACHE_MB
 
 
+def whole_argument(text: str) -> int:
+    """A flag's whole number; a bad one is echoed cut short (argparse's own message would echo all of it)."""
+    try:
+        return int(text)
+    except ValueError:  # also past Python's 4,300-digit limit
+        raise argparse.ArgumentTypeError(f"invalid int value: {short_repr(text)}") from None
+
+
+def number_argument(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {short_repr(text)}") from None
+
+
+def max_batch_argument(text: str) -> int:
+    value = whole_argument(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number, 1 or more, not {short_repr(text)}")
+    return value
+
+
+def one_of(options):
+    """An argparse type that accepts one of `options`, echoing anything else cut short."""
+
+    def choice(text: str) -> str:
+        if text not in options:
+            listed = ", ".join(map(repr, options))
+            raise argparse.ArgumentTypeError(f"invalid choice: {short_repr(text)} (choose from {listed})")
+        return text
+
+    return choice
+
+
+def config_argument(text: str) -> str:
+    """--config: a Hub id, or a folder that must exist when the text is plainly a local path."""
+    if text.startswith(("/", ".", "~")) and not Path(text).expanduser().exists():
+        raise argparse.ArgumentTypeError(
+            f"no such folder: {short_repr(text, PATH_SHOWN_CHARS)} (give a diffusers folder or a Hub id)"
+        )
+    return text
+
+
 def add_load_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device", default="auto", help="auto (CUDA, else Apple MPS, else CPU), cpu, cuda, cuda:N or mps"
     )
     parser.add_argument(
-        "--dtype", choices=("fp16", "bf16", "fp32"), help="weights' precision (default: fp16 on CUDA, else fp32)"
+        "--dtype",
+        type=one_of(("fp16", "bf16", "fp32")),
+        choices=("fp16", "bf16", "fp32"),
+        help="weights' precision (default: fp16 on CUDA, else fp32)",
     )
     parser.add_argument(
         "--config",
+        type=config_argument,
         help="for single-file checkpoints: a diffusers folder or Hub id of the same architecture, whose configs "
         "describe the file (default: diffusers picks one by the file's keys, from the Hub)",
     )
@@ -81,7 +131,7 @@ def add_load_options(parser: argparse.ArgumentParser) -> None:
 def add_max_batch(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-batch",
-        type=int,
+        type=max_batch_argument,
         help="at most this many cells through the denoiser at once; more go in chunks, with the same images "
         "(default: all at once, halving automatically when memory runs out)",
     )
@@ -104,33 +154,33 @@ def app_settings(argv: list[str] | None = None, environ=os.environ) -> AppSettin
     add_load_options(parser)
     parser.add_argument(
         "--max-loaded",
-        type=int,
+        type=whole_argument,
         default=DEFAULT_MAX_LOADED,
         help=f"models kept in memory at once; the least recently used goes first (default: {DEFAULT_MAX_LOADED})",
     )
     add_max_batch(parser)
     parser.add_argument(
         "--cache-mb",
-        type=int,
+        type=whole_argument,
         default=DEFAULT_CACHE_MB,
         help="memory for finished cells, so a re-run with one more skip or seed renders only the new cells "
         f"(default: {DEFAULT_CACHE_MB}; 0 turns it off)",
     )
     parser.add_argument(
         "--concurrency",
-        type=int,
+        type=whole_argument,
         default=1,
         help="renders at once (default: 1; each render already fills the device, so more only share it)",
     )
     parser.add_argument(
         "--max-queue",
-        type=int,
+        type=whole_argument,
         default=DEFAULT_MAX_QUEUE,
         help=f"requests allowed to wait; more are refused at once with 'busy' (default: {DEFAULT_MAX_QUEUE})",
     )
     parser.add_argument(
         "--port",
-        type=int,
+        type=whole_argument,
         default=int(environ.get("GRADIO_SERVER_PORT", DEFAULT_PORT)),
         help=f"port to listen on (default: $GRADIO_SERVER_PORT, else {DEFAULT_PORT})",
     )
@@ -148,8 +198,6 @@ def app_settings(argv: list[str] | None = None, environ=os.environ) -> AppSettin
     for flag, value in (("--max-queue", args.max_queue), ("--cache-mb", args.cache_mb)):
         if value < 0:
             parser.error(f"{flag} must be 0 or more")
-    if args.max_batch is not None and args.max_batch < 1:
-        parser.error("--max-batch must be 1 or more")
     if args.offload and args.concurrency > 1:
         parser.error("--offload moves components on and off the GPU per render: use it with --concurrency 1")
     return AppSettings(
@@ -169,11 +217,17 @@ def app_settings(argv: list[str] | None = None, environ=os.environ) -> AppSettin
 
 
 def skip_list(text: str) -> tuple[int, ...]:
+    """--skips: its length is checked before any number is read; compare checks the values."""
+    if len(text) > MAX_SKIPS_CHARS:
+        raise argparse.ArgumentTypeError(
+            f"expected whole numbers separated by commas, like 1,2,3,4; got {len(text):,} characters, more than "
+            f"the {MAX_SKIPS_CHARS} any list of skips needs"
+        )
     try:
         return tuple(int(part) for part in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected whole numbers separated by commas, like 1,2,3,4; got {text!r}"
+            f"expected whole numbers separated by commas, like 1,2,3,4; got {short_repr(text)}"
         ) from None
 
 
@@ -198,7 +252,9 @@ def cli_parser() -> argparse.ArgumentParser:
         help=f"a text file with one prompt per line (blank lines skipped): one row per prompt, up to {MAX_ROWS}",
     )
     parser.add_argument("--negative-prompt", default="", help="what to avoid; it is skipped like the prompt")
-    parser.add_argument("--seed", type=int, default=RANDOM_SEED, help="0 to 4294967295; -1 (default) picks one")
+    parser.add_argument(
+        "--seed", type=whole_argument, default=RANDOM_SEED, help="0 to 4294967295; -1 (default) picks one"
+    )
     parser.add_argument(
         "--seeds",
         type=seeds_argument,
@@ -206,7 +262,7 @@ def cli_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--reference",
-        type=int,
+        type=whole_argument,
         help="the skip value the difference view compares with (default: the model's native one, if listed)",
     )
     parser.add_argument(
@@ -216,17 +272,27 @@ def cli_parser() -> argparse.ArgumentParser:
         help="CLIP skip values, one column each, in this order (default: 1,2,3,4); "
         "skip N uses the N-th layer from the end (ComfyUI -N, diffusers clip_skip N-1)",
     )
-    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"denoising steps (default: {DEFAULT_STEPS})")
+    parser.add_argument(
+        "--steps", type=whole_argument, default=DEFAULT_STEPS, help=f"denoising steps (default: {DEFAULT_STEPS})"
+    )
     parser.add_argument(
         "--cfg",
-        type=float,
+        type=number_argument,
         default=DEFAULT_GUIDANCE,
         help=f"CFG (guidance) scale, 0 to 30 (default: {DEFAULT_GUIDANCE})",
     )
-    parser.add_argument("--width", type=int, help="image width, a multiple of 8 (default: the model's native size)")
-    parser.add_argument("--height", type=int, help="image height, a multiple of 8 (default: the model's native size)")
     parser.add_argument(
-        "--sampler", choices=tuple(SAMPLERS), default=DEFAULT_SAMPLER, help=f"sampler (default: {DEFAULT_SAMPLER})"
+        "--width", type=whole_argument, help="image width, a multiple of 8 (default: the model's native size)"
+    )
+    parser.add_argument(
+        "--height", type=whole_argument, help="image height, a multiple of 8 (default: the model's native size)"
+    )
+    parser.add_argument(
+        "--sampler",
+        type=one_of(tuple(SAMPLERS)),
+        choices=tuple(SAMPLERS),
+        default=DEFAULT_SAMPLER,
+        help=f"sampler (default: {DEFAULT_SAMPLER})",
     )
     parser.add_argument("--model", default="embedded", help=f"the model: {MODEL_HELP} (default: embedded)")
     add_load_options(parser)

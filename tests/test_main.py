@@ -1,12 +1,43 @@
 """The command line writes the grid, one PNG per skip and comparison.json; bad input is a short error, exit 2."""
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
 from PIL import Image
 
-from clipskip.__main__ import main
+from clipskip import loading, outputs
+from clipskip.__main__ import MAX_PROMPTS_FILE_BYTES, main
+from clipskip.settings import cli_parser
+
+TINY_CLI = ["--skips", "1,2", "--steps", "1", "--width", "64", "--height", "64", "--device", "cpu"]
+
+
+@pytest.fixture
+def no_model(monkeypatch):
+    """Fails the test if a model is loaded: the refusals under test come before any."""
+
+    def load_pipeline(*args, **kwargs):
+        raise AssertionError("a model was loaded before the input was checked")
+
+    monkeypatch.setattr(loading, "load_pipeline", load_pipeline)
+
+
+def refused(argv, capsys) -> str:
+    """The one line a refused command prints; it must exit with status 2 and print nothing else."""
+    try:
+        code = main(argv)
+    except SystemExit as exit_:  # argparse's own refusals
+        code = exit_.code
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == ""
+    lines = captured.err.splitlines()
+    usage = lines[:-1]  # argparse prints its usage first
+    assert not usage or (usage[0].startswith("usage:") and all(line.startswith(" ") for line in usage[1:]))
+    return lines[-1]
 
 
 def test_cli_writes_grid_cells_and_json_with_their_settings(pipe, tmp_path, capsys):
@@ -44,16 +75,130 @@ def test_cli_rows_of_seeds_and_of_prompts(pipe, tmp_path):
     assert metadata["rows_by"] == "prompt"
 
 
-def test_cli_refuses_an_empty_prompts_file(tmp_path, capsys):
-    (tmp_path / "empty.txt").write_text("\n \n", encoding="utf-8")
-    assert main(["--prompts-file", str(tmp_path / "empty.txt"), "--out", str(tmp_path / "o")]) == 2
-    assert "has no prompts (one per line)" in capsys.readouterr().err
+def test_cli_refuses_an_empty_prompts_file(tmp_path, capsys, no_model, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("empty.txt").write_text("\n \n", encoding="utf-8")
+    message = "clipskip: error: the prompts file 'empty.txt' has no prompts (one per line)"
+    assert refused(["--prompts-file", "empty.txt", "--out", "o"], capsys) == message
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: None, "cannot read the prompts file 'p': No such file or directory"),
+        (lambda: os.mkdir("p"), "the prompts file 'p' is not a regular file; give a text file, one prompt per line"),
+        # a pipe: opening it would wait for a writer for ever
+        (lambda: os.mkfifo("p"), "the prompts file 'p' is not a regular file; give a text file, one prompt per line"),
+        (
+            lambda: Path("p").write_bytes(b"a\n" * (MAX_PROMPTS_FILE_BYTES // 2 + 1)),
+            "the prompts file 'p' is 65,538 bytes; at most 65,536 (8 prompts of up to 2,000 characters)",
+        ),
+        (
+            lambda: Path("p").write_bytes(b"a fox\n\xff\n"),
+            "cannot read the prompts file 'p': it is not UTF-8 text (invalid start byte)",
+        ),
+    ],
+    ids=["missing", "folder", "pipe", "too-big", "not-utf-8"],
+)
+def test_cli_checks_the_prompts_file_before_reading_it(make, message, tmp_path, capsys, no_model, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    make()
+    assert refused(["--prompts-file", "p", "--out", "o"], capsys) == f"clipskip: error: {message}"
+    assert not Path("o").exists()
+
+
+@pytest.mark.parametrize(
+    ("make", "out", "message"),
+    [
+        (lambda: None, "", "--out must name a folder to write into, not ''"),
+        (
+            lambda: Path("taken").write_text("mine"),
+            "taken",
+            "--out 'taken' is a file; name a folder (it is made if missing)",
+        ),
+        (lambda: Path("taken").write_text("mine"), "taken/a/b", "--out 'taken/a/b' cannot be made: 'taken' is a file"),
+        (lambda: None, "x" * 300, "--out '" + "x" * 118 + "… cannot be used: File name too long"),
+    ],
+    ids=["empty", "a-file", "under-a-file", "name-too-long"],
+)
+def test_cli_refuses_an_out_it_could_not_write_before_any_work(
+    make, out, message, tmp_path, capsys, no_model, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    make()
+    before = sorted(tmp_path.rglob("*"))
+    assert refused(["--prompt", "a fox", "--out", out], capsys) == f"clipskip: error: {message}"
+    assert sorted(tmp_path.rglob("*")) == before  # nothing written
+    if Path("taken").exists():
+        assert Path("taken").read_text() == "mine"
+
+
+def test_cli_refuses_an_out_in_a_folder_without_write_permission(tmp_path, capsys, no_model, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    os.mkdir("locked", 0o500)
+    if os.access("locked", os.W_OK):
+        pytest.skip("this user may write in a folder without write permission (root, with CAP_DAC_OVERRIDE)")
+    message = "clipskip: error: --out 'locked/out' cannot be written: no permission to write in 'locked'"
+    assert refused(["--prompt", "a fox", "--out", "locked/out"], capsys) == message
+
+
+@pytest.mark.skipif(os.access("/proc/self", os.W_OK), reason="this kernel reports /proc/self as writable")
+def test_cli_refuses_an_out_where_nobody_may_write_even_root(capsys, no_model):
+    """procfs holds no files of ours, whoever asks: this runs as root too, where a chmod'ed folder would not do."""
+    message = (
+        "clipskip: error: --out '/proc/self/clipskip-out' cannot be written: no permission to write in '/proc/self'"
+    )
+    assert refused(["--prompt", "a fox", "--out", "/proc/self/clipskip-out"], capsys) == message
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--max-batch", "-1"], "argument --max-batch: must be a whole number, 1 or more, not '-1'"),
+        (["--max-batch", "0"], "argument --max-batch: must be a whole number, 1 or more, not '0'"),
+        (
+            ["--config", "./no-such-folder"],
+            "argument --config: no such folder: './no-such-folder' (give a diffusers folder or a Hub id)",
+        ),
+        (
+            ["--seeds", "random:" + "9" * 5000],
+            "argument --seeds: seeds is 5,007 characters long; at most 200 (up to "
+            "8 seeds, like 42, 43, 44, or random:3)",
+        ),
+    ],
+)
+def test_cli_refuses_impossible_flags_before_loading(flags, message, tmp_path, capsys, no_model):
+    line = refused(["--prompt", "a fox", *flags, "--out", str(tmp_path / "o")], capsys)
+    assert line == f"python -m clipskip: error: {message}"
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_refuses_text_that_is_not_valid_unicode(pipe, tmp_path, capsys):
+    """Bytes that are not UTF-8 in a command line reach Python as lone surrogates (surrogateescape)."""
+    line = refused(["--prompt", "a \udcff", *TINY_CLI, "--out", str(tmp_path / "o")], capsys)
+    assert line == (
+        "clipskip: error: prompt contains a character that is not valid text (a lone surrogate, U+DCFF, at position 3)"
+    )
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_says_so_when_writing_fails_after_the_render(pipe, tmp_path, capsys, monkeypatch):
+    def disk_full(result, folder):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(outputs, "write_outputs", disk_full)
+    monkeypatch.chdir(tmp_path)
+    assert main(["--prompt", "a fox", *TINY_CLI, "--out", "o"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""  # no "wrote …" line
+    assert (
+        captured.err.splitlines()[-1] == "clipskip: error: could not write to 'o': [Errno 28] No space left on device"
+    )
 
 
 def test_cli_bad_input_is_a_clear_error(pipe, tmp_path, capsys):
-    code = main(["--prompt", "a fox", "--skips", "1,13", "--device", "cpu", "--out", str(tmp_path / "out")])
-    assert code == 2
-    assert "clipskip: error: CLIP skip 13 is out of range" in capsys.readouterr().err
+    line = refused(["--prompt", "a fox", "--skips", "1,13", "--device", "cpu", "--out", str(tmp_path / "out")], capsys)
+    assert line == "clipskip: error: CLIP skip 13 is out of range: this text encoder has 12 layers, so use 1 to 12"
     assert not (tmp_path / "out").exists()
 
 
@@ -61,12 +206,10 @@ def test_help_explains_every_option():
     help_text = subprocess.run(
         [sys.executable, "-m", "clipskip", "--help"], capture_output=True, text=True, check=True
     ).stdout
-    options = ["--prompt", "--prompts-file", "--negative-prompt", "--seed", "--seeds", "--reference", "--skips"]
-    options += ["--steps", "--cfg", "--width", "--height"]
-    options += ["--sampler", "--model", "--device", "--dtype", "--out"]
-    for option in options:
-        assert option in help_text
     assert "ComfyUI -N, diffusers clip_skip N-1" in " ".join(help_text.split())
+    for action in cli_parser()._actions:  # every option has its own line of help, not just a place in the usage
+        assert action.help, action.option_strings
+        assert " ".join(action.help.split()[:4]) in " ".join(help_text.split())
 
 
 def test_cli_runs_a_real_checkpoint_folder(saved, tmp_path):
@@ -81,6 +224,10 @@ def test_cli_runs_a_real_checkpoint_folder(saved, tmp_path):
 
 def test_cli_refuses_pickles_with_the_reason(tmp_path, capsys):
     (tmp_path / "model.ckpt").write_bytes(b"not even a pickle")
-    code = main(["--prompt", "x", "--model", str(tmp_path / "model.ckpt"), "--device", "cpu", "--out", str(tmp_path)])
-    assert code == 2
-    assert "refusing model.ckpt: .ckpt files are Python pickles" in capsys.readouterr().err
+    line = refused(
+        ["--prompt", "x", "--model", str(tmp_path / "model.ckpt"), "--device", "cpu", "--out", str(tmp_path)], capsys
+    )
+    assert line.startswith(
+        "clipskip: error: refusing model.ckpt: .ckpt files are Python pickles, and loading one can run"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.ckpt"]  # nothing written

@@ -50,20 +50,86 @@ def test_load_options_from_flags():
 
 
 @pytest.mark.parametrize(
-    "flags",
-    [["--max-loaded", "0"], ["--concurrency", "0"], ["--max-queue", "-1"], ["--max-batch", "0"], ["--cache-mb", "-1"]]
-    + [["--offload", "--concurrency", "2"]],
+    ("flags", "message"),
+    [
+        (["--max-loaded", "0"], "--max-loaded must be 1 or more"),
+        (["--concurrency", "0"], "--concurrency must be 1 or more"),
+        (["--max-queue", "-1"], "--max-queue must be 0 or more"),
+        (["--cache-mb", "-1"], "--cache-mb must be 0 or more"),
+        (["--max-batch", "0"], "argument --max-batch: must be a whole number, 1 or more, not '0'"),
+        (["--max-batch", "-1"], "argument --max-batch: must be a whole number, 1 or more, not '-1'"),
+        (["--max-batch", "2.5"], "argument --max-batch: invalid int value: '2.5'"),
+        (
+            ["--offload", "--concurrency", "2"],
+            "--offload moves components on and off the GPU per render: use it with --concurrency 1",
+        ),
+        (["--port", "9" * 5000], "argument --port: invalid int value: '" + "9" * 38 + "…"),
+        (
+            ["--dtype", "f" * 5000],
+            "argument --dtype: invalid choice: '" + "f" * 38 + "… (choose from 'fp16', 'bf16', 'fp32')",
+        ),
+        (
+            ["--config", "./no/such/folder"],
+            "argument --config: no such folder: './no/such/folder' (give a diffusers folder or a Hub id)",
+        ),
+    ],
 )
-def test_impossible_app_flags_are_refused(flags, capsys):
-    with pytest.raises(SystemExit):
+def test_impossible_app_flags_are_refused_naming_the_flag(flags, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
         app_settings(flags, environ={})
-    assert flags[0] in capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == f"app.py: error: {message}"
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--max-batch", "0"], "argument --max-batch: must be a whole number, 1 or more, not '0'"),
+        (["--max-batch", "-1"], "argument --max-batch: must be a whole number, 1 or more, not '-1'"),
+        (["--seed", "9" * 5000], "argument --seed: invalid int value: '" + "9" * 38 + "…"),
+        (["--steps", "2.5"], "argument --steps: invalid int value: '2.5'"),
+        (["--cfg", "x" * 5000], "argument --cfg: invalid float value: '" + "x" * 38 + "…"),
+        (
+            ["--sampler", "Heun"],
+            "argument --sampler: invalid choice: 'Heun' (choose from 'Euler a', 'Euler', "
+            "'DPM++ 2M', 'DPM++ 2M Karras', 'DDIM', 'UniPC')",
+        ),
+        (
+            ["--seeds", "random:" + "9" * 5000],
+            "argument --seeds: seeds is 5,007 characters long; at most 200 (up to "
+            "8 seeds, like 42, 43, 44, or random:3)",
+        ),
+        (
+            ["--skips", "1," * 5000],
+            "argument --skips: expected whole numbers separated by commas, like 1,2,3,4; got "
+            "10,000 characters, more than the 200 any list of skips needs",
+        ),
+        (
+            ["--config", "/no/such/folder"],
+            "argument --config: no such folder: '/no/such/folder' (give a diffusers folder or a Hub id)",
+        ),
+    ],
+)
+def test_impossible_cli_flags_are_refused_naming_the_flag(flags, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli_parser().parse_args(["--prompt", "a", "--out", "o", *flags])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == f"python -m clipskip: error: {message}"
+
+
+def test_max_batch_and_config_that_are_fine_pass(tmp_path):
+    args = cli_parser().parse_args(["--prompt", "a", "--out", "o", "--max-batch", "1", "--config", str(tmp_path)])
+    assert (args.max_batch, args.config) == (1, str(tmp_path))
+    hub = cli_parser().parse_args(["--prompt", "a", "--out", "o", "--config", "stabilityai/sdxl-turbo"])
+    assert hub.config == "stabilityai/sdxl-turbo"  # a Hub id is not looked for on disk
 
 
 def test_skip_lists():
     assert skip_list("1,2,3,4") == (1, 2, 3, 4)
     assert skip_list("4, 2") == (4, 2)
-    with pytest.raises(argparse.ArgumentTypeError, match="like 1,2,3,4; got '1-4'"):
+    with pytest.raises(
+        argparse.ArgumentTypeError, match="^expected whole numbers separated by commas, like 1,2,3,4; got '1-4'$"
+    ):
         skip_list("1-4")
 
 
