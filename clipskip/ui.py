@@ -32,7 +32,8 @@ from .request import (
     MAX_STEPS,
     MIN_SIZE,
     RANDOM_SEED,
-    seed_list,
+    rows_from_form,
+    short_repr,
 )
 from .samplers import DEFAULT_SAMPLER, SAMPLERS
 from .server import (
@@ -218,14 +219,6 @@ def public_names(models: Sequence[str]) -> dict[str, str]:
     return names
 
 
-def rows_from_form(prompt, seed, seeds, prompt_rows):  # TEMPORARY: request.rows_from_form replaces it
-    rows_of_seeds = seed_list(seeds) if isinstance(seeds, str) and seeds.strip() else seed
-    prompts = prompt
-    if prompt_rows and isinstance(prompt, str):
-        prompts = [line.strip() for line in prompt.splitlines() if line.strip()]
-    return prompts, rows_of_seeds
-
-
 def refusal(message: str, title: str) -> gr.Error:
     """A visitor's mistake: shown on the page, logged as one line, not as a traceback."""
     log.info("refused (%s): %s", title, message)
@@ -283,8 +276,9 @@ def build_demo(
             progress((step, total), desc="Denoising all cells together", unit="steps")
 
         if not isinstance(model, str) or model not in names:  # the server's list only: nobody names a path
-            shown = repr(model)[:60]
-            raise refusal(f"unknown model {shown}; this server offers: {', '.join(names)}", "Unknown model")
+            raise refusal(
+                f"unknown model {short_repr(model)}; this server offers: {', '.join(names)}", "Unknown model"
+            )
         try:
             prompts, row_seeds = rows_from_form(prompt, seed, seeds, prompt_rows)
         except ValueError as error:
