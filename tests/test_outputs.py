@@ -62,7 +62,7 @@ def test_images_without_settings_say_so(tmp_path):
     with pytest.raises(ValueError, match="this image carries no generation settings"):
         read_settings(tmp_path / "plain.png")
     (tmp_path / "text.png").write_text("not an image")
-    with pytest.raises(ValueError, match="not an image that can be read"):
+    with pytest.raises(ValueError, match="^this file is not a PNG image that can be read; "):
         read_settings(tmp_path / "text.png")
 
 
