@@ -17,13 +17,11 @@ MAX_NAME_CHARS = 1024  # model and sampler names
 MAX_DIGITS = 20  # more than any number in range has; int() on longer text is slow and Python caps it at 4,300
 SHOWN_CHARS = 40  # a value quoted in a message is cut to this
 
-# AUTOMATIC1111 reads the settings line with `\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)` and findall,
-# which retries every start inside a long run of key characters without a colon: quadratic. `settings_pairs` finds
-# the same pairs in one pass with these pieces, none of which is ever retried from a later start.
-SPACE = re.compile(r"\s*")
-KEY = re.compile(r"\w[\w \-/]+")
-QUOTED = re.compile(r'"(?:\\.|[^\\"])++"')
-UNQUOTED = re.compile(r"[^,]*")
+# AUTOMATIC1111 reads the settings line with `\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)` and findall, which
+# tries again from every character of a long run of key characters without a colon: quadratic. PAIR finds the same
+# pairs but never fails once it has started on a key, so findall never tries again inside one: such a run is a match
+# without a value, and the quoted value's end is a lookahead, with no repetition to give back.
+PAIR = re.compile(r'(\w[\w \-/]+)(?::\s*("(?:\\.|[^\\"])++"(?=,|$)|[^,]*),?)?')
 INTEGER = re.compile(rf"-?[0-9]{{1,{MAX_DIGITS}}}")  # ASCII only: int() also takes '٣', ' 3' and '1_000'
 DECIMAL = re.compile(rf"-?[0-9]{{1,{MAX_DIGITS}}}(?:\.[0-9]{{1,{MAX_DIGITS}}})?")  # float() also takes '1e30', 'nan'
 SIZE = re.compile(rf"([0-9]{{1,{MAX_DIGITS}}})x([0-9]{{1,{MAX_DIGITS}}})")
@@ -61,22 +59,7 @@ def write_parameters(prompt: str, negative_prompt: str, settings: dict) -> str:
 
 def settings_pairs(line: str) -> list[tuple[str, str]]:
     """The (key, raw value) pairs AUTOMATIC1111's regex finds in a settings line, in time linear in its length."""
-    pairs, end = [], len(line)
-    pos = 0
-    while key := KEY.search(line, pos):  # the regex's next match can start no sooner than here
-        pos = key.end() + 1  # no key starts inside this run of key characters, nor on the character after it
-        if not line.startswith(":", key.end()):
-            continue
-        pos = SPACE.match(line, pos).end()
-        value = QUOTED.match(line, pos)
-        after = value.end() if value else 0
-        if value and (line.startswith(",", after) or after >= end - (line[-1] == "\n")):  # the regex's `(?:,|$)`
-            pos = after + 1
-        else:
-            value = UNQUOTED.match(line, pos)  # always ends at a comma or the end
-            pos = value.end() + 1
-        pairs.append((key[0], value[0]))
-    return pairs
+    return [match.group(1, 2) for match in PAIR.finditer(line) if match[2] is not None]
 
 
 def read_parameters(text: str) -> tuple[str, str, dict[str, str]]:
