@@ -2,6 +2,7 @@
 
 import json
 import re
+import tracemalloc
 import warnings
 import zipfile
 import zlib
@@ -263,8 +264,12 @@ def test_text_chunks_are_bounded_before_they_are_read_or_inflated(tmp_path):
         read_settings(long)
     spaces = zlib.compress(b" " * 2**26, 9)  # 64 MiB that packs into 64 KB
     for kind, data in ((b"zTXt", b"clipskip\0\0" + spaces), (b"iTXt", b"clipskip\0\1\0\0\0" + spaces)):
+        tracemalloc.start()
         with pytest.raises(ValueError, match="^this image's 'clipskip' text is over 524,288 bytes; it is not read$"):
             read_settings(png_file(tmp_path / "bomb.png", chunk(kind, data)))
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert peak < 8 * 2**20  # inflated only up to the bound, never all 64 MiB
     form, _ = read_settings(png_file(tmp_path / "z.png", text_chunk("parameters", INFOTEXT, b"zTXt")))
     assert form["seed"] == 42  # compressed texts are read, Latin-1 and UTF-8
     form, _ = read_settings(png_file(tmp_path / "i.png", text_chunk("clipskip", json.dumps(MANIFEST), b"iTXt")))
