@@ -167,7 +167,7 @@ def png_texts(path: Path, wanted: dict[str, int]) -> dict[str, str]:
             if file.read(len(PNG_SIGNATURE)) != PNG_SIGNATURE:
                 raise ValueError(not_png)
             texts = {}
-            for _ in range(MAX_CHUNKS):
+            for _ in range(MAX_CHUNKS + 1):  # and the first IDAT
                 header = file.read(8)
                 if len(header) < 8:
                     break  # cut short: what came before is all there is

@@ -11,11 +11,9 @@ import pytest
 from PIL import Image
 
 from clipskip import compare
-from clipskip.infotext import MAX_PARAMETERS_CHARS
 from clipskip.outputs import (
     MAX_CHUNKS,
     MAX_FILE_BYTES,
-    MAX_MANIFEST_BYTES,
     read_settings,
     write_bundle,
     write_outputs,
@@ -258,26 +256,34 @@ def test_a_file_too_big_is_refused_before_it_is_read(tmp_path):
         read_settings(tmp_path / "big.png")
 
 
+def refusal_and_peak_memory(path) -> tuple[str, int]:
+    """read_settings's ValueError on the file at `path`, and the most memory Python held while reading it."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError) as refusal:
+            read_settings(path)
+        return str(refusal.value), tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def test_text_chunks_are_bounded_before_they_are_read_or_inflated(tmp_path):
-    long = png_file(tmp_path / "long.png", text_chunk("parameters", "a" * (MAX_PARAMETERS_CHARS + 1)))
-    with pytest.raises(ValueError, match="^this image's 'parameters' text is over 65,536 bytes; it is not read$"):
-        read_settings(long)
+    long = png_file(tmp_path / "long.png", text_chunk("parameters", "a" * 2**24))
+    assert refusal_and_peak_memory(long)[0] == "this image's 'parameters' text is over 65,536 bytes; it is not read"
+    assert refusal_and_peak_memory(long)[1] < 2**20  # refused unread
     spaces = zlib.compress(b" " * 2**26, 9)  # 64 MiB that packs into 64 KB
     for kind, data in ((b"zTXt", b"clipskip\0\0" + spaces), (b"iTXt", b"clipskip\0\1\0\0\0" + spaces)):
-        tracemalloc.start()
-        with pytest.raises(ValueError, match="^this image's 'clipskip' text is over 524,288 bytes; it is not read$"):
-            read_settings(png_file(tmp_path / "bomb.png", chunk(kind, data)))
-        peak = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
+        message, peak = refusal_and_peak_memory(png_file(tmp_path / "bomb.png", chunk(kind, data)))
+        assert message == "this image's 'clipskip' text is over 524,288 bytes; it is not read"
         assert peak < 8 * 2**20  # inflated only up to the bound, never all 64 MiB
     form, _ = read_settings(png_file(tmp_path / "z.png", text_chunk("parameters", INFOTEXT, b"zTXt")))
     assert form["seed"] == 42  # compressed texts are read, Latin-1 and UTF-8
     form, _ = read_settings(png_file(tmp_path / "i.png", text_chunk("clipskip", json.dumps(MANIFEST), b"iTXt")))
     assert form["seed"] == 11
-    many = [chunk(b"tEXt", b"comment\0x")] * MAX_CHUNKS
+    many = [chunk(b"tEXt", b"comment\0x")] * (MAX_CHUNKS - 1)  # with IHDR and the parameters: 1,001
     with pytest.raises(ValueError, match="^this file has over 1,000 chunks before its pixels; a PNG has a few$"):
         read_settings(png_file(tmp_path / "many.png", *many, text_chunk("parameters", INFOTEXT)))
-    assert MAX_MANIFEST_BYTES == 2**19
+    assert read_settings(png_file(tmp_path / "enough.png", *many[:-1], text_chunk("parameters", INFOTEXT)))
 
 
 DAMAGED = "this image's 'parameters' text is damaged (it does not decompress or decode)"
