@@ -78,6 +78,7 @@ ODD_LINES = [
     "Größe: 512x512, 手順: 20,\u3000Seed: 1",
     "x: 1, ab: 2,: 3, cd:, ef:   ,gh:4",
     "Steps: 20, Sampler: Euler a\n",
+    'Steps: 20, Model: "v1, v2"\n',
     "Steps: 20\n, Sampler:\n Euler",
     "a" * 150,
     "a b-c/" * 30 + ": value",
@@ -91,8 +92,16 @@ def test_the_settings_line_is_read_exactly_as_automatic1111_reads_it(line):
     assert settings_pairs(line) == A1111_PARAM.findall(line)
 
 
+# Settings-line-like texts, so that generated ones often hold keys, quoted values, escapes and line ends
+KEYS = st.sampled_from(["Key", "ab", "Clip skip", "a/b-c", "é²", "x", " ", ""])
+VALUES = st.lists(st.sampled_from(['"', "x", ",", "\\", " ", "\n", ":", "é"]), max_size=8).map("".join)
+LINES = st.lists(
+    st.tuples(KEYS, st.sampled_from([":", ": ", " :", ""]), VALUES, st.sampled_from([",", ", ", "", "\n"])), max_size=6
+).map(lambda parts: "".join(map("".join, parts)))
+
+
 @settings(max_examples=1500, deadline=None)
-@given(st.text(alphabet=st.sampled_from('ab_1é²- /:,"\\\n\t\r\u2028\u3000') | st.characters(), max_size=200))
+@given(LINES | st.text(max_size=200))
 def test_any_short_text_is_read_exactly_as_automatic1111_reads_it(line):
     assert settings_pairs(line) == A1111_PARAM.findall(line)
 
