@@ -14,7 +14,7 @@ from .request import MAX_GUIDANCE, MAX_PROMPT_CHARS, MAX_SEED, MAX_SIZE, MAX_STE
 MAX_PARAMETERS_CHARS = 64 * 1024  # a real text (two 2,000-character prompts and a long settings line) is far shorter
 MAX_CLIP_SKIP = 64  # no text encoder here has more layers; the form then limits it to the chosen model's
 MAX_NAME_CHARS = 1024  # model and sampler names
-MAX_DIGITS = 20  # more than any number in range has; int() on longer text is slow and Python caps it at 4,300
+MAX_DIGITS = 20  # more than any number in range has; a longer one is refused before int() (which stops at 4,300)
 SHOWN_CHARS = 40  # a value quoted in a message is cut to this
 
 # AUTOMATIC1111 reads the settings line with `\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)` and findall, which
