@@ -48,7 +48,7 @@ MANIFEST_FIELDS = ("rows_by", "rows", "prompt", "negative_prompt", "seed", "skip
 MANIFEST_FIELDS += ("guidance_scale", "width", "height", "model", "sampler")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt")
-STRING = re.compile(r'"(?:[^"\\]|\\[\s\S])*+"?')  # a JSON string, or an unclosed one to the end; never retried
+STRING = re.compile(r'"(?:[^"\\]++|\\[\s\S])*+"?')  # a JSON string, or an unclosed one to the end; never retried
 NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
 NESTING = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
 
