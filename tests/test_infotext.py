@@ -1,7 +1,17 @@
 """AUTOMATIC1111's `parameters` text: what we write reads back, and real AUTOMATIC1111 texts fill the form."""
 
-from clipskip.infotext import form_settings, read_parameters, write_parameters
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from clipskip.infotext import form_settings, read_parameters, settings_pairs, write_parameters
 from clipskip.samplers import SAMPLERS
+
+# AUTOMATIC1111's own pattern (modules/infotext_utils.py), used with findall: the reference the reader must equal.
+# It is quadratic on a long run of key characters without a colon, so it is only ever given short texts here.
+A1111_PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
 
 # As AUTOMATIC1111 1.10 writes it: the schedule apart from the sampler, a quoted value with a colon and a comma
 A1111 = """masterpiece, best quality, 1girl, solo, looking at viewer, (cherry blossoms:1.2)
@@ -36,7 +46,7 @@ def test_a_real_automatic1111_text_fills_the_form():
 
 def test_a_missing_clip_skip_means_1_and_unknown_samplers_are_noted():
     form, notes = form_settings(A1111_OLD, SAMPLERS)
-    assert (form["skips"], form["scheduler"], form["negative_prompt"]) == ([1], "Euler a", "")
+    assert (form["skips"], form["scheduler"], form["negative_prompt"], notes) == ([1], "Euler a", "", [])
     form, notes = form_settings(A1111_OLD.replace("Euler a", "LMS"), SAMPLERS)
     assert "scheduler" not in form and notes == ["sampler 'LMS' is not offered here"]
 
@@ -52,3 +62,88 @@ def test_what_we_write_reads_back_with_awkward_values():
 def test_a_text_without_a_settings_line_is_all_prompt():
     prompt, negative, settings = read_parameters("just a prompt\nNegative prompt: ugly")
     assert (prompt, negative, settings) == ("just a prompt", "ugly", {})
+
+
+# Real and odd-but-short settings lines: quoted values with escapes, keys with spaces, dashes and slashes, a quote
+# not followed by a comma, an empty quoted value, Unicode word characters and spaces, a line ending in a newline
+ODD_LINES = [
+    A1111.splitlines()[-1],
+    A1111_OLD.splitlines()[-1],
+    'Lora hashes: "a: 1, b: 2", Steps: 20',
+    'Model: "my, \\"odd\\" model: v2", Seed: 3',
+    'Key: "unclosed, Other: 1, Third: 2',
+    'Key: "x"y, Other: "", Third: ""',
+    'Key: "a\\\nb", Other: 1',
+    "ADetailer model/2nd: face_yolov8n.pt, Hires upscale: 2, Clip-skip: 3",
+    "Größe: 512x512, 手順: 20,\u3000Seed: 1",
+    "x: 1, ab: 2,: 3, cd:, ef:   ,gh:4",
+    "Steps: 20, Sampler: Euler a\n",
+    'Steps: 20, Model: "v1, v2"\n',
+    "Steps: 20\n, Sampler:\n Euler",
+    "a" * 150,
+    "a b-c/" * 30 + ": value",
+    "",
+    ":,:,:",
+]
+
+
+@pytest.mark.parametrize("line", ODD_LINES)
+def test_the_settings_line_is_read_exactly_as_automatic1111_reads_it(line):
+    assert settings_pairs(line) == A1111_PARAM.findall(line)
+
+
+# Settings-line-like texts, so that generated ones often hold keys, quoted values, escapes and line ends
+KEYS = st.sampled_from(["Key", "ab", "Clip skip", "a/b-c", "é²", "x", " ", ""])
+VALUES = st.lists(st.sampled_from(['"', "x", ",", "\\", " ", "\n", ":", "é"]), max_size=8).map("".join)
+LINES = st.lists(
+    st.tuples(KEYS, st.sampled_from([":", ": ", " :", ""]), VALUES, st.sampled_from([",", ", ", "", "\n"])), max_size=6
+).map(lambda parts: "".join(map("".join, parts)))
+
+
+@settings(max_examples=1500, deadline=None)
+@given(LINES | st.text(max_size=200))
+def test_any_short_text_is_read_exactly_as_automatic1111_reads_it(line):
+    assert settings_pairs(line) == A1111_PARAM.findall(line)
+
+
+def test_a_long_line_without_a_colon_is_read_in_one_pass():
+    """The line that took AUTOMATIC1111's regex 10 s: no pairs. (Its time is for benchmarks/, not a test.)"""
+    assert settings_pairs("a" * 40_000) == settings_pairs("a b-c/" * 7_000) == []
+    assert settings_pairs("a" * 40_000 + ": 1, ab: 2") == [("a" * 40_000, "1"), ("ab", "2")]
+
+
+def test_numbers_reach_the_form_only_as_plain_decimals_in_the_apps_range():
+    text = "p\nSteps: 150, CFG scale: 0, Seed: 4294967295, Size: 2048x64, Clip skip: 64"
+    form, notes = form_settings(text, SAMPLERS)
+    assert (form["steps"], form["guidance_scale"], form["seed"], form["width"], form["height"]) == (
+        150,
+        0,
+        2**32 - 1,
+        2048,
+        64,
+    )
+    assert (form["skips"], notes) == ([64], [])
+    text = "p\nSteps: 1_000, CFG scale: 7.5e0, Seed: ４２, Size: 512 x 512, Clip skip: +2"
+    form, notes = form_settings(text, SAMPLERS)
+    assert form == {"prompt": "p", "negative_prompt": "", "skips": []}
+    assert [note.split(" was left out")[0] for note in notes] == [
+        "Steps '1_000'",
+        "CFG scale '7.5e0'",
+        "Seed '４２'",
+        "Clip skip '+2'",
+        "Size '512 x 512'",
+    ]
+
+
+def test_a_prompt_longer_than_the_app_takes_is_left_out_with_a_note():
+    form, notes = form_settings("x" * 2001 + "\nNegative prompt: ok\nSteps: 3, Seed: 1, Size: 64x64", SAMPLERS)
+    assert (form["negative_prompt"], form["steps"], "prompt" in form) == ("ok", 3, False)
+    assert notes == ["its prompt (2,001 characters) was left out: this app takes at most 2,000"]
+    form, notes = form_settings("ok\nNegative prompt: " + "x" * 2001, SAMPLERS)
+    assert (form["prompt"], "negative_prompt" in form) == ("ok", False)
+    assert notes == ["its negative prompt (2,001 characters) was left out: this app takes at most 2,000"]
+
+
+def test_a_text_longer_than_any_real_one_is_refused():
+    with pytest.raises(ValueError, match="^this image's parameters text is 65,537 characters long; at most 65,536 "):
+        form_settings("x" * 65_537, SAMPLERS)
