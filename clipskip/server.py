@@ -11,7 +11,7 @@ from pathlib import Path
 
 log = logging.getLogger("clipskip")
 
-MAX_BODY_BYTES = 1 * 2**20  # a /compare request is a few kB: prompts of 2,000 characters, eight rows
+MAX_BODY_BYTES = 256 * 2**10  # a /compare request is a few kB; 8 rows of 2,000-character prompts are 64 kB at most
 MAX_UPLOAD_BYTES = 16 * 2**20  # a settings PNG: AUTOMATIC1111's largest are a few MB
 CACHE_MAX_AGE_S = 3600  # files Gradio serves (bundles, uploads) go after an hour...
 CACHE_MAX_BYTES = 1024 * 2**20  # ...and the oldest first while all of them together pass 1 GiB

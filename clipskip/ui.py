@@ -9,9 +9,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 import pandas as pd
+from gradio.data_classes import GradioRootModel
 from gradio.utils import get_upload_folder
 from starlette.middleware import Middleware
 
@@ -48,7 +50,7 @@ from .server import (
 from .settings import AppSettings, app_settings
 
 STATE_TTL_S = 3600  # a session's last comparison (a folder name) is forgotten after an hour, as its files are
-STATE_SESSIONS = 1000  # sessions whose state Gradio keeps; the oldest go first
+STATE_SESSIONS = 200  # sessions whose state (form values, the last folder) Gradio keeps; the oldest go first
 EXAMPLES = [  # the embedded model's world first (shapes, colours, places), then prompts for real checkpoints
     ["a large white triangle at the top and a large black circle at the bottom, on a red background", "", 7],
     ["a large orange star in the centre, on a purple background", "", 3],
@@ -115,10 +117,10 @@ def sentence(message: str) -> str:
     return message[:1].upper() + message[1:]
 
 
-def reuse_seed(used: str) -> int:
+def reuse_seed(used) -> int:
     """The seed box after ♻️: the last render's (first) seed, or random when there was none."""
-    first = (used or "").split(",")[0].strip()
-    return int(first) if first.isdigit() else RANDOM_SEED
+    first = used[:12].split(",")[0].strip() if isinstance(used, str) else ""
+    return int(first) if first.isascii() and first.isdigit() else RANDOM_SEED
 
 
 def short_row_labels(metadata: dict) -> list[str]:
@@ -191,6 +193,14 @@ def show_analysis(folder: str | None):
     )
 
 
+class RawValue(GradioRootModel):
+    """Any value, as the client sent it. Set as a file box's data model, it hands the handler the raw file data
+    unchecked: Gradio's own check fails with a bare "Error" on malformed data from a hostile client, where the
+    handler (`uploaded_path`) answers it."""
+
+    root: Any
+
+
 def image_output(label: str, elem_id: str) -> gr.Image:
     """A PNG shown as the file it is, so that its download keeps the text it carries."""
     return gr.Image(
@@ -217,6 +227,17 @@ def public_names(models: Sequence[str]) -> dict[str, str]:
             unique = f"{name} ({n})"
         names[unique] = model
     return names
+
+
+def uploaded_path(file) -> Path | None:
+    """The file a visitor uploaded, from Gradio's file data ({"path": ...}): only a file in Gradio's upload folder,
+    whatever path a client claims; None for anything else."""
+    path = file.get("path") if isinstance(file, dict) else None
+    if not isinstance(path, str) or not path or len(path) > 4096 or "\0" in path:
+        return None
+    upload = Path(path).resolve()
+    inside = upload.is_relative_to(Path(get_upload_folder()).resolve())
+    return upload if inside and upload.is_file() else None
 
 
 def refusal(message: str, title: str) -> gr.Error:
@@ -354,16 +375,17 @@ def build_demo(
             chosen.note,
         )
 
-    def load_settings(path, current_skips, current_model):
-        """Fill the form from a PNG made by this app or by AUTOMATIC1111."""
-        if not isinstance(path, str) or not path:
+    def load_settings(file, current_skips, current_model):
+        """Fill the form from a PNG made by this app or by AUTOMATIC1111 (raw values: `file` is Gradio's file data)."""
+        path = uploaded_path(file)
+        if path is None:
             return [gr.skip()] * 14
         try:
-            form, notes = read_settings(Path(path))
+            form, notes = read_settings(path)
         except ValueError as error:
             raise refusal(str(error), "No settings in this image") from None
         finally:
-            Path(path).unlink(missing_ok=True)  # read once; nothing a visitor sends is kept
+            path.unlink(missing_ok=True)  # read once: nothing a visitor sends is kept
         if "prompt_rows" not in form:  # one AUTOMATIC1111 image: its skip joins the current ones, to compare
             ticked = [s for s in current_skips if isinstance(s, int)] if isinstance(current_skips, list) else []
             form["skips"] = sorted(set(ticked[:64]) | set(form["skips"]))
@@ -425,6 +447,7 @@ def build_demo(
                     file_types=[".png"],
                     elem_id="load-settings",
                 )
+                settings_file.data_model = RawValue  # see RawValue
             with gr.Column(scale=3, min_width=400):
                 grid = image_output("Grid", "grid")
                 gallery = gr.Gallery(
@@ -487,17 +510,21 @@ def build_demo(
                 [result_state, pick_a, pick_b],
                 slider,
                 api_visibility="private",
+                preprocess=False,  # raw values: the handler checks them
             )
-        model.change(switch_model, model, [skips, reference, width, height, note], api_visibility="private")
+        model.change(
+            switch_model, model, [skips, reference, width, height, note], api_visibility="private", preprocess=False
+        )
         settings_file.upload(
             load_settings,
             [settings_file, skips, model],
             [prompt, negative_prompt, seed, seeds, prompt_rows, skips, steps, guidance_scale, width, height]
             + [scheduler, model, reference, settings_file],
             api_visibility="private",
+            preprocess=False,  # raw values: the handler checks them
         )
         dice.click(lambda: RANDOM_SEED, None, seed, api_visibility="private")
-        reuse.click(reuse_seed, seed_used, seed, api_visibility="private")
+        reuse.click(reuse_seed, seed_used, seed, api_visibility="private", preprocess=False)
     return demo
 
 

@@ -135,3 +135,20 @@ def test_a_closed_tab_ends_its_render_within_one_step_and_frees_the_server(page,
     page.get_by_label("Seed (−1 = random)").fill("7")
     page.get_by_role("button", name="Generate").click()
     expect(page.get_by_label("Seed used")).to_have_value("7", timeout=15_000)
+
+
+def test_a_dropped_png_fills_the_form_and_is_not_kept(page, tmp_path):
+    from PIL import Image, PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", "a red fox in the snow\nNegative prompt: blurry\nSteps: 7, Seed: 1234, Clip skip: 2")
+    path = tmp_path / "a1111.png"
+    Image.new("RGB", (64, 64)).save(path, pnginfo=info)
+    page.locator("#load-settings input[type=file]").set_input_files(str(path))
+    from playwright.sync_api import expect
+
+    expect(page.get_by_label("Prompt", exact=True)).to_have_value("a red fox in the snow", timeout=15_000)
+    expect(page.get_by_label("Negative prompt")).to_have_value("blurry")
+    expect(page.get_by_label("number input for Steps")).to_have_value("7")
+    expect(page.get_by_label("Seed (−1 = random)")).to_have_value("1234")
+    page.screenshot(path=str(ARTIFACTS / "browser-settings-loaded.png"), full_page=True)

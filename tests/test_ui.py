@@ -91,7 +91,7 @@ def test_several_models_each_offered_by_name_and_a_broken_one_does_not_stop_the_
         with pytest.raises(AppError, match=r"Could not load model 'missing.safetensors': no such file or folder"):
             client.predict(**GOOD | {"model": "missing.safetensors"}, api_name="/compare")
         for path in (str(saved["sdxl"]), str(saved["sd1"])):  # only the server's own names: nobody types a path
-            with pytest.raises(AppError, match="Unknown model '/.*'; this server offers: embedded, sdxl, missing"):
+            with pytest.raises(AppError, match="Unknown model '/.*; this server offers: embedded, sdxl, missing"):
                 client.predict(**GOOD | {"model": path}, api_name="/compare")
         _, _, metadata = client.predict(**GOOD, api_name="/compare")
         assert metadata["model"] == "embedded"
