@@ -9,10 +9,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from .outputs import MAX_FILE_BYTES
+
 log = logging.getLogger("clipskip")
 
 MAX_BODY_BYTES = 256 * 2**10  # a /compare request is a few kB; 8 rows of 2,000-character prompts are 64 kB at most
-MAX_UPLOAD_BYTES = 16 * 2**20  # a settings PNG: AUTOMATIC1111's largest are a few MB
+MAX_UPLOAD_BYTES = MAX_FILE_BYTES  # a settings PNG: the largest file the settings reader opens
 CACHE_MAX_AGE_S = 3600  # files Gradio serves (bundles, uploads) go after an hour...
 CACHE_MAX_BYTES = 1024 * 2**20  # ...and the oldest first while all of them together pass 1 GiB
 PRUNE_EVERY_S = 30

@@ -18,6 +18,7 @@ from gradio_client import Client
 
 from clipskip import ui
 from clipskip.comparison import Stopped, compare
+from clipskip.outputs import MAX_FILE_BYTES
 from clipskip.server import BodyLimit, RenderGate, prune
 from clipskip.settings import AppSettings, LoadOptions
 from tests.test_ui import free_port
@@ -195,7 +196,7 @@ def test_bodies_past_the_bound_are_refused_before_parsing(app):
 
     answer = httpx.post(f"{url}/gradio_api/queue/join", content=chunks())
     assert answer.status_code == 413
-    big = {"files": ("big.png", b"\x89PNG" + b"\0" * (17 * 2**20), "image/png")}
+    big = {"files": ("big.png", b"\x89PNG" + b"\0" * (MAX_FILE_BYTES + 2**17), "image/png")}
     assert httpx.post(f"{url}/gradio_api/upload", files=big).status_code == 413
     assert httpx.post(f"{url}/gradio_api/upload", files={"files": ("ok.png", b"\x89PNG", "image/png")}).is_success
 
