@@ -4,8 +4,9 @@ keeps answering meanwhile, and whether its memory stays flat over many sessions;
 Starts `python app.py` (the embedded model, CPU) in a subprocess on a free local port and talks to it over raw HTTP
 and gradio_client, as a stranger would:
 
-- refusals: each worst input is sent `--repeats` times; the time from sending it to the answer (median, max), and
-  the slowest answer of `/config` from a second client while the refusals run (a parse holding the GIL stalls it);
+- refusals: each worst input is sent once to warm up, then `--repeats` times; the time from sending it to the
+  answer (median, max), and the slowest answer of `/config` from a second client meanwhile (a parse holding the GIL
+  would stall it);
 - memory: `--sessions` fresh clients each render one 4-skip comparison; the server's resident memory after the
   first 10 and after all of them.
 
@@ -67,6 +68,7 @@ SETTINGS_FILES = {
     "size of 5,000 digits": lambda: png(parameters="x\nSteps: 20, Sampler: Euler, Size: " + "9" * 5000 + "x64"),
 }
 COMPARE_INPUTS = {  # index in GOOD -> value
+    "steps 0 (an ordinary refusal: the queue's own cost)": {4: 0},
     "`skips`: 60,000 copies of 1": {3: [1] * 60_000},
     "`seeds`: `random:` + 5,000 nines": {10: "random:" + "9" * 5000},
     "`seeds`: 8,000 comma-separated numbers": {10: ",".join(["1"] * 8000)},
@@ -75,6 +77,9 @@ COMPARE_INPUTS = {  # index in GOOD -> value
     "prompt with a lone surrogate": {0: "a \ud800 b"},
     "`prompt_rows` with 8,000 lines": {0: "x\n" * 8000, 11: True},
 }
+
+
+HTTP = httpx.Client(timeout=60)  # one connection pool, as a browser keeps: connecting is not part of an answer
 
 
 def free_port() -> int:
@@ -116,11 +121,12 @@ def event(url: str, index: int, data: list) -> tuple[float, str]:
     session = os.urandom(8).hex()
     start = time.perf_counter()
     body = {"data": data, "fn_index": index, "session_hash": session, "event_data": None, "trigger_id": None}
-    joined = httpx.post(f"{url}/gradio_api/queue/join", json=body, timeout=60)
+    text = json.dumps(body)  # ASCII, so a lone surrogate travels as the escape JSON allows
+    joined = HTTP.post(f"{url}/gradio_api/queue/join", content=text, headers={"content-type": "application/json"})
     if joined.status_code != 200:
         return time.perf_counter() - start, f"HTTP {joined.status_code}"
     params = {"session_hash": session}
-    with httpx.stream("GET", f"{url}/gradio_api/queue/data", params=params, timeout=60) as stream:
+    with HTTP.stream("GET", f"{url}/gradio_api/queue/data", params=params) as stream:
         for line in stream.iter_lines():
             if line.startswith("data: ") and (message := json.loads(line[6:])).get("msg") == "process_completed":
                 output = message.get("output", {})
@@ -129,7 +135,7 @@ def event(url: str, index: int, data: list) -> tuple[float, str]:
 
 
 def upload(url: str, data: bytes) -> dict:
-    path = httpx.post(f"{url}/gradio_api/upload", files={"files": ("s.png", data, "image/png")}).json()[0]
+    path = HTTP.post(f"{url}/gradio_api/upload", files={"files": ("s.png", data, "image/png")}).json()[0]
     return {"path": path, "meta": {"_type": "gradio.FileData"}, "orig_name": "s.png"}
 
 
@@ -147,6 +153,7 @@ def refusals(url: str, repeats: int) -> list[tuple[str, float, float, str]]:
     for name, make in SETTINGS_FILES.items():
         data = make()
         times, answer = [], ""
+        event(url, settings, [upload(url, data), [1, 2, 3, 4], "embedded"])  # warm-up, not timed
         for _ in range(repeats):
             file = upload(url, data)  # read once and deleted: uploaded anew each time (not timed)
             seconds, answer = event(url, settings, [file, [1, 2, 3, 4], "embedded"])
@@ -155,6 +162,7 @@ def refusals(url: str, repeats: int) -> list[tuple[str, float, float, str]]:
     for name, change in COMPARE_INPUTS.items():
         data = [change.get(i, value) for i, value in enumerate(GOOD)]
         times = []
+        event(url, compare, data)  # warm-up, not timed
         for _ in range(repeats):
             seconds, answer = event(url, compare, data)
             times.append(seconds)
@@ -162,7 +170,7 @@ def refusals(url: str, repeats: int) -> list[tuple[str, float, float, str]]:
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        answer = httpx.post(f"{url}/gradio_api/queue/join", content=b"x" * (8 * 2**20)).status_code
+        answer = HTTP.post(f"{url}/gradio_api/queue/join", content=b"x" * (8 * 2**20)).status_code
         times.append(time.perf_counter() - start)
     rows.append(("a request body of 8 MB", statistics.median(times), max(times), f"HTTP {answer}"))
     return rows
