@@ -15,6 +15,7 @@ import gradio as gr
 import httpx
 import pytest
 from gradio_client import Client
+from gradio_client.exceptions import AppError
 
 from clipskip import ui
 from clipskip.comparison import Stopped, compare
@@ -292,3 +293,15 @@ def test_uploads_are_deleted_once_read(served, app, tmp_path):
     with pytest.raises(Exception, match="carries no generation settings"):
         handler(str(stored), [1], "embedded")
     assert not stored.exists()
+
+
+def test_a_refused_request_is_logged_as_one_line_without_a_traceback(app, capfd, caplog):
+    url, fn_index, _ = app
+    caplog.set_level("INFO", logger="clipskip")
+    capfd.readouterr()
+    with pytest.raises(AppError, match="Steps must be 1 to 150, not 0"):
+        Client(url, verbose=False).predict(*QUICK[:4], 0, *QUICK[5:], api_name="/compare")
+    assert [r.getMessage() for r in caplog.records if r.name == "clipskip"] == [
+        "refused (Please change a setting): steps must be 1 to 150, not 0"
+    ]
+    assert "Traceback" not in capfd.readouterr().err
