@@ -54,12 +54,21 @@ def test_native_size_is_the_default(pipe):
     assert (result.metadata["width"], result.metadata["height"]) == (64, 64)
 
 
-def test_random_seed_is_drawn_recorded_and_reproduces(pipe):
-    drawn = compare(pipe, "a lake", seed=-1, skips=[2], **TINY)
-    seed = drawn.metadata["seed"]
-    assert 0 <= seed <= MAX_SEED and drawn.metadata["rows"][0]["seed_requested"] == -1
-    again = compare(pipe, "a lake", seed=seed, skips=[2], **TINY)
-    assert np.array_equal(pixels(drawn.images[2]), pixels(again.images[2]))
+@pytest.mark.parametrize("seed", [-1, [-1, -1, -1]], ids=["one-random-seed", "three-random-rows"])
+def test_each_rows_recorded_random_seed_renders_that_rows_images_alone(pipe, seed):
+    settings = {"negative_prompt": "blurry", "skips": [1, 2], **TINY}
+    drawn = compare(pipe, "a lake", seed=seed, **settings)
+    rows = drawn.metadata["rows"]
+    recorded = [row["seed"] for row in rows]
+    assert len(rows) == (len(seed) if isinstance(seed, list) else 1)
+    assert [row["seed_requested"] for row in rows] == [-1] * len(rows)
+    assert len(set(recorded)) == len(rows)  # each row draws its own (a repeat has odds of about 1 in 10⁹)
+    assert all(0 <= used <= MAX_SEED for used in recorded)
+    assert drawn.metadata["seed"] == recorded[0] and [row.seed for row in drawn.rows] == recorded
+    for row, used in zip(drawn.rows, recorded, strict=True):
+        alone = compare(pipe, "a lake", seed=used, **settings)
+        for skip in (1, 2):
+            assert np.abs(pixels(row.images[skip]) - pixels(alone.images[skip])).max() <= 2  # batched vs alone
 
 
 def test_metadata_has_every_setting_and_survives_json(pipe):
