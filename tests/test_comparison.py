@@ -265,7 +265,7 @@ def test_embedding_similarity_covers_every_layer_over_real_tokens_only(pipe):
     assert entry["cosine"][0] == pytest.approx(1.0) and entry["cosine"][11] < entry["cosine"][1]
 
 
-def batch_sizes_and_faults(monkeypatch, pipeline_class, fails_above: int) -> list[int]:
+def batch_sizes_and_faults(monkeypatch, pipeline_class, fails_above: int) -> list:
     """Record every denoiser call's batch size; calls with more cells than `fails_above` run out of memory."""
     sizes = []
     run = pipeline_class.__call__
@@ -314,13 +314,14 @@ def test_free_memory_bounds_the_batch_with_the_same_images_and_says_so(pipe, mon
         assert np.abs(pixels(whole.images[skip]) - pixels(chunked.images[skip])).max() <= 2
 
 
-def test_out_of_memory_retries_in_smaller_chunks_with_the_same_images(pipe, monkeypatch):
+def test_out_of_memory_releases_memory_then_retries_in_smaller_chunks_with_the_same_images(pipe, monkeypatch):
     settings = {"seed": 5, "skips": [1, 2, 3, 4], **TINY}
     expected = compare(pipe, "a red fox", **settings)
-    sizes = batch_sizes_and_faults(monkeypatch, type(pipe), fails_above=1)
+    calls = batch_sizes_and_faults(monkeypatch, type(pipe), fails_above=1)
+    monkeypatch.setattr(comparison, "free_memory", lambda: calls.append("free"))
     steps = []
     result = compare(pipe, "a red fox", progress=lambda done, total: steps.append(done), **settings)
-    assert sizes == [4, 2, 1, 1, 1, 1]  # halved until it fit, then one cell at a time
+    assert calls == [4, "free", 2, "free", 1, 1, 1, 1]  # released after each failure, halved until it fit
     assert result.metadata["denoise_chunks"] == {"batch_sizes": [1, 1, 1, 1], "halved_after_out_of_memory": 2}
     for skip in (1, 2, 3, 4):
         assert np.abs(pixels(result.images[skip]) - pixels(expected.images[skip])).max() <= 2
@@ -328,10 +329,11 @@ def test_out_of_memory_retries_in_smaller_chunks_with_the_same_images(pipe, monk
 
 
 def test_when_one_cell_does_not_fit_the_error_says_what_to_shrink_and_the_next_render_works(pipe, monkeypatch):
-    sizes = batch_sizes_and_faults(monkeypatch, type(pipe), fails_above=0)
+    calls = batch_sizes_and_faults(monkeypatch, type(pipe), fails_above=0)
+    monkeypatch.setattr(comparison, "free_memory", lambda: calls.append("free"))
     with pytest.raises(OutOfMemory, match=r"not enough memory for even one 64×64 image on cpu; make the width"):
         compare(pipe, "a red fox", seed=1, skips=[1, 2], **TINY)
-    assert sizes == [2, 1]
+    assert calls == [2, "free", 1, "free"]  # released before giving up too, for the next request
     monkeypatch.undo()
     assert len(compare(pipe, "a red fox", seed=1, skips=[1, 2], **TINY).images) == 2
 
