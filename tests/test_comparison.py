@@ -127,9 +127,16 @@ def test_long_prompt_warns_and_the_warning_reaches_metadata(pipe):
     assert result.metadata["warnings"] == result.warnings
 
 
-def test_bad_input_raises_before_any_work(pipe):
-    with pytest.raises(ValueError, match="width must be a multiple of 8"):
-        compare(pipe, "a lake", seed=1, width=100)
+def test_bad_input_raises_before_any_work(pipe, monkeypatch):
+    encoded = []
+    handle = pipe.text_encoder.register_forward_hook(lambda module, args, output: encoded.append(1))
+    seen = spy_on_calls(monkeypatch, type(pipe))
+    try:
+        with pytest.raises(ValueError, match="width must be a multiple of 8"):
+            compare(pipe, "a lake", seed=1, width=100)
+    finally:
+        handle.remove()
+    assert encoded == [] and seen == {}  # neither the text encoder nor the denoiser ran
 
 
 @pytest.mark.parametrize("family", ["sd1", "sd2", "sdxl"])
