@@ -54,12 +54,21 @@ def test_native_size_is_the_default(pipe):
     assert (result.metadata["width"], result.metadata["height"]) == (64, 64)
 
 
-def test_random_seed_is_drawn_recorded_and_reproduces(pipe):
-    drawn = compare(pipe, "a lake", seed=-1, skips=[2], **TINY)
-    seed = drawn.metadata["seed"]
-    assert 0 <= seed <= MAX_SEED and drawn.metadata["rows"][0]["seed_requested"] == -1
-    again = compare(pipe, "a lake", seed=seed, skips=[2], **TINY)
-    assert np.array_equal(pixels(drawn.images[2]), pixels(again.images[2]))
+@pytest.mark.parametrize("seed", [-1, [-1, -1, -1]], ids=["one-random-seed", "three-random-rows"])
+def test_each_rows_recorded_random_seed_renders_that_rows_images_alone(pipe, seed):
+    settings = {"negative_prompt": "blurry", "skips": [1, 2], **TINY}
+    drawn = compare(pipe, "a lake", seed=seed, **settings)
+    rows = drawn.metadata["rows"]
+    recorded = [row["seed"] for row in rows]
+    assert len(rows) == (len(seed) if isinstance(seed, list) else 1)
+    assert [row["seed_requested"] for row in rows] == [-1] * len(rows)
+    assert len(set(recorded)) == len(rows)  # each row draws its own (a repeat has odds of about 1 in 10⁹)
+    assert all(0 <= used <= MAX_SEED for used in recorded)
+    assert drawn.metadata["seed"] == recorded[0] and [row.seed for row in drawn.rows] == recorded
+    for row, used in zip(drawn.rows, recorded, strict=True):
+        alone = compare(pipe, "a lake", seed=used, **settings)
+        for skip in (1, 2):
+            assert np.abs(pixels(row.images[skip]) - pixels(alone.images[skip])).max() <= 2  # batched vs alone
 
 
 def test_metadata_has_every_setting_and_survives_json(pipe):
@@ -118,9 +127,16 @@ def test_long_prompt_warns_and_the_warning_reaches_metadata(pipe):
     assert result.metadata["warnings"] == result.warnings
 
 
-def test_bad_input_raises_before_any_work(pipe):
-    with pytest.raises(ValueError, match="width must be a multiple of 8"):
-        compare(pipe, "a lake", seed=1, width=100)
+def test_bad_input_raises_before_any_work(pipe, monkeypatch):
+    encoded = []
+    handle = pipe.text_encoder.register_forward_hook(lambda module, args, output: encoded.append(1))
+    seen = spy_on_calls(monkeypatch, type(pipe))
+    try:
+        with pytest.raises(ValueError, match="width must be a multiple of 8"):
+            compare(pipe, "a lake", seed=1, width=100)
+    finally:
+        handle.remove()
+    assert encoded == [] and seen == {}  # neither the text encoder nor the denoiser ran
 
 
 @pytest.mark.parametrize("family", ["sd1", "sd2", "sdxl"])
@@ -256,7 +272,7 @@ def test_embedding_similarity_covers_every_layer_over_real_tokens_only(pipe):
     assert entry["cosine"][0] == pytest.approx(1.0) and entry["cosine"][11] < entry["cosine"][1]
 
 
-def batch_sizes_and_faults(monkeypatch, pipeline_class, fails_above: int) -> list[int]:
+def batch_sizes_and_faults(monkeypatch, pipeline_class, fails_above: int) -> list:
     """Record every denoiser call's batch size; calls with more cells than `fails_above` run out of memory."""
     sizes = []
     run = pipeline_class.__call__
@@ -305,13 +321,14 @@ def test_free_memory_bounds_the_batch_with_the_same_images_and_says_so(pipe, mon
         assert np.abs(pixels(whole.images[skip]) - pixels(chunked.images[skip])).max() <= 2
 
 
-def test_out_of_memory_retries_in_smaller_chunks_with_the_same_images(pipe, monkeypatch):
+def test_out_of_memory_releases_memory_then_retries_in_smaller_chunks_with_the_same_images(pipe, monkeypatch):
     settings = {"seed": 5, "skips": [1, 2, 3, 4], **TINY}
     expected = compare(pipe, "a red fox", **settings)
-    sizes = batch_sizes_and_faults(monkeypatch, type(pipe), fails_above=1)
+    calls = batch_sizes_and_faults(monkeypatch, type(pipe), fails_above=1)
+    monkeypatch.setattr(comparison, "free_memory", lambda: calls.append("free"))
     steps = []
     result = compare(pipe, "a red fox", progress=lambda done, total: steps.append(done), **settings)
-    assert sizes == [4, 2, 1, 1, 1, 1]  # halved until it fit, then one cell at a time
+    assert calls == [4, "free", 2, "free", 1, 1, 1, 1]  # released after each failure, halved until it fit
     assert result.metadata["denoise_chunks"] == {"batch_sizes": [1, 1, 1, 1], "halved_after_out_of_memory": 2}
     for skip in (1, 2, 3, 4):
         assert np.abs(pixels(result.images[skip]) - pixels(expected.images[skip])).max() <= 2
@@ -319,10 +336,11 @@ def test_out_of_memory_retries_in_smaller_chunks_with_the_same_images(pipe, monk
 
 
 def test_when_one_cell_does_not_fit_the_error_says_what_to_shrink_and_the_next_render_works(pipe, monkeypatch):
-    sizes = batch_sizes_and_faults(monkeypatch, type(pipe), fails_above=0)
+    calls = batch_sizes_and_faults(monkeypatch, type(pipe), fails_above=0)
+    monkeypatch.setattr(comparison, "free_memory", lambda: calls.append("free"))
     with pytest.raises(OutOfMemory, match=r"not enough memory for even one 64×64 image on cpu; make the width"):
         compare(pipe, "a red fox", seed=1, skips=[1, 2], **TINY)
-    assert sizes == [2, 1]
+    assert calls == [2, "free", 1, "free"]  # released before giving up too, for the next request
     monkeypatch.undo()
     assert len(compare(pipe, "a red fox", seed=1, skips=[1, 2], **TINY).images) == 2
 

@@ -1,6 +1,8 @@
 """Skip N is layer T-N+1 through the final norm, for prompt and negative alike, from one encoder pass per text."""
 
 import copy
+import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
@@ -114,6 +116,23 @@ def test_long_prompts_are_cut_at_the_window_and_the_cut_words_returned(pipe):
     kept = pipe.tokenizer.decode(ids[0], skip_special_tokens=True)
     assert kept.replace(" ", "") + dropped.replace(" ", "") == words.replace(" ", "")
     assert tokenize(pipe.tokenizer, pipe.text_encoder, "a red fox")[1:] == (5, None)  # start, 3 words, end
+
+
+def test_tokenizing_from_many_threads_at_once_gives_the_serial_results(pipe):
+    """The fast tokenizer keeps its padding and truncation settings in shared state that every call resets: without
+    the lock, one thread's settings land in another's call (ids left unpadded, or the dropped words lost)."""
+    texts = ["", "a red fox", TEXTS[0], "castle " * 60, " ".join(f"word{i}" for i in range(100))]  # 2 past the window
+    serial = {text: tokenize(pipe.tokenizer, pipe.text_encoder, text) for text in texts}
+    jobs = texts * 128
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can, so that a race shows in every run
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(lambda text: tokenize(pipe.tokenizer, pipe.text_encoder, text), jobs))
+    finally:
+        sys.setswitchinterval(interval)
+    for text, (ids, length, dropped) in zip(jobs, results, strict=True):
+        assert torch.equal(ids, serial[text][0]) and (length, dropped) == serial[text][1:], text
 
 
 @pytest.mark.parametrize("text", TEXTS[:2])

