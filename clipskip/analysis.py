@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .grid import font, line_height
+from .grid import font, line_height, text_width
 
 COLOURMAP = "magma"  # perceptually even, dark = no change, bright = most change
 
@@ -50,7 +50,12 @@ def colour_bar(width: int, vmax: float, size: int = 16) -> Image.Image:
     face = font(size)
     bar_h, gap = size, 4
     strip = heat_image(np.tile(np.linspace(0, vmax, max(2, width // 2)), (bar_h, 1)), vmax)
-    label = f"absolute difference per pixel (mean of R, G, B; 0–255): 0 … {vmax:.0f} and above"
+    labels = [  # the longest that fits: a grid of one or two small columns is narrower than the first
+        f"absolute difference per pixel (mean of R, G, B; 0–255): 0 … {vmax:.0f} and above",
+        f"difference per pixel (0–255): 0 … {vmax:.0f} and above",
+        f"difference: 0 … {vmax:.0f}+",
+    ]
+    label = next((text for text in labels if text_width(text, face) <= width), labels[-1])
     canvas = Image.new("RGB", (width, bar_h + gap + line_height(face)), (255, 255, 255))
     canvas.paste(strip, (0, 0))
     ImageDraw.Draw(canvas).text((0, bar_h + gap), label, font=face, fill=(90, 90, 90))

@@ -139,12 +139,27 @@ def build(model: str, dtype: torch.dtype, options: LoadOptions):
                 f"could not load model {model!r}: a diffusers folder has a model_index.json and this one has none "
                 "(for an AUTOMATIC1111-style checkpoint, give the .safetensors file itself)"
             )
+        if not options.allow_pickle and (pickled := pickled_only(path)):
+            raise ModelLoadError(
+                f"refusing {path.name}: its {', '.join(pickled)} weights are only .bin files, Python pickles, and "
+                "loading one can run arbitrary code. Use a diffusers folder with .safetensors weights (diffusers' "
+                "save_pretrained writes them), or pass --allow-pickle if you trust its source"
+            )
         return from_folder_or_hub(str(path), model, dtype, options)
     if path.is_file():
         return from_single_file(path, model, dtype, options)
     if path.suffix in (".safetensors", *PICKLE_SUFFIXES) or model.startswith(("/", ".", "~")):
         raise ModelLoadError(f"could not load model {model!r}: no such file or folder")
     return from_folder_or_hub(model, model, dtype, options)
+
+
+def pickled_only(folder: Path) -> list[str]:
+    """The components of a diffusers folder whose weights exist only as pickled .bin files."""
+    return sorted(
+        part.name
+        for part in folder.iterdir()
+        if part.is_dir() and any(part.glob("*.bin")) and not any(part.glob("*.safetensors"))
+    )
 
 
 def pipeline_class(config_source: str, model: str):

@@ -3,11 +3,11 @@
 # name -> (diffusers scheduler class, settings on top of the model's own noise schedule)
 SAMPLERS: dict[str, tuple[str, dict]] = {
     "Euler a": ("EulerAncestralDiscreteScheduler", {}),
-    "Euler": ("EulerDiscreteScheduler", {}),
+    "Euler": ("EulerDiscreteScheduler", {"use_karras_sigmas": False}),  # not the model's own, if it has Karras
     "DPM++ 2M": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "use_karras_sigmas": False}),
     "DPM++ 2M Karras": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "use_karras_sigmas": True}),
     "DDIM": ("DDIMScheduler", {}),
-    "UniPC": ("UniPCMultistepScheduler", {}),
+    "UniPC": ("UniPCMultistepScheduler", {"use_karras_sigmas": False}),
 }
 DEFAULT_SAMPLER = "DPM++ 2M Karras"
 

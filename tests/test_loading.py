@@ -89,7 +89,7 @@ def test_diffusers_folders_with_only_pickled_bin_weights_are_refused_unless_allo
     torch.save(load_file(encoder / "model.safetensors"), encoder / "pytorch_model.bin")
     (encoder / "model.safetensors").unlink()
     assert not list(folder.rglob("*.safetensors"))
-    refusal = rf"could not load model '{re.escape(str(folder))}': OSError: Error no file named \S+\.safetensors found"
+    refusal = r"refusing bin-weights: its text_encoder, unet, vae weights are only \.bin files, Python pickles"
     with pytest.raises(ModelLoadError, match=refusal):
         load_pipeline(str(folder), device="cpu")
     allowed = load_pipeline(str(folder), device="cpu", options=LoadOptions(allow_pickle=True))

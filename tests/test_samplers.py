@@ -15,8 +15,6 @@ MEANINGS = {
     "DDIM": ("DDIMScheduler", {}),
     "UniPC": ("UniPCMultistepScheduler", {"use_karras_sigmas": False}),
 }
-# The embedded model's own scheduler is DPM++ 2M Karras, and these two take its use_karras_sigmas=True along
-INHERITS_KARRAS = pytest.mark.xfail(strict=True, reason="Euler and UniPC keep the model's Karras sigmas")
 
 
 def test_every_sampler_offered_has_a_known_meaning():
@@ -25,10 +23,7 @@ def test_every_sampler_offered_has_a_known_meaning():
 
 @pytest.mark.parametrize(
     ("name", "own"),
-    [
-        pytest.param(name, "embedded", marks=INHERITS_KARRAS) if name in ("Euler", "UniPC") else (name, "embedded")
-        for name in MEANINGS
-    ]
+    [(name, "embedded") for name in MEANINGS]
     + [(name, "plain Euler") for name in MEANINGS],  # a model scheduler without Karras sigmas, as SD 1.5's
 )
 def test_each_sampler_is_fresh_what_its_name_means_and_keeps_the_noise_schedule(pipe, name, own):
