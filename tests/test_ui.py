@@ -6,6 +6,7 @@ import sys
 import types
 
 import httpx
+import numpy as np
 import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
@@ -70,9 +71,15 @@ def test_endpoint_parameters_are_named_as_documented(client):
     assert [p["parameter_has_default"] for p in parameters][-4:] == [True] * 4  # model and the row settings
 
 
-def test_random_seed_is_reported(client):
-    _, _, metadata = client.predict(**GOOD | {"seed": -1, "skips": [1]}, api_name="/compare")
-    assert metadata["rows"][0]["seed_requested"] == -1 and 0 <= metadata["seed"] < 2**32
+def test_a_random_seed_is_reported_and_renders_the_same_cell(client, pipe):
+    from clipskip import compare
+
+    _, gallery, metadata = client.predict(**GOOD | {"seed": -1, "skips": [1]}, api_name="/compare")
+    assert metadata["rows"][0]["seed_requested"] == -1
+    args = {k: v for k, v in GOOD.items() if k not in ("prompt", "model", "skips", "seed")}
+    again = compare(pipe, GOOD["prompt"], **args, skips=[1], seed=metadata["seed"])
+    got = np.asarray(Image.open(gallery[0]["image"]).convert("RGB")).astype(int)
+    assert np.abs(got - np.asarray(again.images[1]).astype(int)).max() <= 2
 
 
 def test_several_models_each_offered_by_name_and_a_broken_one_does_not_stop_the_others(pipe, saved, tmp_path):
