@@ -291,7 +291,7 @@ def test_uploads_are_deleted_once_read(served, app, tmp_path):
     demo, *_ = served
     handler = next(fn.fn for fn in demo.fns.values() if fn.fn is not None and fn.fn.__name__ == "load_settings")
     with pytest.raises(Exception, match="carries no generation settings"):
-        handler(str(stored), [1], "embedded")
+        handler({"path": str(stored), "meta": {"_type": "gradio.FileData"}}, [1], "embedded")
     assert not stored.exists()
 
 
