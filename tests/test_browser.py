@@ -100,12 +100,7 @@ def test_stop_ends_a_render_within_one_step_and_the_next_one_runs(page, watched)
     page.get_by_label("number input for Steps").fill("150")
     page.get_by_label("number input for Width").fill("256")  # about a second a step on two CPU cores
     page.get_by_role("button", name="Generate").click()
-    renders.wait(lambda: len(renders.log) > started and renders.log[started]["steps"] >= 1)
-    page.get_by_role("button", name="Stop").click()
-    steps_when_stopped = renders.log[started]["steps"]
-    renders.wait(renders.ended(started + 1), timeout_s=30)
-    assert renders.log[started]["outcome"] == "stopped"
-    assert renders.log[started]["steps"] <= steps_when_stopped + 1
+    renders.stop_within_a_step(started, page.get_by_role("button", name="Stop").click)
     page.get_by_label("number input for Steps").fill("2")
     page.get_by_label("number input for Width").fill("64")
     page.wait_for_timeout(500)
@@ -126,12 +121,7 @@ def test_a_closed_tab_ends_its_render_within_one_step_and_frees_the_server(page,
     other.get_by_label("number input for Steps").fill("150")
     other.get_by_label("number input for Width").fill("256")
     other.get_by_role("button", name="Generate").click()
-    renders.wait(lambda: len(renders.log) > started and renders.log[started]["steps"] >= 1)
-    other.close()
-    steps_when_closed = renders.log[started]["steps"]
-    renders.wait(renders.ended(started + 1), timeout_s=30)
-    assert renders.log[started]["outcome"] == "stopped"
-    assert renders.log[started]["steps"] <= steps_when_closed + 1
+    renders.stop_within_a_step(started, other.close)
     page.get_by_label("Seed (−1 = random)").fill("7")
     page.get_by_role("button", name="Generate").click()
     expect(page.get_by_label("Seed used")).to_have_value("7", timeout=15_000)
