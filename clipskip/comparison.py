@@ -6,7 +6,7 @@ generator seeded with its row's seed, so it starts from the same noise, and is t
 
 import copy
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import cached_property
@@ -17,7 +17,7 @@ from PIL import Image
 from . import __version__
 from .analysis import Difference, colour_bar, difference, heat_image, heat_scale
 from .cache import CellCache, ScopedCache
-from .encoding import Encoding, encode, encoder_layers, layer_choice, layer_similarity, token_window
+from .encoding import Encoding, encode, encoder_layers, extended, layer_choice, layer_similarity, token_window
 from .families import detect_family
 from .grid import blocked_cell, grid_width, render_grid
 from .loading import free_device_bytes, free_memory
@@ -27,6 +27,7 @@ from .request import (
     DEFAULT_GUIDANCE,
     DEFAULT_SKIPS,
     DEFAULT_STEPS,
+    DEFAULT_SYNTAX,
     MAX_SEED,
     RANDOM_SEED,
     ComparisonRequest,
@@ -177,6 +178,38 @@ def denoise(run, conditioning: dict, seeds: list[int], settings: dict, max_batch
     return images, flagged, sizes, halvings
 
 
+def group_conditioning(cells, rows, positives, negative, zero_negative, empty, length, family) -> dict:
+    """The denoiser's conditioning for cells whose prompt and negative prompt are, or are extended to, `length`
+    chunks: each row's prompt at its cell's skip, the negative prompt at the same skip (or zeros), pooled on SDXL."""
+    prompts = [extended(positives[rows[r][0]], length, empty) for r, _ in cells]
+    conditioning = {"prompt_embeds": torch.cat([e.embeddings[k] for e, (_, k) in zip(prompts, cells, strict=True)])}
+    if negative is not None:
+        negative = extended(negative, length, empty)
+        conditioning["negative_prompt_embeds"] = torch.cat([negative.embeddings[k] for _, k in cells])
+    elif zero_negative:
+        conditioning["negative_prompt_embeds"] = torch.zeros_like(conditioning["prompt_embeds"])
+    if family.pooled:
+        conditioning["pooled_prompt_embeds"] = torch.cat([e.pooled for e in prompts])
+        if negative is not None:
+            conditioning["negative_pooled_prompt_embeds"] = negative.pooled.repeat(len(cells), 1)
+        elif zero_negative:
+            conditioning["negative_pooled_prompt_embeds"] = torch.zeros_like(conditioning["pooled_prompt_embeds"])
+    return conditioning
+
+
+def part_of(progress: Progress | None, before: int, count: int, cells: int, steps: int) -> Progress | None:
+    """Progress of a denoising pass over `count` of `cells` cells, `before` of them done in earlier passes, as a
+    share of the whole job, in units of steps."""
+    if progress is None:
+        return None
+
+    def report(done: float, total: int) -> None:
+        whole = Fraction(before * steps, cells) + Fraction(done).limit_denominator(10**6) * count / cells
+        progress(int(whole) if whole.denominator == 1 else float(whole), total)
+
+    return report
+
+
 def same_conditioning(positive: Encoding, negative: Encoding | None, skip: int, earlier: int) -> bool:
     same = torch.equal(positive.embeddings[skip], positive.embeddings[earlier])
     return same and (negative is None or torch.equal(negative.embeddings[skip], negative.embeddings[earlier]))
@@ -201,6 +234,8 @@ def compare(
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
     model_name: str | None = None,
+    prompt_syntax: str = DEFAULT_SYNTAX,
+    embeddings: Mapping | None = None,
 ) -> Comparison:
     """Render each (prompt, seed) row at each CLIP skip in `skips`, all cells as one batch; seed -1 draws one.
 
@@ -210,7 +245,9 @@ def compare(
     cells found in `cache` are not rendered again, and
     new ones are added to it; `should_stop` is asked after every step, and a true answer ends the render with
     `Stopped`. `model_name` is how the metadata, the grid and the PNGs name the model (default: the pipeline's
-    `name_or_path`; the app passes a public name, so that a server's paths never reach a visitor)."""
+    `name_or_path`; the app passes a public name, so that a server's paths never reach a visitor). `prompt_syntax`
+    is how both prompts are read (`clipskip.prompts.SYNTAXES`: "a1111", the default, "a1111-no-norm", "comfyui",
+    "plain"); `embeddings` are the textual inversions prompts may name (default: those loaded with the pipeline)."""
     # 1. Check inputs
     max_batch = check_max_batch(max_batch)
     family = detect_family(pipe)
@@ -228,7 +265,10 @@ def compare(
         reference=reference,
         max_skip=layers,
         native_skip=family.native_skip,
+        prompt_syntax=prompt_syntax,
     )
+    syntax = request.prompt_syntax
+    embeddings = getattr(pipe, "clipskip_embeddings", {}) if embeddings is None else embeddings
     default_w, default_h = native_size(pipe)
     width, height = request.width or default_w, request.height or default_h
     rows = [(text, random.randint(0, MAX_SEED) if s == RANDOM_SEED else s) for text, s in request.rows]
@@ -239,20 +279,28 @@ def compare(
     warnings = []
     positives = {}
     for text in dict.fromkeys(text for text, _ in rows):
-        positives[text] = encode(pipe, text, range(1, layers + 1), device)
+        positives[text] = encode(pipe, text, range(1, layers + 1), device, syntax, embeddings)
         if positives[text].dropped:
             warnings.append(truncation_warning("prompt", pipe, positives[text].dropped))
-    first = positives[rows[0][0]]
-    negative, negative_note = None, "unused: CFG scale is 1 or less"
+        warnings += [note for note in positives[text].notes if note not in warnings]
+    negative, negative_note, zero_negative = None, "unused: CFG scale is 1 or less", False
     if guided and family.pooled and not request.negative_prompt and pipe.config.force_zeros_for_empty_prompt:
         negative_note = "zeros: an empty negative prompt on a checkpoint that asks for zeros (as diffusers does)"
-        zeros = {skip: torch.zeros_like(e) for skip, e in first.embeddings.items()}
-        negative = Encoding(zeros, torch.zeros_like(first.pooled), None, first.length)
+        zero_negative = True
     elif guided:
         negative_note = "the same layer as the prompt"
-        negative = encode(pipe, request.negative_prompt, request.skips, device)
+        negative = encode(pipe, request.negative_prompt, request.skips, device, syntax, embeddings)
         if negative.dropped:
             warnings.append(truncation_warning("negative prompt", pipe, negative.dropped))
+        warnings += [note for note in negative.notes if note not in warnings]
+    # prompt and negative prompt of different lengths: the shorter gets chunks of the empty prompt (AUTOMATIC1111's
+    # "pad prompt/negative prompt to be same length"), so a cell's conditioning is as long as the longer of the two
+    lengths = {text: max(e.chunks, negative.chunks if negative is not None else 0) for text, e in positives.items()}
+    empty = None
+    if any(e.chunks != lengths[text] for text, e in positives.items()) or (
+        negative is not None and negative.chunks != max(lengths.values())
+    ):
+        empty = encode(pipe, "", range(1, layers + 1), device, syntax, embeddings)
 
     # 3. The cells to denoise: within a row, a skip whose conditioning equals an earlier skip's is rendered once
     same_as, unique = {}, []
@@ -278,42 +326,48 @@ def compare(
         return (
             pipe.name_or_path, weights_hash(pipe), str(device), str(pipe.unet.dtype),
             text, request.negative_prompt, used, request.steps, request.guidance_scale, request.scheduler,
-            width, height, skip,
+            width, height, skip, syntax, tuple(sorted((n, ti.sha256) for n, ti in embeddings.items())),
         )  # fmt: skip
 
     chunking = None
     rendered = {cell: cache.get(cache_key(cell)) for cell in unique} if cache is not None else {}
     cached = {cell for cell, hit in rendered.items() if hit is not None}
     missing = [cell for cell in unique if cell not in cached]
-    if missing:
-        conditioning = {"prompt_embeds": torch.cat([positives[rows[r][0]].embeddings[k] for r, k in missing])}
-        if negative is not None:
-            conditioning["negative_prompt_embeds"] = torch.cat([negative.embeddings[k] for _, k in missing])
-        if family.pooled:
-            conditioning["pooled_prompt_embeds"] = torch.cat([positives[rows[r][0]].pooled for r, _ in missing])
-            if negative is not None:
-                conditioning["negative_pooled_prompt_embeds"] = negative.pooled.repeat(len(missing), 1)
-        settings = {
-            "num_inference_steps": request.steps,
-            "guidance_scale": request.guidance_scale,
-            "width": width,
-            "height": height,
-        }
-        seeds = [rows[r][1] for r, _ in missing]
-        bound, bound_by = max_batch, "max_batch"
-        if bound is None:
-            bound, bound_by = memory_bound(run, device, len(missing), settings), "free CUDA memory"
-        fresh, flagged, sizes, halvings = denoise(run, conditioning, seeds, settings, bound, progress, should_stop)
-        if len(sizes) > 1:  # recorded only when the cells did not go through the denoiser as one batch
-            chunking = {"batch_sizes": sizes}
-            if bound is not None and bound < len(missing):
-                chunking |= {"bound": bound, "bound_by": bound_by}
-            if halvings:
-                chunking["halved_after_out_of_memory"] = halvings
-        for cell, image, bad in zip(missing, fresh, flagged, strict=True):
+    settings = {
+        "num_inference_steps": request.steps,
+        "guidance_scale": request.guidance_scale,
+        "width": width,
+        "height": height,
+    }
+    # cells whose conditioning differs in length cannot share a batch: one denoising pass per length, in order
+    groups = {}
+    for cell in missing:
+        groups.setdefault(lengths[rows[cell[0]][0]], []).append(cell)
+    sizes, halvings, bound, bound_by, done = [], 0, max_batch, "max_batch", 0
+    for length, cells in groups.items():
+        conditioning = group_conditioning(cells, rows, positives, negative, zero_negative, empty, length, family)
+        seeds = [rows[r][1] for r, _ in cells]
+        if max_batch is None:
+            bound, bound_by = memory_bound(run, device, len(cells), settings), "free CUDA memory"
+        report = part_of(progress, done, len(cells), len(missing), request.steps)
+        done += len(cells)
+        fresh, flagged, group_sizes, group_halvings = denoise(
+            run, conditioning, seeds, settings, bound, report, should_stop
+        )
+        sizes += group_sizes
+        halvings += group_halvings
+        for cell, image, bad in zip(cells, fresh, flagged, strict=True):
             rendered[cell] = (image, bad)
             if cache is not None:
                 cache.put(cache_key(cell), image, bad)
+    if len(sizes) > 1:  # recorded only when the cells did not go through the denoiser as one batch
+        chunking = {"batch_sizes": sizes}
+        if bound is not None and bound < len(missing):
+            chunking |= {"bound": bound, "bound_by": bound_by}
+        if halvings:
+            chunking["halved_after_out_of_memory"] = halvings
+        if len(groups) > 1:
+            chunking["conditioning_lengths"] = [77 * length for length in groups]
     blocked = {cell for cell, (_, bad) in rendered.items() if bad}
     images = {cell: blocked_cell(image.size, BLOCKED) if bad else image for cell, (image, bad) in rendered.items()}
     for (r, skip), twin in same_as.items():
@@ -347,6 +401,12 @@ def compare(
         "height": height,
         "text_encoder_layers": layers,
         "negative_conditioning": negative_note,
+        "prompt_syntax": syntax,
+        "conditioning_chunks": {
+            "prompts": [positives[text].chunks for text, _ in rows],
+            "negative_prompt": negative.chunks if negative is not None else None,
+            **({"extended_with_empty_prompt_chunks_to": sorted(set(lengths.values()))} if empty is not None else {}),
+        },
         "columns": [layer_choice(pipe, skip).as_dict() for skip in request.skips],
         "rows": [
             {

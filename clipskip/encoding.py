@@ -6,13 +6,19 @@ concatenated as the UNet expects, and the pooled embedding stays the second enco
 diffusers' own `clip_skip` is not used: it crashes with transformers >= 5.6 and never skips the negative prompt.
 """
 
+import contextvars
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from .families import Family, detect_family
 from .request import check_skips
+
+if TYPE_CHECKING:
+    from .embeddings import TextualInversion
 
 
 @dataclass(frozen=True)
@@ -48,10 +54,15 @@ class LayerChoice:
 
 @dataclass
 class Encoding:
-    embeddings: dict[int, torch.Tensor]  # skip -> what the UNet receives, (1, tokens, dim)
-    pooled: torch.Tensor | None  # SDXL's pooled embedding, the same for every skip
-    dropped: str | None  # the words past the token window, None when the text fits
-    length: int  # tokens before the padding: start, words, end
+    embeddings: dict[int, torch.Tensor]  # skip -> what the UNet receives, (1, 77·chunks, dim)
+    pooled: torch.Tensor | None  # SDXL's pooled embedding (of the first chunk), the same for every skip
+    dropped: str | None  # "plain" only: the words past the token window, None when the text fits
+    real: tuple[int, ...]  # positions of the prompt's own tokens and each chunk's end token (no start, no padding)
+    notes: tuple[str, ...] = ()  # what the prompt's syntax did that the user should know (a LoRA tag removed)
+
+    @property
+    def chunks(self) -> int:
+        return next(iter(self.embeddings.values())).shape[1] // CHUNK_LENGTH
 
 
 def encoder_layers(pipe) -> int:
@@ -104,9 +115,20 @@ def tokenize(tokenizer, encoder, text: str) -> tuple[torch.Tensor, int, str | No
     return ids, window, tokenizer.decode(full[0, window - 1 : -1], skip_special_tokens=True)
 
 
-def encode(pipe, text: str, skips, device: torch.device | None = None) -> Encoding:
-    """Conditioning for each skip from one forward pass of each text encoder, on `device` (default: the pipeline's
-    execution device, which takes diffusers a walk over every module to find)."""
+def encode(
+    pipe,
+    text: str,
+    skips,
+    device: torch.device | None = None,
+    syntax: str = "plain",
+    embeddings: Mapping[str, "TextualInversion"] | None = None,
+) -> Encoding:
+    """Conditioning for each skip, (1, 77·chunks, dim), from one forward pass of each text encoder over all of the
+    text's chunks, on `device` (default: the pipeline's execution device, which takes diffusers a walk over every
+    module to find). `syntax` is how the text is read (`clipskip.prompts.SYNTAXES`); `embeddings` are the
+    textual inversions a prompt may name. Raises ValueError for a prompt its syntax refuses."""
+    if syntax != "plain":
+        return encode_chunks(pipe, text, skips, device or pipe._execution_device, syntax, embeddings or {})
     family = detect_family(pipe)
     device = device or pipe._execution_device
     per_encoder = []
@@ -126,13 +148,146 @@ def encode(pipe, text: str, skips, device: torch.device | None = None) -> Encodi
     pooled = output.text_embeds.to(pipe.unet.dtype) if family.pooled else None
     dtype = pipe.unet.dtype
     embeddings = {skip: torch.cat([layers[skip] for layers in per_encoder], dim=-1).to(dtype) for skip in skips}
-    return Encoding(embeddings, pooled, dropped, length)
+    return Encoding(embeddings, pooled, dropped, tuple(range(1, length)))
+
+
+CHUNK_LENGTH = 77  # start token, 75 tokens, end token
+_overrides = contextvars.ContextVar("clipskip_token_overrides", default=None)
+
+
+def vocabulary(tokenizer, family: Family, encoder_name: str, embeddings: Mapping[str, "TextualInversion"]):
+    """What the prompt parsers need of one encoder's tokenizer. Padding after the end token: the end token on CLIP-L
+    (SD 1.x, SDXL's first encoder), the pad id 0 on OpenCLIP (SD 2.x, SDXL's second), as AUTOMATIC1111 does."""
+    from .prompts import Vocabulary
+
+    def tokenize_piece(text: str) -> list[int]:
+        with _tokenizing:
+            return tokenizer(text, add_special_tokens=False, truncation=False, verbose=False).input_ids
+
+    open_clip = family.name == "SD 2.x" or encoder_name == "text_encoder_2"
+    comma = tokenizer.convert_tokens_to_ids(",</w>")
+    return Vocabulary(
+        tokenize=tokenize_piece,
+        start_id=tokenizer.bos_token_id,
+        end_id=tokenizer.eos_token_id,
+        pad_id=0 if open_clip else tokenizer.eos_token_id,
+        comma_id=comma if comma != tokenizer.unk_token_id else None,
+        embeddings={name: ti.count for name, ti in embeddings.items()},
+    )
+
+
+def with_overrides(module, _args, output):
+    """A forward hook on a text encoder's token embedding: the rows a textual inversion takes, for this thread's
+    encoding only (a context variable, so the shared encoder is never changed per request)."""
+    rows = _overrides.get()
+    if rows is None:
+        return output
+    output = output.clone()
+    for (batch, position), vector in rows.items():
+        output[batch, position] = vector.to(output.dtype)
+    return output
+
+
+def overridable(encoder) -> None:
+    """Installs `with_overrides` on the encoder's token embedding, once per encoder (it does nothing unless asked)."""
+    embedding = encoder.get_input_embeddings()
+    if not getattr(embedding, "_clipskip_overrides", False):
+        embedding.register_forward_hook(with_overrides)
+        embedding._clipskip_overrides = True
+
+
+def emphasise(z: torch.Tensor, weights: torch.Tensor, rule: str, empty: torch.Tensor | None) -> torch.Tensor:
+    """One encoder's chunk outputs (chunks, 77, dim) with each token's weight (chunks, 77) applied by `rule`:
+    "original" — multiply, then restore each chunk's mean (AUTOMATIC1111's sd_emphasis.EmphasisOriginal);
+    "no-norm" — multiply only (EmphasisOriginalNoNorm);
+    "comfyui" — move each token along the line from the empty prompt's vector at its position, `empty + (z - empty)·w`
+    (ComfyUI's sd1_clip.ClipTokenWeightEncoder.encode_token_weights); no rescaling."""
+    if rule == "comfyui":
+        return torch.where(weights[..., None] == 1.0, z, empty + (z - empty) * weights[..., None])
+    if torch.all(weights == 1.0):
+        return z
+    scaled = z * weights[..., None]
+    if rule == "no-norm":
+        return scaled
+    before, after = z.mean(dim=(1, 2), keepdim=True), scaled.mean(dim=(1, 2), keepdim=True)
+    return scaled * (before / after)
+
+
+EMPHASIS = {"a1111": "original", "a1111-no-norm": "no-norm", "comfyui": "comfyui"}
+
+
+def encode_chunks(pipe, text: str, skips, device, syntax: str, embeddings: Mapping) -> Encoding:
+    """`encode` for the chunked syntaxes: the text read as AUTOMATIC1111 or ComfyUI reads it (clipskip.prompts), its
+    chunks through each encoder as one batch, each chunk's layer taken at every skip, the emphasis applied per chunk
+    and encoder, the chunks concatenated; SDXL's pooled embedding from the first chunk."""
+    from .prompts import parse
+
+    family = detect_family(pipe)
+    rule = EMPHASIS[syntax]
+    per_encoder, notes, real, pooled = [], (), (), None
+    for encoder_name, tokenizer_name in family.encoders:
+        encoder, tokenizer = getattr(pipe, encoder_name), getattr(pipe, tokenizer_name)
+        parsed = parse(text, syntax, vocabulary(tokenizer, family, encoder_name, embeddings))
+        notes = parsed.notes
+        chunks = list(parsed.chunks)
+        if rule == "comfyui":  # the empty prompt, encoded with the chunks, for the weighting
+            chunks.append(parse("", syntax, vocabulary(tokenizer, family, encoder_name, {})).chunks[0])
+        ids = torch.tensor([chunk.ids for chunk in chunks], device=device)
+        weights = torch.tensor([chunk.weights for chunk in chunks], device=device)
+        rows = {
+            (c, position): embeddings[name].vectors[encoder_name][index].to(device)
+            for c, chunk in enumerate(chunks)
+            for position, name, index in chunk.embeddings
+        }
+        for c, position in rows:
+            ids[c, position] = 0  # AUTOMATIC1111's placeholder: never the end token, where the pooled output is read
+        if rows:
+            overridable(encoder)
+        token = _overrides.set(rows or None)
+        try:
+            mask = None
+            if getattr(encoder.config, "use_attention_mask", False):  # as diffusers' encode_prompt does
+                mask = (ids != tokenizer.pad_token_id).long()
+            output = encoder(ids, attention_mask=mask, output_hidden_states=True)
+        finally:
+            _overrides.reset(token)
+        final_norm = getattr(encoder, "text_model", encoder).final_layer_norm if family.final_norm else None
+        layers = {}
+        for skip in skips:
+            z = output.hidden_states[-skip]
+            z = final_norm(z) if final_norm is not None else z
+            empty = z[-1:] if rule == "comfyui" else None
+            z = z[:-1] if rule == "comfyui" else z
+            layers[skip] = emphasise(z, weights[: len(z)], rule, empty).reshape(1, -1, z.shape[-1])
+        per_encoder.append(layers)
+        if family.pooled and encoder_name == family.encoders[-1][0]:
+            pooled = output.text_embeds[:1].to(pipe.unet.dtype)  # the first chunk's, as AUTOMATIC1111 and ComfyUI
+        real = tuple(c * CHUNK_LENGTH + i for c, chunk in enumerate(parsed.chunks) for i in range(1, chunk.real + 2))
+    dtype = pipe.unet.dtype
+    embeddings_by_skip = {
+        skip: torch.cat([layers[skip] for layers in per_encoder], dim=-1).to(dtype) for skip in skips
+    }
+    return Encoding(embeddings_by_skip, pooled, None, real, notes)
+
+
+def extended(encoding: Encoding, chunks: int, empty: Encoding) -> Encoding:
+    """`encoding` lengthened to `chunks` chunks with the empty prompt's chunk (encoded at the same skips), as
+    AUTOMATIC1111's "pad prompt/negative prompt to be same length" does; the same object when already that long."""
+    missing = chunks - encoding.chunks
+    if missing <= 0:
+        return encoding
+    padded = {
+        skip: torch.cat([tensor, empty.embeddings[skip][:, :CHUNK_LENGTH].repeat(1, missing, 1)], dim=1)
+        for skip, tensor in encoding.embeddings.items()
+    }
+    return Encoding(padded, encoding.pooled, encoding.dropped, encoding.real, encoding.notes)
 
 
 def layer_similarity(encoding: Encoding, reference: int) -> dict[int, float]:
     """Cosine similarity of each skip's conditioning with the reference skip's, averaged over the prompt's real
-    tokens: its words and the end token, not the start token (which never sees the prompt) nor the padding."""
-    real = slice(1, encoding.length)
+    tokens in every chunk: its words and each chunk's end token, not the start tokens (which never see the prompt)
+    nor the padding."""
+    real = list(encoding.real)
     target = encoding.embeddings[reference][0, real].float()
     return {
         skip: torch.nn.functional.cosine_similarity(embedding[0, real].float(), target, dim=-1).mean().item()

@@ -20,6 +20,8 @@ MIN_SIZE, MAX_SIZE = 64, 2048
 MAX_GUIDANCE = 30.0
 MAX_PROMPT_CHARS = 2000
 DEFAULT_SKIPS = (1, 2, 3, 4)
+SYNTAXES = ("a1111", "a1111-no-norm", "comfyui", "plain")  # how a prompt is read: clipskip.prompts, README
+DEFAULT_SYNTAX = "a1111"
 DEFAULT_STEPS = 20
 DEFAULT_GUIDANCE = 7.5
 MAX_ROWS = 8
@@ -264,6 +266,12 @@ def check_sampler(value) -> str | None:
     return value
 
 
+def check_syntax(value) -> str:
+    if not isinstance(value, str) or value not in SYNTAXES:
+        raise ValueError(f"prompt_syntax must be one of: {', '.join(SYNTAXES)}; not {short_repr(value)}")
+    return value
+
+
 @dataclass(frozen=True)
 class ComparisonRequest:
     """Validated settings; `width`/`height` None means the model's native size, `scheduler` None its own sampler.
@@ -281,6 +289,7 @@ class ComparisonRequest:
     height: int | None
     scheduler: str | None
     reference: int  # the column the difference view compares every other column with
+    prompt_syntax: str = DEFAULT_SYNTAX
 
     @property
     def rows(self) -> list[tuple[str, int]]:
@@ -305,6 +314,7 @@ class ComparisonRequest:
         reference=None,
         max_skip: int,
         native_skip: int = 1,
+        prompt_syntax=DEFAULT_SYNTAX,
     ) -> "ComparisonRequest":
         """`prompt` and `seed` are one value or a list (rows); `reference` None is the native skip if asked for."""
         prompts = tuple(as_text("prompt", p) for p in rows_of(prompt))
@@ -322,4 +332,5 @@ class ComparisonRequest:
             height=check_size("height", height),
             scheduler=check_sampler(scheduler),
             reference=check_reference(reference, skips, native_skip),
+            prompt_syntax=check_syntax(prompt_syntax),
         )
