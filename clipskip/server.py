@@ -18,6 +18,7 @@ MAX_UPLOAD_BYTES = MAX_FILE_BYTES  # a settings PNG: the largest file the settin
 CACHE_MAX_AGE_S = 3600  # files Gradio serves (bundles, uploads) go after an hour...
 CACHE_MAX_BYTES = 1024 * 2**20  # ...and the oldest first while all of them together pass 1 GiB
 PRUNE_EVERY_S = 30
+FRESH_FOLDER_S = 300
 
 
 class BodyLimit:
@@ -85,8 +86,9 @@ def prune(root: Path, max_age_s: float = CACHE_MAX_AGE_S, max_bytes: int = CACHE
         path.unlink(missing_ok=True)
         total -= size
     for folder, _, _ in os.walk(root, topdown=False):
-        if folder != str(root):
-            with contextlib.suppress(OSError):  # not empty, or filled meanwhile
+        # an empty folder younger than a few minutes may be one a writer has just made and is about to fill
+        with contextlib.suppress(OSError):  # gone, not empty, or filled meanwhile
+            if folder != str(root) and now - os.stat(folder).st_mtime > FRESH_FOLDER_S:
                 os.rmdir(folder)
     return total
 
