@@ -139,10 +139,15 @@ class RenderGate:
             self._slots.release()
 
 
+UNREAD_S = 10.0  # a client that leaves its event's messages unread this long is taken as gone
+
+
 def current_event_alive() -> Callable[[], bool]:
     """Whether the Gradio event being handled still has a client: Gradio marks an event dead when its client's
-    stream closes (a closed tab, a dropped HTTP connection) but lets the handler run on. Reads Gradio 6.31's queue
-    (requirements.txt pins it; `tests/test_reliability.py` fails if a new version changes this)."""
+    stream closes (a closed tab, a dropped HTTP connection) but lets the handler run on; and a client that never
+    opens the stream (a bare `queue/join`, a REST call never fetched) leaves its messages unread, which Gradio never
+    notices: gone too once they stay unread for `UNREAD_S`. Reads Gradio 6.31's queue (requirements.txt pins it;
+    `tests/test_server.py` fails if a new version changes this)."""
     from gradio.context import LocalContext
 
     blocks, event_id = LocalContext.blocks.get(None), LocalContext.event_id.get(None)
@@ -150,4 +155,14 @@ def current_event_alive() -> Callable[[], bool]:
     event = queue.event_ids_to_events.get(event_id) if queue is not None and event_id else None
     if event is None:
         return lambda: True
-    return lambda: event.alive
+    unread_since = [None]
+
+    def alive() -> bool:
+        messages = queue.pending_messages_per_session.get(event.session_hash)
+        if messages is None or messages.empty():
+            unread_since[0] = None
+        elif unread_since[0] is None:
+            unread_since[0] = time.monotonic()
+        return event.alive and (unread_since[0] is None or time.monotonic() - unread_since[0] < UNREAD_S)
+
+    return alive

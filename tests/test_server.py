@@ -319,3 +319,16 @@ def test_a_refused_request_is_logged_as_one_line_without_a_traceback(app, capfd,
         "refused (Please change a setting): steps must be 1 to 150, not 0"
     ]
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_client_that_never_listens_has_its_render_ended(app, monkeypatch):
+    from clipskip import server
+
+    monkeypatch.setattr(server, "UNREAD_S", 1.0)
+    url, fn_index, renders = app
+    join(url, fn_index, SLOW, "never-listens")  # the event is queued, its stream never opened
+    renders.wait(renders.ended(1), timeout_s=30)
+    assert renders.log[0]["outcome"] == "stopped" and renders.log[0]["steps"] < 150
+    assert httpx.post(f"{url}/gradio_api/call/compare", json={"data": SLOW}).is_success  # its result never fetched
+    renders.wait(renders.ended(2), timeout_s=30)
+    assert renders.log[1]["outcome"] == "stopped" and renders.log[1]["steps"] < 150
