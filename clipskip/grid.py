@@ -28,12 +28,19 @@ def text_width(text: str, face: ImageFont.FreeTypeFont) -> float:
 
 
 def fit(text: str, face: ImageFont.FreeTypeFont, width: float) -> str:
-    """`text` cut with an ellipsis so that it fits in `width` pixels."""
+    """`text` cut with an ellipsis so that it fits in `width` pixels: the longest prefix that fits, found by halving
+    (a few measurements of at most `width` characters, since no glyph is narrower than a pixel, however long)."""
     if text_width(text, face) <= width:
         return text
-    while text and text_width(text + "…", face) > width:
-        text = text[:-1]
-    return text + "…"
+    text = text[: int(width) + 1]
+    low, high = 0, len(text)  # the longest prefix that fits with its ellipsis has a length in low..high
+    while low < high:
+        middle = (low + high + 1) // 2
+        if text_width(text[:middle] + "…", face) <= width:
+            low = middle
+        else:
+            high = middle - 1
+    return text[:low] + "…"
 
 
 def wrap(text: str, face: ImageFont.FreeTypeFont, width: float, max_lines: int) -> list[str]:

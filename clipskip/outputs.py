@@ -4,10 +4,12 @@ Every cell PNG has an AUTOMATIC1111-compatible `parameters` text (so AUTOMATIC11
 read it); the grid PNG carries the whole manifest as JSON under `clipskip`. Pure PIL and Python.
 """
 
+import contextlib
 import json
 import math
 import os
 import re
+import secrets
 import shutil
 import struct
 import time
@@ -101,13 +103,17 @@ def write_outputs(result, folder: Path) -> list[Path]:
 
 
 def clean_up(root: Path, keep: Path, max_age_s: float, max_total_bytes: int) -> None:
-    """Remove bundles older than `max_age_s`, then the oldest while together they pass `max_total_bytes`."""
-    bundles = sorted(root.glob("clipskip-*/"), key=lambda path: path.stat().st_mtime)
-    sizes = {bundle: sum(f.stat().st_size for f in bundle.iterdir()) for bundle in bundles}
-    total = sum(sizes.values())
-    for old in bundles:
-        if old != keep and (time.time() - old.stat().st_mtime > max_age_s or total > max_total_bytes):
-            total -= sizes[old]
+    """Remove bundles older than `max_age_s`, then the oldest while together they pass `max_total_bytes`. Another
+    process may remove or write bundles meanwhile: what vanishes is skipped."""
+    bundles = []
+    for bundle in root.glob("clipskip-*/"):
+        with contextlib.suppress(OSError):
+            bundles.append((bundle.stat().st_mtime, sum(f.stat().st_size for f in bundle.iterdir()), bundle))
+    bundles.sort()
+    total = sum(size for _, size, _ in bundles)
+    for mtime, size, old in bundles:
+        if old != keep and (time.time() - mtime > max_age_s or total > max_total_bytes):
+            total -= size
             shutil.rmtree(old, ignore_errors=True)
 
 
@@ -116,7 +122,8 @@ def write_bundle(
 ) -> Path:
     """A new folder under `root` with what `write_outputs` writes plus all of it as one zip (named like the
     folder); older bundles under `root` are cleaned up (see `clean_up`), so a server's disk never fills."""
-    stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-seed{result.metadata['seed']}-{time.monotonic_ns() % 10**6:06d}"
+    # a random part: a bundle's files are served to whoever knows their path, so nobody may guess another's
+    stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-seed{result.metadata['seed']}-{secrets.token_hex(8)}"
     folder = root / f"clipskip-{stamp}"
     paths = write_outputs(result, folder)
     with zipfile.ZipFile(zip_path(folder), "w", zipfile.ZIP_DEFLATED) as bundle:

@@ -18,6 +18,7 @@ MAX_UPLOAD_BYTES = MAX_FILE_BYTES  # a settings PNG: the largest file the settin
 CACHE_MAX_AGE_S = 3600  # files Gradio serves (bundles, uploads) go after an hour...
 CACHE_MAX_BYTES = 1024 * 2**20  # ...and the oldest first while all of them together pass 1 GiB
 PRUNE_EVERY_S = 30
+FRESH_FOLDER_S = 300
 
 
 class BodyLimit:
@@ -85,8 +86,9 @@ def prune(root: Path, max_age_s: float = CACHE_MAX_AGE_S, max_bytes: int = CACHE
         path.unlink(missing_ok=True)
         total -= size
     for folder, _, _ in os.walk(root, topdown=False):
-        if folder != str(root):
-            with contextlib.suppress(OSError):  # not empty, or filled meanwhile
+        # an empty folder younger than a few minutes may be one a writer has just made and is about to fill
+        with contextlib.suppress(OSError):  # gone, not empty, or filled meanwhile
+            if folder != str(root) and now - os.stat(folder).st_mtime > FRESH_FOLDER_S:
                 os.rmdir(folder)
     return total
 
@@ -137,10 +139,15 @@ class RenderGate:
             self._slots.release()
 
 
+UNREAD_S = 10.0  # a client that leaves its event's messages unread this long is taken as gone
+
+
 def current_event_alive() -> Callable[[], bool]:
     """Whether the Gradio event being handled still has a client: Gradio marks an event dead when its client's
-    stream closes (a closed tab, a dropped HTTP connection) but lets the handler run on. Reads Gradio 6.31's queue
-    (requirements.txt pins it; `tests/test_reliability.py` fails if a new version changes this)."""
+    stream closes (a closed tab, a dropped HTTP connection) but lets the handler run on; and a client that never
+    opens the stream (a bare `queue/join`, a REST call never fetched) leaves its messages unread, which Gradio never
+    notices: gone too once they stay unread for `UNREAD_S`. Reads Gradio 6.31's queue (requirements.txt pins it;
+    `tests/test_server.py` fails if a new version changes this)."""
     from gradio.context import LocalContext
 
     blocks, event_id = LocalContext.blocks.get(None), LocalContext.event_id.get(None)
@@ -148,4 +155,14 @@ def current_event_alive() -> Callable[[], bool]:
     event = queue.event_ids_to_events.get(event_id) if queue is not None and event_id else None
     if event is None:
         return lambda: True
-    return lambda: event.alive
+    unread_since = [None]
+
+    def alive() -> bool:
+        messages = queue.pending_messages_per_session.get(event.session_hash)
+        if messages is None or messages.empty():
+            unread_since[0] = None
+        elif unread_since[0] is None:
+            unread_since[0] = time.monotonic()
+        return event.alive and (unread_since[0] is None or time.monotonic() - unread_since[0] < UNREAD_S)
+
+    return alive

@@ -30,6 +30,7 @@ from .request import (
     DEFAULT_STEPS,
     MAX_GUIDANCE,
     MAX_ROWS,
+    MAX_SEED,
     MAX_SIZE,
     MAX_STEPS,
     MIN_SIZE,
@@ -120,7 +121,7 @@ def sentence(message: str) -> str:
 def reuse_seed(used) -> int:
     """The seed box after ♻️: the last render's (first) seed, or random when there was none."""
     first = used[:12].split(",")[0].strip() if isinstance(used, str) else ""
-    return int(first) if first.isascii() and first.isdigit() else RANDOM_SEED
+    return int(first) if first.isascii() and first.isdigit() and int(first) <= MAX_SEED else RANDOM_SEED
 
 
 def short_row_labels(metadata: dict) -> list[str]:
@@ -229,14 +230,19 @@ def public_names(models: Sequence[str]) -> dict[str, str]:
     return names
 
 
+UPLOAD = re.compile(r"[0-9a-f]{64}")  # Gradio stores each upload in a folder named by its content's SHA-256
+
+
 def uploaded_path(file) -> Path | None:
-    """The file a visitor uploaded, from Gradio's file data ({"path": ...}): only a file in Gradio's upload folder,
-    whatever path a client claims; None for anything else."""
+    """The file a visitor uploaded, from Gradio's file data ({"path": ...}): only a file where Gradio's upload route
+    puts one (its upload folder / content hash / name), whatever path a client claims, so no bundle or other file
+    is ever read; None for anything else."""
     path = file.get("path") if isinstance(file, dict) else None
     if not isinstance(path, str) or not path or len(path) > 4096 or "\0" in path:
         return None
     upload = Path(path).resolve()
-    inside = upload.is_relative_to(Path(get_upload_folder()).resolve())
+    root = Path(get_upload_folder()).resolve()
+    inside = upload.parent.parent == root and UPLOAD.fullmatch(upload.parent.name) is not None
     return upload if inside and upload.is_file() else None
 
 
@@ -333,9 +339,12 @@ def build_demo(
                 model_name=model,
             )
 
-        def run():  # in a worker thread: the render, then its files
-            result = gate.run(work, should_stop, lambda: Stopped("stopped"))
+        def work_and_files():
+            result = work()
             return result, write_bundle(result, downloads)
+
+        def run():  # in a worker thread, holding a render slot: the render, then its files
+            return gate.run(work_and_files, should_stop, lambda: Stopped("stopped"))
 
         try:
             result, folder = await asyncio.to_thread(run)
@@ -384,11 +393,16 @@ def build_demo(
             form, notes = read_settings(path)
         except ValueError as error:
             raise refusal(str(error), "No settings in this image") from None
-        finally:
-            path.unlink(missing_ok=True)  # read once: nothing a visitor sends is kept
+        model = form.get("model") if form.get("model") in names else current_model
+        layers = encoder_layers(loaded(model if model in names else default))
         if "prompt_rows" not in form:  # one AUTOMATIC1111 image: its skip joins the current ones, to compare
             ticked = [s for s in current_skips if isinstance(s, int)] if isinstance(current_skips, list) else []
             form["skips"] = sorted(set(ticked[:64]) | set(form["skips"]))
+        if beyond := [skip for skip in form["skips"] if not 1 <= skip <= layers]:
+            notes.append(f"CLIP skip {beyond[0]} was left out: this model's text encoder has {layers} layers")
+            form["skips"] = [skip for skip in form["skips"] if 1 <= skip <= layers] or [1]
+            if form.get("reference") in beyond:
+                form["reference"] = 0
         if form.get("model") not in names:
             if "model" in form:
                 notes.append(f"its model {str(form['model'])[:60]!r} is not offered here; {current_model!r} is kept")

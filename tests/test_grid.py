@@ -81,6 +81,19 @@ def test_fit_and_wrap_stay_inside_the_width():
     assert all(face.getlength(line) <= 300 for line in lines)
 
 
+@pytest.mark.parametrize("width", [40, 80, 300])
+def test_fit_keeps_the_longest_prefix_that_fits_with_few_measurements(monkeypatch, width):
+    from clipskip import grid
+
+    face, text = font(16), "a red circle on the left, " * 80  # 2,000 characters: a prompt row's label
+    measured = []
+    monkeypatch.setattr(grid, "text_width", lambda t, f: measured.append(len(t)) or f.getlength(t))
+    cut = fit(text, face, width)
+    assert cut.endswith("…") and text.startswith(cut[:-1])
+    assert face.getlength(cut) <= width < face.getlength(text[: len(cut)] + "…")  # one character more would not fit
+    assert len(measured) <= 2 + 12 and sum(measured) <= len(text) + 12 * (width + 2)  # halving, not one by one
+
+
 def test_image_and_metadata_modules_import_neither_torch_nor_gradio():
     modules = "clipskip.grid, clipskip.metadata, clipskip.analysis, clipskip.infotext, clipskip.outputs"
     code = f"import sys, {modules}; print(sorted({{'torch', 'gradio'}} & set(sys.modules)))"

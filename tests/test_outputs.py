@@ -99,6 +99,8 @@ def test_a_bundle_holds_the_files_and_a_zip_of_them(result, tmp_path):
     with zipfile.ZipFile(zip_path(folder)) as bundle:
         assert len(bundle.namelist()) == 7 and "comparison.json" in bundle.namelist()
     assert (folder / "grid.png").exists() and (folder / "row2-skip-1.png").exists()
+    other = write_bundle(result, tmp_path)  # the same result, the same second: a name nobody can guess
+    assert other != folder and re.fullmatch(r"clipskip-\d{8}-\d{6}-seed\d+-[0-9a-f]{16}", other.name)
 
 
 def test_old_and_excess_bundles_are_cleaned_up(result, tmp_path):

@@ -14,6 +14,7 @@ from pathlib import Path
 import gradio as gr
 import httpx
 import pytest
+from gradio.utils import get_upload_folder
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
@@ -268,6 +269,7 @@ def test_body_limit_counts_chunked_bodies():
 
 def test_prune_removes_old_files_then_the_oldest_past_the_size(tmp_path):
     now = time.time()
+    (tmp_path / "fresh").mkdir()  # empty, but perhaps just made by a writer about to fill it: kept
     for name, age, size in [("old/a", 7200, 10), ("b", 300, 40), ("c", 200, 40), ("d/e", 100, 40)]:
         path = tmp_path / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -275,23 +277,36 @@ def test_prune_removes_old_files_then_the_oldest_past_the_size(tmp_path):
         os.utime(path, (now - age, now - age))
     assert prune(tmp_path, max_age_s=3600, max_bytes=90) == 80
     left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
-    assert left == ["c", "d", "d/e"]  # old/ went (too old), then b (oldest while over 90 bytes), empty old/ too
+    assert left == ["c", "d", "d/e", "fresh", "old"]  # old/a went (too old), then b (oldest past 90 bytes)
+    for folder in ("old", "fresh"):
+        os.utime(tmp_path / folder, (now - 600, now - 600))
+    prune(tmp_path, max_age_s=3600, max_bytes=90)
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == ["c", "d", "d/e"]  # empty, old
 
 
-def test_uploads_are_deleted_once_read(served, app, tmp_path):
-    from PIL import Image
+def test_the_settings_event_reads_only_uploads_and_deletes_nothing(served, app, tmp_path):
+    from PIL import Image, PngImagePlugin
 
     url, *_ = app
-    path = tmp_path / "settings.png"
-    Image.new("RGB", (8, 8)).save(path)
-    uploaded = httpx.post(f"{url}/gradio_api/upload", files={"files": ("s.png", path.read_bytes(), "image/png")})
-    stored = Path(uploaded.json()[0])
-    assert stored.exists()
     demo, *_ = served
     handler = next(fn.fn for fn in demo.fns.values() if fn.fn is not None and fn.fn.__name__ == "load_settings")
-    with pytest.raises(Exception, match="carries no generation settings"):
-        handler({"path": str(stored), "meta": {"_type": "gradio.FileData"}}, [1], "embedded")
-    assert not stored.exists()
+    Client(url, verbose=False).predict(*QUICK, api_name="/compare")
+    bundles = (Path(get_upload_folder()) / "clipskip-downloads").glob("clipskip-*/grid.png")
+    grid = max(bundles, key=lambda path: path.stat().st_mtime)  # the server's own file, in Gradio's cache
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", "a fox\nSteps: 7, Seed: 3, Clip skip: 13")
+    path = tmp_path / "settings.png"
+    Image.new("RGB", (8, 8)).save(path, pnginfo=info)
+    uploaded = httpx.post(f"{url}/gradio_api/upload", files={"files": ("s.png", path.read_bytes(), "image/png")})
+    stored = Path(uploaded.json()[0])
+    for claimed in (grid, Path(__file__), stored.parent):  # not uploads: nothing read, nothing deleted
+        assert (
+            handler({"path": str(claimed), "meta": {"_type": "gradio.FileData"}}, [1], "embedded") == [gr.skip()] * 14
+        )
+        assert claimed.exists()
+    filled = handler({"path": str(stored), "meta": {"_type": "gradio.FileData"}}, [1, 2], "embedded")
+    assert filled[0] == "a fox" and filled[5] == [1, 2]  # skip 13 left out: the model has 12 layers
+    assert stored.exists()  # kept for Gradio's pruning: an identical upload from someone else has this same path
 
 
 def test_a_refused_request_is_logged_as_one_line_without_a_traceback(app, capfd, caplog):
@@ -304,3 +319,16 @@ def test_a_refused_request_is_logged_as_one_line_without_a_traceback(app, capfd,
         "refused (Please change a setting): steps must be 1 to 150, not 0"
     ]
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_client_that_never_listens_has_its_render_ended(app, monkeypatch):
+    from clipskip import server
+
+    monkeypatch.setattr(server, "UNREAD_S", 1.0)
+    url, fn_index, renders = app
+    join(url, fn_index, SLOW, "never-listens")  # the event is queued, its stream never opened
+    renders.wait(renders.ended(1), timeout_s=30)
+    assert renders.log[0]["outcome"] == "stopped" and renders.log[0]["steps"] < 150
+    assert httpx.post(f"{url}/gradio_api/call/compare", json={"data": SLOW}).is_success  # its result never fetched
+    renders.wait(renders.ended(2), timeout_s=30)
+    assert renders.log[1]["outcome"] == "stopped" and renders.log[1]["steps"] < 150

@@ -161,3 +161,9 @@ def test_reuse_takes_the_first_seed_used():
     from clipskip.ui import reuse_seed
 
     assert (reuse_seed("42"), reuse_seed("42, 43"), reuse_seed(""), reuse_seed(None)) == (42, 42, -1, -1)
+    assert (reuse_seed("4294967295"), reuse_seed("4294967296"), reuse_seed(["7"]), reuse_seed("²")) == (
+        2**32 - 1,
+        -1,
+        -1,
+        -1,
+    )
