@@ -241,7 +241,8 @@ def test_names_at_the_bounds_load(tmp_path):
 
 
 def test_two_files_with_one_name_are_refused_and_one_file_twice_loads_once(pipes, tmp_path):
-    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
     first = write(tmp_path / "a", "style.safetensors", {"emb_params": torch.randn(1, 32)})
     second = write(tmp_path / "b", "style.safetensors", {"emb_params": torch.randn(1, 32)})
     message = refused(load_embeddings, [first, second], pipes["sd1"])
