@@ -155,25 +155,11 @@ CHUNK_LENGTH = 77  # start token, 75 tokens, end token
 _overrides = contextvars.ContextVar("clipskip_token_overrides", default=None)
 
 
-def vocabulary(tokenizer, family: Family, encoder_name: str, embeddings: Mapping[str, "TextualInversion"]):
-    """What the prompt parsers need of one encoder's tokenizer. Padding after the end token: the end token on CLIP-L
-    (SD 1.x, SDXL's first encoder), the pad id 0 on OpenCLIP (SD 2.x, SDXL's second), as AUTOMATIC1111 does."""
+def vocabulary(tokenizer, embeddings: Mapping[str, "TextualInversion"]):
+    """What the prompt parsers need of one encoder's tokenizer (serialised like every other tokenizer call)."""
     from .prompts import Vocabulary
 
-    def tokenize_piece(text: str) -> list[int]:
-        with _tokenizing:
-            return tokenizer(text, add_special_tokens=False, truncation=False, verbose=False).input_ids
-
-    open_clip = family.name == "SD 2.x" or encoder_name == "text_encoder_2"
-    comma = tokenizer.convert_tokens_to_ids(",</w>")
-    return Vocabulary(
-        tokenize=tokenize_piece,
-        start_id=tokenizer.bos_token_id,
-        end_id=tokenizer.eos_token_id,
-        pad_id=0 if open_clip else tokenizer.eos_token_id,
-        comma_id=comma if comma != tokenizer.unk_token_id else None,
-        embeddings={name: ti.count for name, ti in embeddings.items()},
-    )
+    return Vocabulary.from_tokenizer(tokenizer, {name: ti.count for name, ti in embeddings.items()}, _tokenizing)
 
 
 def with_overrides(module, _args, output):
@@ -227,11 +213,11 @@ def encode_chunks(pipe, text: str, skips, device, syntax: str, embeddings: Mappi
     per_encoder, notes, real, pooled = [], (), (), None
     for encoder_name, tokenizer_name in family.encoders:
         encoder, tokenizer = getattr(pipe, encoder_name), getattr(pipe, tokenizer_name)
-        parsed = parse(text, syntax, vocabulary(tokenizer, family, encoder_name, embeddings))
+        parsed = parse(text, syntax, vocabulary(tokenizer, embeddings))
         notes = parsed.notes
         chunks = list(parsed.chunks)
         if rule == "comfyui":  # the empty prompt, encoded with the chunks, for the weighting
-            chunks.append(parse("", syntax, vocabulary(tokenizer, family, encoder_name, {})).chunks[0])
+            chunks.append(parse("", syntax, vocabulary(tokenizer, {})).chunks[0])
         ids = torch.tensor([chunk.ids for chunk in chunks], device=device)
         weights = torch.tensor([chunk.weights for chunk in chunks], device=device)
         rows = {

@@ -121,10 +121,12 @@ def test_the_shared_pipeline_keeps_its_scheduler(pipe):
     assert before.num_inference_steps is None  # never set_timesteps on the shared one
 
 
-def test_long_prompt_warns_and_the_warning_reaches_metadata(pipe):
-    result = compare(pipe, "castle " * 100, seed=1, skips=[1], **TINY)
+def test_a_long_prompt_is_cut_with_a_warning_in_plain_and_chunked_in_a1111(pipe):
+    result = compare(pipe, "castle " * 100, seed=1, skips=[1], prompt_syntax="plain", **TINY)
     assert len(result.warnings) == 1 and "77-token window" in result.warnings[0]
     assert result.metadata["warnings"] == result.warnings
+    chunked = compare(pipe, "castle " * 100, seed=1, skips=[1], **TINY)
+    assert chunked.warnings == [] and chunked.metadata["conditioning_chunks"]["prompts"] == [2]
 
 
 def test_bad_input_raises_before_any_work(pipe, monkeypatch):
@@ -263,7 +265,7 @@ def test_embedding_similarity_covers_every_layer_over_real_tokens_only(pipe):
     assert entry["reference_skip"] == 1 and len(entry["cosine"]) == 12  # all layers, not only the skips asked
     with torch.no_grad():
         encoding = encode(pipe, "a red fox", range(1, 13))
-    real = slice(1, encoding.length)  # the words and the end token; no start token, no padding
+    real = slice(1, 1 + len(pipe.tokenizer("a red fox", add_special_tokens=False).input_ids) + 1)  # words and end
     for skip in (1, 5, 12):
         expected = torch.nn.functional.cosine_similarity(
             encoding.embeddings[skip][0, real], encoding.embeddings[1][0, real], dim=-1
