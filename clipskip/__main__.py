@@ -95,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             reference=args.reference,
             max_batch=args.max_batch,
             progress=report,
+            prompt_syntax=args.prompt_syntax,
         )
     except ValueError as error:
         print(f"clipskip: error: {error}", file=sys.stderr)

@@ -289,7 +289,7 @@ def compare(
         zero_negative = True
     elif guided:
         negative_note = "the same layer as the prompt"
-        negative = encode(pipe, request.negative_prompt, request.skips, device, syntax, embeddings)
+        negative = encode(pipe, request.negative_prompt, request.skips, device, syntax, embeddings, negative=True)
         if negative.dropped:
             warnings.append(truncation_warning("negative prompt", pipe, negative.dropped))
         warnings += [note for note in negative.notes if note not in warnings]
@@ -402,6 +402,10 @@ def compare(
         "text_encoder_layers": layers,
         "negative_conditioning": negative_note,
         "prompt_syntax": syntax,
+        "textual_inversions": {
+            name: embeddings[name].short_hash
+            for name in sorted({n for e in [*positives.values(), negative] if e is not None for n in e.used})
+        },
         "conditioning_chunks": {
             "prompts": [positives[text].chunks for text, _ in rows],
             "negative_prompt": negative.chunks if negative is not None else None,

@@ -59,6 +59,7 @@ class Encoding:
     dropped: str | None  # "plain" only: the words past the token window, None when the text fits
     real: tuple[int, ...]  # positions of the prompt's own tokens and each chunk's end token (no start, no padding)
     notes: tuple[str, ...] = ()  # what the prompt's syntax did that the user should know (a LoRA tag removed)
+    used: tuple[str, ...] = ()  # the textual inversions the text names
 
     @property
     def chunks(self) -> int:
@@ -122,13 +123,15 @@ def encode(
     device: torch.device | None = None,
     syntax: str = "plain",
     embeddings: Mapping[str, "TextualInversion"] | None = None,
+    negative: bool = False,
 ) -> Encoding:
     """Conditioning for each skip, (1, 77·chunks, dim), from one forward pass of each text encoder over all of the
     text's chunks, on `device` (default: the pipeline's execution device, which takes diffusers a walk over every
     module to find). `syntax` is how the text is read (`clipskip.prompts.SYNTAXES`); `embeddings` are the
-    textual inversions a prompt may name. Raises ValueError for a prompt its syntax refuses."""
+    textual inversions a prompt may name; `negative` says the text is a negative prompt (AUTOMATIC1111 reads those a
+    little differently). Raises ValueError for a prompt its syntax refuses."""
     if syntax != "plain":
-        return encode_chunks(pipe, text, skips, device or pipe._execution_device, syntax, embeddings or {})
+        return encode_chunks(pipe, text, skips, device or pipe._execution_device, syntax, embeddings or {}, negative)
     family = detect_family(pipe)
     device = device or pipe._execution_device
     per_encoder = []
@@ -202,7 +205,9 @@ def emphasise(z: torch.Tensor, weights: torch.Tensor, rule: str, empty: torch.Te
 EMPHASIS = {"a1111": "original", "a1111-no-norm": "no-norm", "comfyui": "comfyui"}
 
 
-def encode_chunks(pipe, text: str, skips, device, syntax: str, embeddings: Mapping) -> Encoding:
+def encode_chunks(
+    pipe, text: str, skips, device, syntax: str, embeddings: Mapping, negative: bool = False
+) -> Encoding:
     """`encode` for the chunked syntaxes: the text read as AUTOMATIC1111 or ComfyUI reads it (clipskip.prompts), its
     chunks through each encoder as one batch, each chunk's layer taken at every skip, the emphasis applied per chunk
     and encoder, the chunks concatenated; SDXL's pooled embedding from the first chunk."""
@@ -213,7 +218,7 @@ def encode_chunks(pipe, text: str, skips, device, syntax: str, embeddings: Mappi
     per_encoder, notes, real, pooled = [], (), (), None
     for encoder_name, tokenizer_name in family.encoders:
         encoder, tokenizer = getattr(pipe, encoder_name), getattr(pipe, tokenizer_name)
-        parsed = parse(text, syntax, vocabulary(tokenizer, embeddings))
+        parsed = parse(text, syntax, vocabulary(tokenizer, embeddings), negative)
         notes = parsed.notes
         chunks = list(parsed.chunks)
         if rule == "comfyui":  # the empty prompt, encoded with the chunks, for the weighting
@@ -253,7 +258,8 @@ def encode_chunks(pipe, text: str, skips, device, syntax: str, embeddings: Mappi
     embeddings_by_skip = {
         skip: torch.cat([layers[skip] for layers in per_encoder], dim=-1).to(dtype) for skip in skips
     }
-    return Encoding(embeddings_by_skip, pooled, None, real, notes)
+    used = tuple(sorted({name for chunk in parsed.chunks for _, name, _ in chunk.embeddings}))
+    return Encoding(embeddings_by_skip, pooled, None, real, notes, used)
 
 
 def extended(encoding: Encoding, chunks: int, empty: Encoding) -> Encoding:
@@ -266,7 +272,7 @@ def extended(encoding: Encoding, chunks: int, empty: Encoding) -> Encoding:
         skip: torch.cat([tensor, empty.embeddings[skip][:, :CHUNK_LENGTH].repeat(1, missing, 1)], dim=1)
         for skip, tensor in encoding.embeddings.items()
     }
-    return Encoding(padded, encoding.pooled, encoding.dropped, encoding.real, encoding.notes)
+    return Encoding(padded, encoding.pooled, encoding.dropped, encoding.real, encoding.notes, encoding.used)
 
 
 def layer_similarity(encoding: Encoding, reference: int) -> dict[int, float]:

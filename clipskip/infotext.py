@@ -140,6 +140,15 @@ def form_settings(text: str, samplers) -> tuple[dict, list[str]]:
         form["scheduler"] = sampler
     elif sampler:
         notes.append(f"sampler {shown(sampler)} is not offered here")
+    # AUTOMATIC1111's emphasis says how it read the prompt: left out, it is "Original" (a1111)
+    emphasis = {"Original": "a1111", "No norm": "a1111-no-norm", "None": "plain"}
+    if settings.get("Prompt syntax") == "comfyui":  # this app's own field: ComfyUI's rules have no emphasis name
+        form["prompt_syntax"] = "comfyui"
+    elif settings.get("Emphasis", "Original") in emphasis:
+        form["prompt_syntax"] = emphasis[settings.get("Emphasis", "Original")]
+    else:
+        notes.append(f"Emphasis {shown(settings['Emphasis'])} is not one this app reads; AUTOMATIC1111's is used")
+        form["prompt_syntax"] = "a1111"
     model = settings.get("Model")
     if model is not None and (len(model) > MAX_NAME_CHARS or SURROGATE.search(model)):
         notes.append(f"its model name {shown(model)} was left out: it is not a name a model can have")

@@ -126,6 +126,10 @@ def prepare(pipe, device: torch.device, dtype: torch.dtype, options: LoadOptions
         pipe.vae.to(memory_format=torch.channels_last)
     if options.compile:
         pipe.unet.compile()  # in place, so the pipeline still sees a UNet; compiled on its first call
+    # the textual inversions prompts may name: read once with the model, checked against its encoders
+    from .embeddings import load_embeddings  # here: it reads this module's pickle suffixes
+
+    pipe.clipskip_embeddings = load_embeddings(options.embeddings, pipe) if options.embeddings else {}
     return pipe
 
 

@@ -31,7 +31,7 @@ from .infotext import (
     write_parameters,
 )
 from .metadata import to_json
-from .request import MAX_GUIDANCE, MAX_PROMPT_CHARS, MAX_ROWS, MAX_SEED, MAX_SIZE, MAX_STEPS, MIN_SIZE
+from .request import MAX_GUIDANCE, MAX_PROMPT_CHARS, MAX_ROWS, MAX_SEED, MAX_SIZE, MAX_STEPS, MIN_SIZE, SYNTAXES
 from .samplers import SAMPLERS
 
 MANIFEST_KEY = "clipskip"
@@ -69,9 +69,26 @@ def cell_parameters(metadata: dict, row: dict, skip: int) -> str:
             "Model hash": m["weights_sha256"][:10],
             "Model": m["model"],
             "Clip skip": skip,  # written even when 1, unlike AUTOMATIC1111
+            **syntax_fields(m.get("prompt_syntax", "plain")),
+            **(
+                {"TI hashes": ", ".join(f"{n}: {h}" for n, h in m["textual_inversions"].items())}
+                if m.get("textual_inversions")
+                else {}
+            ),
             "Version": f"clipskip {m['clipskip_version']}",
         },
     )
+
+
+def syntax_fields(syntax: str) -> dict:
+    """How AUTOMATIC1111's infotext says a prompt syntax: its `Emphasis` field ("Original", its default, is left out,
+    as AUTOMATIC1111 leaves it out); ComfyUI's has no AUTOMATIC1111 name, so this app writes its own field."""
+    return {
+        "a1111": {},
+        "a1111-no-norm": {"Emphasis": "No norm"},
+        "plain": {"Emphasis": "None"},
+        "comfyui": {"Prompt syntax": "comfyui"},
+    }[syntax]
 
 
 def cell_name(metadata: dict, row_index: int, skip: int) -> str:
@@ -342,6 +359,13 @@ def manifest_settings(metadata: dict) -> tuple[dict, list[str]]:
         "model": checked_text("model", m["model"], MAX_NAME_CHARS),
         "reference": m["reference_skip"],
     }
+    if "prompt_syntax" in m:  # older manifests have none: their prompts were read as written
+        syntax = checked_text("prompt_syntax", m["prompt_syntax"], MAX_NAME_CHARS)
+        if syntax not in SYNTAXES:
+            raise ValueError(f"prompt_syntax must be one of {', '.join(SYNTAXES)}, not {shown(syntax)}")
+        form["prompt_syntax"] = syntax
+    else:
+        form["prompt_syntax"] = "plain"
     notes = []
     if checked_text("sampler", m["sampler"], MAX_NAME_CHARS) in SAMPLERS:
         form["scheduler"] = m["sampler"]

@@ -5,7 +5,17 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .request import DEFAULT_GUIDANCE, DEFAULT_SKIPS, DEFAULT_STEPS, MAX_ROWS, RANDOM_SEED, seed_list, short_repr
+from .request import (
+    DEFAULT_GUIDANCE,
+    DEFAULT_SKIPS,
+    DEFAULT_STEPS,
+    DEFAULT_SYNTAX,
+    MAX_ROWS,
+    RANDOM_SEED,
+    SYNTAXES,
+    seed_list,
+    short_repr,
+)
 from .samplers import DEFAULT_SAMPLER, SAMPLERS
 
 DEFAULT_PORT = 7860
@@ -30,6 +40,7 @@ class LoadOptions:
     safety_checker: bool = True
     offload: bool = False  # model CPU offload: each component moves to the GPU only while it runs
     compile: bool = False  # torch.compile the UNet: slow first render per image size, faster ones after
+    embeddings: tuple[str, ...] = ()  # textual-inversion .safetensors files; prompts name each by its file's stem
 
 
 @dataclass(frozen=True)
@@ -126,6 +137,14 @@ def add_load_options(parser: argparse.ArgumentParser) -> None:
         help="compile the UNet with torch.compile: the first render at each size and batch takes a minute or more "
         "longer (compiling), later ones are faster on CUDA",
     )
+    parser.add_argument(
+        "--embedding",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a textual-inversion embedding (.safetensors, AUTOMATIC1111/Civitai layout) that prompts may use by its "
+        "file name without .safetensors (ComfyUI syntax: embedding:name); repeat for several",
+    )
 
 
 def add_max_batch(parser: argparse.ArgumentParser) -> None:
@@ -138,7 +157,9 @@ def add_max_batch(parser: argparse.ArgumentParser) -> None:
 
 
 def load_options(args: argparse.Namespace) -> LoadOptions:
-    return LoadOptions(args.config, args.allow_pickle, not args.no_safety_checker, args.offload, args.compile)
+    return LoadOptions(
+        args.config, args.allow_pickle, not args.no_safety_checker, args.offload, args.compile, tuple(args.embedding)
+    )
 
 
 def app_settings(argv: list[str] | None = None, environ=os.environ) -> AppSettings:
@@ -286,6 +307,15 @@ def cli_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--height", type=whole_argument, help="image height, a multiple of 8 (default: the model's native size)"
+    )
+    parser.add_argument(
+        "--prompt-syntax",
+        type=one_of(SYNTAXES),
+        choices=SYNTAXES,
+        default=DEFAULT_SYNTAX,
+        help="how the prompts are read: a1111 (default: weights, BREAK, 75-token chunks, as AUTOMATIC1111 reads "
+        "them), a1111-no-norm (its 'No norm' emphasis), comfyui (ComfyUI's CLIPTextEncode rules), plain (as written, "
+        "one 77-token window)",
     )
     parser.add_argument(
         "--sampler",

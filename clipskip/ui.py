@@ -20,21 +20,25 @@ from starlette.middleware import Middleware
 from .cache import CellCache
 from .comparison import Stopped, compare, native_size
 from .embedded import NAME as EMBEDDED
-from .encoding import encoder_layers
+from .encoding import encoder_layers, vocabulary
 from .families import detect_family
 from .loading import load_pipeline, pipelines
 from .metadata import cell_caption, metrics_rows
 from .outputs import cell_name, read_settings, write_bundle, zip_path
+from .prompts import token_count
 from .request import (
     DEFAULT_GUIDANCE,
     DEFAULT_STEPS,
+    DEFAULT_SYNTAX,
     MAX_GUIDANCE,
+    MAX_PROMPT_BOX_CHARS,
     MAX_ROWS,
     MAX_SEED,
     MAX_SIZE,
     MAX_STEPS,
     MIN_SIZE,
     RANDOM_SEED,
+    SYNTAXES,
     rows_from_form,
     short_repr,
 )
@@ -58,6 +62,12 @@ EXAMPLES = [  # the embedded model's world first (shapes, colours, places), then
     ["a large green triangle in the centre, on a black background", "", 42],
     ["a watercolor painting of a fox in a snowy forest, highly detailed", "blurry, lowres", 42],
     ["portrait of an astronaut, oil painting, dramatic lighting", "", 7],
+]
+SYNTAX_CHOICES = [
+    ("AUTOMATIC1111: weights, [ ], BREAK, 75-token chunks", "a1111"),
+    ("AUTOMATIC1111, 'No norm' emphasis", "a1111-no-norm"),
+    ("ComfyUI: CLIPTextEncode weights", "comfyui"),
+    ("Plain: as written, one 77-token window", "plain"),
 ]
 INTRO = """# clipskip: CLIP skip, side by side
 One prompt, one seed, several CLIP skip values, rendered together from the same noise. Skip *N* conditions the image
@@ -103,6 +113,8 @@ def describe(name: str, pipe) -> ModelView:
     note = f"Model: **{name}** · {family.name} · text encoder layers: {counts} · native CLIP skip {native}"
     if name == EMBEDDED:
         note += " · the built-in model, trained here on coloured shapes: it knows only the scene words of the examples"
+    if names := list(getattr(pipe, "clipskip_embeddings", {})):
+        note += " · textual inversions: " + ", ".join(f"`{n}`" for n in names)
     first = max(1, native - 1)  # the native value and its neighbours, four in all where the encoder has them
     width, height = native_size(pipe)
     return ModelView(
@@ -292,6 +304,7 @@ def build_demo(
         seeds="",
         prompt_rows=False,
         reference=0,
+        prompt_syntax=DEFAULT_SYNTAX,
         request: gr.Request = None,
         progress=gr.Progress(),  # noqa: B008 (Gradio's way)
     ):
@@ -332,6 +345,7 @@ def build_demo(
                 height=height,
                 scheduler=scheduler,
                 reference=reference or None,
+                prompt_syntax=prompt_syntax,
                 max_batch=max_batch,
                 cache=scoped,
                 progress=report,
@@ -369,6 +383,20 @@ def build_demo(
         ]
         return str(folder / "grid.png"), gallery, result.metadata, str(folder)
 
+    def count_tokens(text, syntax, model, negative: bool = False) -> str:
+        """ "23/75 tokens" for a prompt box, or why its syntax refuses it."""
+        if not isinstance(text, str) or not isinstance(syntax, str) or syntax not in SYNTAXES:
+            return ""
+        if len(text) > MAX_PROMPT_BOX_CHARS:
+            return f"{len(text):,} characters: too long"
+        pipe = loaded(model if isinstance(model, str) and model in names else default)
+        vocabulary_ = vocabulary(pipe.tokenizer, getattr(pipe, "clipskip_embeddings", {}))
+        try:
+            used, available = token_count(text, syntax, vocabulary_, negative)
+        except ValueError as error:
+            return f"⚠ {sentence(str(error))}"
+        return f"{used}/{available} tokens"
+
     def switch_model(model, progress=gr.Progress()):  # noqa: B008 (Gradio's way)
         """Show the chosen model's skip values, native size and description; loads it on first use."""
         if not isinstance(model, str) or model not in names:
@@ -388,7 +416,7 @@ def build_demo(
         """Fill the form from a PNG made by this app or by AUTOMATIC1111 (raw values: `file` is Gradio's file data)."""
         path = uploaded_path(file)
         if path is None:
-            return [gr.skip()] * 14
+            return [gr.skip()] * 15
         try:
             form, notes = read_settings(path)
         except ValueError as error:
@@ -409,7 +437,7 @@ def build_demo(
             form.pop("model", None)
         gr.Info("Settings loaded" + (": " + "; ".join(notes) if notes else ""))
         fields = ["prompt", "negative_prompt", "seed", "seeds", "prompt_rows", "skips", "steps", "guidance_scale"]
-        fields += ["width", "height", "scheduler", "model", "reference"]
+        fields += ["width", "height", "scheduler", "model", "reference", "prompt_syntax"]
         return [form[field] if field in form else gr.skip() for field in fields] + [None]
 
     with gr.Blocks(title="clipskip: CLIP skip, side by side", delete_cache=(3600, 3600)) as demo:
@@ -420,7 +448,15 @@ def build_demo(
             with gr.Column(scale=2, min_width=320):
                 model = gr.Dropdown(list(names), value=default, label="Model", visible=len(names) > 1)
                 prompt = gr.Textbox(label="Prompt", lines=3, placeholder=EXAMPLES[0][0])
+                prompt_tokens = gr.Markdown("", elem_classes="caption tokens")
                 negative_prompt = gr.Textbox(label="Negative prompt", lines=2, placeholder="what to avoid")
+                negative_tokens = gr.Markdown("", elem_classes="caption tokens")
+                prompt_syntax = gr.Dropdown(
+                    SYNTAX_CHOICES,
+                    value=DEFAULT_SYNTAX,
+                    label="Prompt syntax",
+                    info="how both prompts are read: weights (word:1.2), [word], BREAK, long prompts in chunks",
+                )
                 skips = gr.CheckboxGroup(
                     view.choices,
                     value=view.skips,
@@ -499,7 +535,7 @@ def build_demo(
         gr.Examples(EXAMPLES, inputs=[prompt, negative_prompt, seed], label="Examples")
 
         inputs = [prompt, negative_prompt, seed, skips, steps, guidance_scale, width, height, scheduler, model]
-        inputs += [seeds, prompt_rows, reference]
+        inputs += [seeds, prompt_rows, reference, prompt_syntax]
         rendering = gr.on(
             [generate.click, prompt.submit],
             run_compare,
@@ -533,10 +569,23 @@ def build_demo(
             load_settings,
             [settings_file, skips, model],
             [prompt, negative_prompt, seed, seeds, prompt_rows, skips, steps, guidance_scale, width, height]
-            + [scheduler, model, reference, settings_file],
+            + [scheduler, model, reference, prompt_syntax, settings_file],
             api_visibility="private",
             preprocess=False,  # raw values: the handler checks them
         )
+        # the token count under each prompt, as AUTOMATIC1111 shows it: tokenizing only, no model pass, no queue
+        for box, count, negative in ((prompt, prompt_tokens, False), (negative_prompt, negative_tokens, True)):
+            gr.on(
+                [box.change, prompt_syntax.change, model.change, demo.load],
+                partial(count_tokens, negative=negative),
+                [box, prompt_syntax, model],
+                count,
+                queue=False,
+                trigger_mode="always_last",
+                show_progress="hidden",
+                api_visibility="private",
+                preprocess=False,
+            )
         dice.click(lambda: RANDOM_SEED, None, seed, api_visibility="private")
         reuse.click(reuse_seed, seed_used, seed, api_visibility="private", preprocess=False)
     return demo
