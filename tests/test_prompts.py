@@ -22,7 +22,8 @@ class WordVocabulary:
         self.ids = {}
 
     def tokenize(self, text: str) -> list[int]:
-        return [COMMA if word == "," else self.ids.setdefault(word, 10 + len(self.ids)) for word in self.words(text)]
+        special = {",": COMMA, "<eot>": END}  # a CLIP tokenizer reads a typed <|endoftext|> as the end token
+        return [special.get(word) or self.ids.setdefault(word, 10 + len(self.ids)) for word in self.words(text)]
 
     @staticmethod
     def words(text: str) -> list[str]:
@@ -203,6 +204,23 @@ def test_a1111_empty_prompt_is_one_chunk_of_end_tokens():
 def test_a1111_sd2_pads_after_the_first_end_token():
     (chunk,) = parse("a b", "a1111", word_vocabulary(pad_id=0)).chunks
     assert chunk.ids[:4] == (START, 10, 11, END) and chunk.ids[4:] == (0,) * 73
+
+
+def test_pad_rules_differ_when_the_text_itself_holds_an_end_token():
+    vocabulary = word_vocabulary(pad_id=0)
+    # AUTOMATIC1111 pads everything after the chunk's first end token, even the words after a typed one
+    (chunk,) = parse("a <eot> b", "a1111", vocabulary).chunks
+    assert chunk.ids == (START, 10, END) + (0,) * 74
+    # ComfyUI pads only after the end token it appends
+    (chunk,) = parse("a <eot> b", "comfyui", vocabulary).chunks
+    assert chunk.ids == (START, 10, END, 11, END) + (0,) * 72
+
+
+def test_a1111_sd2_padding_skips_embedding_placeholders():
+    vocabulary = word_vocabulary(pad_id=0, style=2)
+    a, b = vocabulary.tokenize("a b")
+    (chunk,) = parse("a style b", "a1111", vocabulary).chunks
+    assert chunk.ids == (START, a, END, END, b, END) + (0,) * 71
 
 
 def test_a1111_weights_follow_tokens_and_merge_into_pieces():
