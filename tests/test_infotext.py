@@ -39,6 +39,7 @@ def test_a_real_automatic1111_text_fills_the_form():
         "height": 768,
         "scheduler": "DPM++ 2M Karras",
         "model": "v1-5-pruned-emaonly",
+        "prompt_syntax": "a1111",  # no Emphasis field: AUTOMATIC1111's default, "Original"
     }
     assert notes == []
     assert read_parameters(A1111)[2]["Lora hashes"] == "add_detail: 7c6bad76eb54, x: 1"
@@ -125,7 +126,7 @@ def test_numbers_reach_the_form_only_as_plain_decimals_in_the_apps_range():
     assert (form["skips"], notes) == ([64], [])
     text = "p\nSteps: 1_000, CFG scale: 7.5e0, Seed: ４２, Size: 512 x 512, Clip skip: +2"
     form, notes = form_settings(text, SAMPLERS)
-    assert form == {"prompt": "p", "negative_prompt": "", "skips": []}
+    assert form == {"prompt": "p", "negative_prompt": "", "skips": [], "prompt_syntax": "a1111"}
     assert [note.split(" was left out")[0] for note in notes] == [
         "Steps '1_000'",
         "CFG scale '7.5e0'",
@@ -147,3 +148,19 @@ def test_a_prompt_longer_than_the_app_takes_is_left_out_with_a_note():
 def test_a_text_longer_than_any_real_one_is_refused():
     with pytest.raises(ValueError, match="^this image's parameters text is 65,537 characters long; at most 65,536 "):
         form_settings("x" * 65_537, SAMPLERS)
+
+
+@pytest.mark.parametrize(
+    ("field", "syntax"),
+    [("", "a1111"), ("Emphasis: Original, ", "a1111"), ("Emphasis: No norm, ", "a1111-no-norm")]
+    + [("Emphasis: None, ", "plain"), ("Prompt syntax: comfyui, ", "comfyui")],
+)
+def test_the_emphasis_field_or_its_absence_says_how_the_prompt_was_read(field, syntax):
+    form, notes = form_settings(f"a (fox:1.2)\nSteps: 20, {field}Sampler: Euler, Seed: 1", SAMPLERS)
+    assert (form["prompt_syntax"], notes) == (syntax, [])
+
+
+def test_an_unknown_emphasis_is_noted_and_automatic1111s_used():
+    form, notes = form_settings("a fox\nSteps: 20, Emphasis: Sharper, Seed: 1", SAMPLERS)
+    assert form["prompt_syntax"] == "a1111"
+    assert notes == ["Emphasis 'Sharper' is not one this app reads; AUTOMATIC1111's is used"]

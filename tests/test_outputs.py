@@ -62,6 +62,7 @@ def test_settings_round_trip_through_the_grid_and_a_cell(result, tmp_path):
         "model": "embedded",
         "reference": 1,
         "scheduler": "DPM++ 2M Karras",
+        "prompt_syntax": "a1111",
     }
     form, notes = read_settings(tmp_path / "row2-skip-2.png")
     assert notes == []
@@ -76,9 +77,19 @@ def test_settings_round_trip_through_the_grid_and_a_cell(result, tmp_path):
         "height": 64,
         "scheduler": "DPM++ 2M Karras",
         "model": "embedded",
+        "prompt_syntax": "a1111",
     }
     assert MANIFEST.keys() <= result.metadata.keys()  # the hostile-file tests start from a real manifest's fields
     assert MANIFEST["rows"][0].keys() <= result.metadata["rows"][0].keys()
+
+
+@pytest.mark.parametrize("syntax", ["a1111-no-norm", "comfyui", "plain"])
+def test_a_prompt_syntax_round_trips_through_the_grid_and_a_cell(pipe, tmp_path, syntax):
+    from clipskip import compare
+
+    write_outputs(compare(pipe, "a (fox:1.2)", seed=3, skips=[1], prompt_syntax=syntax, steps=1), tmp_path)
+    assert read_settings(tmp_path / "grid.png")[0]["prompt_syntax"] == syntax
+    assert read_settings(tmp_path / "skip-1.png")[0]["prompt_syntax"] == syntax
 
 
 def test_images_without_settings_say_so(tmp_path):
@@ -247,7 +258,7 @@ def test_a_long_line_without_a_colon_is_a_prompt_too_long_to_load(tmp_path):
     """AUTOMATIC1111's regex took 10 s over this; the reader's time is measured in benchmarks, not here."""
     for line in ("a" * 40_000, "a b-c/" * 7000):
         form, notes = read_settings(png_file(tmp_path / "long.png", text_chunk("parameters", line)))
-        assert form == {"negative_prompt": "", "skips": [1]}
+        assert form == {"negative_prompt": "", "skips": [1], "prompt_syntax": "a1111"}
         assert notes == [f"its prompt ({len(line):,} characters) was left out: this app takes at most 2,000"]
 
 

@@ -67,8 +67,8 @@ def test_compare_endpoint_good_bad_bad_good(client):
 
 def test_endpoint_parameters_are_named_as_documented(client):
     parameters = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/compare"]["parameters"]
-    assert [p["parameter_name"] for p in parameters] == [*GOOD, "seeds", "prompt_rows", "reference"]
-    assert [p["parameter_has_default"] for p in parameters][-4:] == [True] * 4  # model and the row settings
+    assert [p["parameter_name"] for p in parameters] == [*GOOD, "seeds", "prompt_rows", "reference", "prompt_syntax"]
+    assert [p["parameter_has_default"] for p in parameters][-5:] == [True] * 5  # model, rows, reference, syntax
 
 
 def test_a_random_seed_is_reported_and_renders_the_same_cell(client, pipe):
