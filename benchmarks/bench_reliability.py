@@ -36,7 +36,7 @@ from PIL import Image, PngImagePlugin
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = ["a large orange star in the centre, on a purple background", "", 3, [1, 2, 3, 4], 20, 7.5, 64, 64]
-GOOD += ["Euler a", "embedded", "", False, 0]
+GOOD += ["Euler a", "embedded", "", False, 0, "a1111"]
 
 
 def png(**texts: str) -> bytes:

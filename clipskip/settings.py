@@ -102,6 +102,20 @@ def config_argument(text: str) -> str:
     return text
 
 
+def embedding_argument(text: str) -> str:
+    """--embedding: an existing .safetensors file, checked before any model loads (its contents are checked against
+    the model's encoders when the model loads: clipskip.embeddings)."""
+    path = Path(text).expanduser()
+    if path.suffix.lower() != ".safetensors":
+        raise argparse.ArgumentTypeError(
+            f"{short_repr(text, PATH_SHOWN_CHARS)} is not a .safetensors file; textual inversions are read from "
+            ".safetensors only (.pt and .bin files are Python pickles: convert them)"
+        )
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"no such file: {short_repr(text, PATH_SHOWN_CHARS)}")
+    return text
+
+
 def add_load_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device", default="auto", help="auto (CUDA, else Apple MPS, else CPU), cpu, cuda, cuda:N or mps"
@@ -141,6 +155,7 @@ def add_load_options(parser: argparse.ArgumentParser) -> None:
         "--embedding",
         action="append",
         default=[],
+        type=embedding_argument,
         metavar="FILE",
         help="a textual-inversion embedding (.safetensors, AUTOMATIC1111/Civitai layout) that prompts may use by its "
         "file name without .safetensors (ComfyUI syntax: embedding:name); repeat for several",

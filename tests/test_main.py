@@ -1,5 +1,6 @@
 """The command line writes the grid, one PNG per skip and comparison.json; bad input is a short error, exit 2."""
 
+import hashlib
 import json
 import os
 import subprocess
@@ -7,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 from clipskip import loading, outputs
@@ -231,3 +233,37 @@ def test_cli_refuses_pickles_with_the_reason(tmp_path, capsys):
         "clipskip: error: refusing model.ckpt: .ckpt files are Python pickles, and loading one can run"
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.ckpt"]  # nothing written
+
+
+def test_cli_reads_prompts_by_syntax_with_embeddings_and_writes_their_fields(pipe, tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"emb_params": torch.randn(2, pipe.text_encoder.config.hidden_size)}, tmp_path / "shiny.safetensors")
+    out = tmp_path / "out"
+    code = main(
+        ["--prompt", "a (large:1.2) shiny star", "--negative-prompt", "blurry", "--seed", "1", "--skips", "1,2"]
+        + ["--steps", "1", "--device", "cpu", "--embedding", str(tmp_path / "shiny.safetensors")]
+        + ["--prompt-syntax", "a1111-no-norm", "--out", str(out)]
+    )
+    assert code == 0
+    manifest = json.loads((out / "comparison.json").read_text())
+    digest = hashlib.sha256((tmp_path / "shiny.safetensors").read_bytes()).hexdigest()[:12]
+    assert manifest["prompt_syntax"] == "a1111-no-norm" and manifest["textual_inversions"] == {"shiny": digest}
+    parameters = Image.open(out / "skip-2.png").info["parameters"]
+    assert f'Emphasis: No norm, TI hashes: "shiny: {digest}"' in parameters
+
+
+@pytest.mark.parametrize(
+    ("arguments", "line"),
+    [
+        (["--prompt-syntax", "sd"], "argument --prompt-syntax: invalid choice: 'sd'"),
+        (["--embedding", "/no/such.safetensors"], "argument --embedding: no such file: '/no/such.safetensors'"),
+        (["--embedding", "style.pt"], "argument --embedding: 'style.pt' is not a .safetensors file;"),
+        (["--prompt", "a [cat:dog:0.5] fox"], "prompt editing [cat:dog:0.5] is not supported"),
+    ],
+    ids=["unknown-syntax", "missing-embedding", "pickled-embedding", "prompt-editing"],
+)
+def test_cli_refuses_a_bad_syntax_embedding_or_construct(pipe, tmp_path, capsys, arguments, line):
+    argv = ["--prompt", "a fox", "--steps", "1", "--device", "cpu", *arguments, "--out", str(tmp_path / "out")]
+    assert line in refused(argv, capsys)
+    assert not (tmp_path / "out").exists()

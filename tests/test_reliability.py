@@ -86,6 +86,8 @@ def client(pipe):
         ({"seeds": "random:50"}, "Random seeds: ask for 1 to 8, not 50"),
         ({"seeds": "1,2", "prompt": "a\nb", "prompt_rows": True}, "Rows are either several seeds or several prompts"),
         ({"reference": 7}, "The reference skip 7 is not among the skips compared ((1, 2))"),
+        ({"prompt_syntax": "sd"}, "Prompt_syntax must be one of: a1111, a1111-no-norm, comfyui, plain; not 'sd'"),
+        ({"prompt": "a [cat|dog] fox"}, "Alternation [cat|dog] is not supported yet: clipskip renders one prompt"),
     ],
     ids=[
         "skips-none-ticked",
@@ -116,6 +118,8 @@ def client(pipe):
         "seeds-too-many-random",
         "rows-both-kinds",
         "reference-not-compared",
+        "syntax-unknown",
+        "prompt-alternation",
     ],
 )
 def test_bad_api_values_get_clear_messages_and_the_server_goes_on(client, bad, message):

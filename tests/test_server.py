@@ -25,8 +25,8 @@ from clipskip.server import BodyLimit, RenderGate, prune
 from clipskip.settings import AppSettings, LoadOptions
 from tests.test_ui import free_port
 
-SLOW = ["a fox in the snow", "", 42, [1, 2, 3, 4], 150, 7.5, 256, 256, "Euler a", "embedded", "", False, 0]
-QUICK = ["a fox in the snow", "", 42, [1, 2], 2, 7.5, 64, 64, "Euler a", "embedded", "", False, 0]
+SLOW = ["a fox in the snow", "", 42, [1, 2, 3, 4], 150, 7.5, 256, 256, "Euler a", "embedded", "", False, 0, "a1111"]
+QUICK = ["a fox in the snow", "", 42, [1, 2], 2, 7.5, 64, 64, "Euler a", "embedded", "", False, 0, "a1111"]
 
 
 class Renders:
@@ -301,7 +301,7 @@ def test_the_settings_event_reads_only_uploads_and_deletes_nothing(served, app, 
     stored = Path(uploaded.json()[0])
     for claimed in (grid, Path(__file__), stored.parent):  # not uploads: nothing read, nothing deleted
         assert (
-            handler({"path": str(claimed), "meta": {"_type": "gradio.FileData"}}, [1], "embedded") == [gr.skip()] * 14
+            handler({"path": str(claimed), "meta": {"_type": "gradio.FileData"}}, [1], "embedded") == [gr.skip()] * 15
         )
         assert claimed.exists()
     filled = handler({"path": str(stored), "meta": {"_type": "gradio.FileData"}}, [1, 2], "embedded")
