@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from .families import Family, detect_family
-from .request import check_skips
+from .request import check_skips, check_syntax
 
 if TYPE_CHECKING:
     from .embeddings import TextualInversion
@@ -288,7 +288,10 @@ def layer_similarity(encoding: Encoding, reference: int) -> dict[int, float]:
 
 
 @torch.no_grad()
-def skip_embeddings(pipe, text: str, skips) -> dict[int, torch.Tensor]:
-    """The conditioning the UNet receives for each skip value, shape (1, tokens, dim), from one pass per encoder."""
+def skip_embeddings(pipe, text: str, skips, prompt_syntax: str = "a1111") -> dict[int, torch.Tensor]:
+    """The conditioning the UNet receives for each skip value, shape (1, 77·chunks, dim), from one pass per encoder
+    over the text's chunks, the text read as `prompt_syntax` says (`clipskip.prompts.SYNTAXES`) with the textual
+    inversions loaded with the pipeline. Raises ValueError for a bad skip, syntax or prompt."""
     skips = check_skips(skips, encoder_layers(pipe))
-    return encode(pipe, text, skips).embeddings
+    syntax = check_syntax(prompt_syntax)
+    return encode(pipe, text, skips, syntax=syntax, embeddings=getattr(pipe, "clipskip_embeddings", {})).embeddings

@@ -48,7 +48,33 @@ def caption_lines(metadata: dict) -> list[str]:
     if metadata["negative_prompt"]:
         lines.append(f"Negative prompt: {metadata['negative_prompt']}")
     lines.append(settings_line(metadata))
+    if line := syntax_line(metadata):
+        lines.append(line)
     return lines
+
+
+SYNTAX_NAMES = {
+    "a1111": "as AUTOMATIC1111 reads it",
+    "a1111-no-norm": "as AUTOMATIC1111 reads it, 'No norm' emphasis",
+    "comfyui": "as ComfyUI reads it",
+    "plain": "as written",
+}
+
+
+def syntax_line(metadata: dict) -> str | None:
+    """How the prompts were read, when that is not plain to see: a syntax other than AUTOMATIC1111's, more than one
+    chunk, textual inversions."""
+    syntax, chunks = metadata.get("prompt_syntax", "plain"), metadata.get("conditioning_chunks", {})
+    longest = max([*chunks.get("prompts", [1]), chunks.get("negative_prompt") or 1])
+    inversions = metadata.get("textual_inversions") or {}
+    if syntax == "a1111" and longest == 1 and not inversions:
+        return None
+    line = f"prompts read {SYNTAX_NAMES[syntax]}"
+    if longest > 1:
+        line += f" · {longest} chunks of 77 tokens"
+    if inversions:
+        line += " · textual inversions: " + ", ".join(inversions)
+    return line
 
 
 def row_labels(metadata: dict) -> list[str]:
