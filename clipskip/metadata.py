@@ -64,7 +64,7 @@ SYNTAX_NAMES = {
 def syntax_line(metadata: dict) -> str | None:
     """How the prompts were read, when that is not plain to see: a syntax other than AUTOMATIC1111's, more than one
     chunk, textual inversions."""
-    syntax, chunks = metadata.get("prompt_syntax", "plain"), metadata.get("conditioning_chunks", {})
+    syntax, chunks = metadata.get("prompt_syntax", "a1111"), metadata.get("conditioning_chunks", {})
     longest = max([*chunks.get("prompts", [1]), chunks.get("negative_prompt") or 1])
     inversions = metadata.get("textual_inversions") or {}
     if syntax == "a1111" and longest == 1 and not inversions:

@@ -112,3 +112,14 @@ def test_metrics_table_has_a_row_per_cell_with_notes():
         ["1", 2, "layer 11/12", 0.0, 1.0, "same as skip 1"],
     ]
     assert difference_badge(12.345, 0.81234) == "MAD 12.3 · SSIM 0.812"
+
+
+def test_the_caption_says_how_prompts_were_read_when_it_matters():
+    assert caption_lines(METADATA | {"prompt_syntax": "a1111", "conditioning_chunks": {"prompts": [1]}})[-1:] == [
+        "seed 42 · 20 steps · CFG 7.5 · Euler a · 512×512 · model embedded (SD 1.x)"
+    ]
+    two = {"prompt_syntax": "a1111", "conditioning_chunks": {"prompts": [2], "negative_prompt": 1}}
+    assert caption_lines(METADATA | two)[-1] == "prompts read as AUTOMATIC1111 reads it · 2 chunks of 77 tokens"
+    comfy = {"prompt_syntax": "comfyui", "textual_inversions": {"shiny": "0123456789ab"}}
+    assert caption_lines(METADATA | comfy)[-1] == "prompts read as ComfyUI reads it · textual inversions: shiny"
+    assert caption_lines(METADATA | {"prompt_syntax": "plain"})[-1] == "prompts read as written"
