@@ -366,29 +366,68 @@ def test_textual_inversion_on_the_embedded_model_and_comfyui(pipe, tmp_path):
 # --- 9. threads ---
 
 
+def encodings_equal(got, expected) -> bool:
+    return all(torch.equal(got.embeddings[k], expected.embeddings[k]) for k in expected.embeddings)
+
+
 def test_a_textual_inversion_on_one_thread_does_not_reach_another(pipes, tmp_path):
+    """Thread A encodes with the TI, thread B without, in the worst order: A is held at the token embedding (its rows
+    chosen, not yet read) until B has chosen its own (none) and reached the same point; then A reads, then B. Rows kept
+    anywhere but in each thread's own context would give A B's choice."""
     pipe = pipes["sd2"]
     path, _ = write_ti(tmp_path, pipe, "zqstyle", 2)
     embeddings = load_embeddings([path], pipe)
     text, skips = "a zqstyle fox in the snow", [1, 3]
-    with_ti, without = ours(pipe, text, skips, embeddings=embeddings), ours(pipe, text, skips)
+    with_ti, without = ours(pipe, text, skips, embeddings=embeddings), ours(pipe, text, skips)  # hook installed
     assert not torch.allclose(with_ti.embeddings[1], without.embeddings[1])
+    a_waiting, b_arrived, a_read = threading.Event(), threading.Event(), threading.Event()
+    results, timeout = {}, 30
+
+    def hold(_module, _args):
+        if threading.current_thread().name == "A":
+            a_waiting.set()
+            assert b_arrived.wait(timeout)
+        elif threading.current_thread().name == "B":
+            b_arrived.set()
+            assert a_read.wait(timeout)
+
+    def read(_module, _args, _output):
+        if threading.current_thread().name == "A":
+            a_read.set()
+
+    def run(name, use):
+        if name == "B":
+            assert a_waiting.wait(timeout)
+        results[name] = ours(pipe, text, skips, embeddings=use)
+
+    embedding = pipe.text_encoder.get_input_embeddings()
+    handles = [embedding.register_forward_pre_hook(hold), embedding.register_forward_hook(read)]  # after the TI hook
+    try:
+        threads = [
+            threading.Thread(target=run, args=(name, use), name=name) for name, use in [("A", embeddings), ("B", None)]
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(2 * timeout)
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert encodings_equal(results["A"], with_ti) and encodings_equal(results["B"], without)
+
+    # and at random: many encodes on two threads switching as often as the interpreter can
     failures, barrier = [], threading.Barrier(2)
 
-    def run(use: dict | None, expected):
+    def repeat(use, expected):
         barrier.wait()
-        for _ in range(40):
-            got = ours(pipe, text, skips, embeddings=use)
-            if not all(torch.equal(got.embeddings[k], expected.embeddings[k]) for k in skips):
+        for _ in range(20):
+            if not encodings_equal(ours(pipe, text, skips, embeddings=use), expected):
                 failures.append("with" if use else "without")
 
     interval = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)
     try:
-        threads = [
-            threading.Thread(target=run, args=(embeddings, with_ti)),
-            threading.Thread(target=run, args=(None, without)),
-        ]
+        threads = [threading.Thread(target=repeat, args=args) for args in [(embeddings, with_ti), (None, without)]]
         for thread in threads:
             thread.start()
         for thread in threads:
