@@ -167,3 +167,14 @@ def test_reuse_takes_the_first_seed_used():
         -1,
         -1,
     )
+
+
+def test_the_page_lists_the_servers_textual_inversions_by_name(pipe):
+    import copy
+
+    from clipskip.ui import describe
+
+    assert "textual inversions" not in describe("embedded", pipe).note
+    with_two = copy.copy(pipe)
+    with_two.clipskip_embeddings = {"easynegative": object(), "shiny": object()}
+    assert describe("embedded", with_two).note.endswith(" · textual inversions: `easynegative`, `shiny`")
