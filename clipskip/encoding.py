@@ -250,6 +250,12 @@ def encode_chunks(
             empty = z[-1:] if rule == "comfyui" else None
             z = z[:-1] if rule == "comfyui" else z
             layers[skip] = emphasise(z, weights[: len(z)], rule, empty).reshape(1, -1, z.shape[-1])
+            if not torch.isfinite(layers[skip]).all():  # the denoiser would turn it into black cells, silently
+                largest = max(abs(w) for chunk in parsed.chunks for w in chunk.weights)
+                raise ValueError(
+                    f"the prompt's weights overflow its conditioning (the largest is {largest:.3g}) at CLIP skip "
+                    f"{skip}; use smaller weights"
+                )
         per_encoder.append(layers)
         if family.pooled and encoder_name == family.encoders[-1][0]:
             pooled = output.text_embeds[:1].to(pipe.unet.dtype)  # the first chunk's, as AUTOMATIC1111 and ComfyUI

@@ -8,6 +8,7 @@ import copy
 import sys
 import threading
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -435,3 +436,13 @@ def test_a_textual_inversion_on_one_thread_does_not_reach_another(pipes, tmp_pat
     finally:
         sys.setswitchinterval(interval)
     assert failures == []
+
+
+@pytest.mark.parametrize("syntax", ["a1111", "a1111-no-norm", "comfyui"])
+def test_a_weight_that_overflows_the_conditioning_is_refused_not_rendered_black(pipe, syntax):
+    from clipskip import compare
+
+    with pytest.raises(ValueError, match=r"the prompt's weights overflow its conditioning \(the largest is 1e\+40\)"):
+        compare(pipe, "(a:1" + "0" * 40 + ") red star", seed=1, skips=[1], steps=1, prompt_syntax=syntax)
+    heavy = compare(pipe, "(a:100) red star", seed=1, skips=[1], steps=1, prompt_syntax=syntax).images[1]
+    assert np.asarray(heavy).max() > 0  # a large but finite weight still renders
