@@ -31,7 +31,7 @@ from .infotext import (
     write_parameters,
 )
 from .metadata import to_json
-from .request import MAX_GUIDANCE, MAX_PROMPT_CHARS, MAX_ROWS, MAX_SEED, MAX_SIZE, MAX_STEPS, MIN_SIZE, SYNTAXES
+from .request import MAX_GUIDANCE, MAX_PROMPT_CHARS, MAX_ROWS, MAX_SEED, MAX_SIZE, MAX_STEPS, MIN_SIZE, check_syntax
 from .samplers import SAMPLERS
 
 MANIFEST_KEY = "clipskip"
@@ -359,13 +359,8 @@ def manifest_settings(metadata: dict) -> tuple[dict, list[str]]:
         "model": checked_text("model", m["model"], MAX_NAME_CHARS),
         "reference": m["reference_skip"],
     }
-    if "prompt_syntax" in m:  # older manifests have none: their prompts were read as written
-        syntax = checked_text("prompt_syntax", m["prompt_syntax"], MAX_NAME_CHARS)
-        if syntax not in SYNTAXES:
-            raise ValueError(f"prompt_syntax must be one of {', '.join(SYNTAXES)}, not {shown(syntax)}")
-        form["prompt_syntax"] = syntax
-    else:
-        form["prompt_syntax"] = "plain"
+    # older manifests have none: their prompts were read as written
+    form["prompt_syntax"] = check_syntax(m["prompt_syntax"]) if "prompt_syntax" in m else "plain"
     notes = []
     if checked_text("sampler", m["sampler"], MAX_NAME_CHARS) in SAMPLERS:
         form["scheduler"] = m["sampler"]

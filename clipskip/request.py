@@ -10,6 +10,7 @@ import re
 import reprlib
 from dataclasses import dataclass
 
+from .prompts import SYNTAXES  # how a prompt is read; re-exported for the checks and flags
 from .samplers import SAMPLERS
 
 RANDOM_SEED = -1
@@ -20,7 +21,6 @@ MIN_SIZE, MAX_SIZE = 64, 2048
 MAX_GUIDANCE = 30.0
 MAX_PROMPT_CHARS = 2000
 DEFAULT_SKIPS = (1, 2, 3, 4)
-SYNTAXES = ("a1111", "a1111-no-norm", "comfyui", "plain")  # how a prompt is read: clipskip.prompts, README
 DEFAULT_SYNTAX = "a1111"
 DEFAULT_STEPS = 20
 DEFAULT_GUIDANCE = 7.5

@@ -185,6 +185,8 @@ def test_a_deeply_nested_manifest_is_refused_before_it_is_parsed(tmp_path):
         ({"prompt": "x" * 2001}, "prompt is 2,001 characters long; at most 2,000"),
         ({"negative_prompt": "\ud800"}, "negative_prompt holds a lone surrogate"),
         ({"prompt": ...}, "prompt is missing"),
+        ({"prompt_syntax": "sd"}, "prompt_syntax must be one of: a1111, a1111-no-norm, comfyui, plain; not 'sd'"),
+        ({"prompt_syntax": ["plain"]}, "prompt_syntax must be one of: a1111, a1111-no-norm, comfyui, plain; not ['pl"),
     ],
 )
 def test_a_manifest_with_a_bad_field_is_refused_naming_it(tmp_path, changes, message):
