@@ -95,7 +95,7 @@ def test_fit_keeps_the_longest_prefix_that_fits_with_few_measurements(monkeypatc
 
 
 def test_image_and_metadata_modules_import_neither_torch_nor_gradio():
-    modules = "clipskip.grid, clipskip.metadata, clipskip.analysis, clipskip.infotext, clipskip.outputs"
+    modules = "clipskip.grid, clipskip.metadata, clipskip.analysis, clipskip.formats.a1111, clipskip.outputs"
     code = f"import sys, {modules}; print(sorted({{'torch', 'gradio'}} & set(sys.modules)))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
 

@@ -13,7 +13,7 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from clipskip.infotext import MAX_CLIP_SKIP, MAX_NAME_CHARS, MAX_PARAMETERS_CHARS, write_parameters
+from clipskip.formats.a1111 import MAX_CLIP_SKIP, MAX_NAME_CHARS, MAX_PARAMETERS_CHARS, write_parameters
 from clipskip.outputs import MAX_CHUNKS, MAX_FILE_BYTES, MAX_MANIFEST_BYTES, read_settings
 from clipskip.request import DEFAULT_GUIDANCE, DEFAULT_STEPS, RANDOM_SEED, ComparisonRequest, seed_list
 

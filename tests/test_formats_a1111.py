@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clipskip.infotext import form_settings, read_parameters, settings_pairs, write_parameters
+from clipskip.formats.a1111 import form_settings, read_parameters, settings_pairs, write_parameters
 from clipskip.samplers import SAMPLERS
 
 # AUTOMATIC1111's own pattern (modules/infotext_utils.py), used with findall: the reference the reader must equal.

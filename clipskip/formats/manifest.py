@@ -1,0 +1,93 @@
+"""This app's own manifest (the grid PNG's `clipskip` text: a comparison's whole metadata), read back into the form.
+Pure Python."""
+
+from ..request import MAX_GUIDANCE, MAX_PROMPT_CHARS, MAX_ROWS, MAX_SEED, MAX_SIZE, MAX_STEPS, MIN_SIZE, check_syntax
+from ..samplers import SAMPLERS
+
+from .fields import MAX_CLIP_SKIP, MAX_NAME_CHARS, ImageSettings, checked, checked_text, shown
+from .png import parse_json
+
+KEY = "clipskip"
+MAX_BYTES = 512 * 2**10  # 8 rows of 2,000-character prompts, each written twice, in CJK: about 150 KB
+MAX_DEPTH = 16  # a manifest nests 5 deep
+MAX_BRACKETS = 2**14  # one of 8 rows and 64 skips has about 2,000; json.loads takes 0.3 µs each
+TEXTS = {KEY: MAX_BYTES}
+FIELDS = ("rows_by", "rows", "prompt", "negative_prompt", "seed", "skips", "reference_skip", "steps")
+FIELDS += ("guidance_scale", "width", "height", "model", "sampler")
+
+
+def read(texts: dict[str, str]) -> ImageSettings | None:
+    """The settings of a grid this app wrote: every one of them, rows and skips included."""
+    if KEY not in texts:
+        return None
+    try:
+        form, notes = manifest_settings(parse_json(texts[KEY], "a manifest nests 5 deep", MAX_DEPTH, MAX_BRACKETS))
+    except ValueError as error:
+        raise ValueError(f"this image's clipskip settings are not valid: {error}") from None
+    return ImageSettings("clipskip", form, notes)
+
+
+def manifest_settings(metadata: dict) -> tuple[dict, list[str]]:
+    """The form settings in a manifest (a comparison's metadata), each checked against the app's limits.
+
+    A ValueError names the first field that is missing, of the wrong type or out of range.
+    """
+    # 1. The fields the form uses are there, with rows the form can hold
+    m = checked("the manifest", metadata, dict)
+    for name in FIELDS:
+        if name not in m:
+            raise ValueError(f"{name} is missing")
+    if m["rows_by"] not in ("seed", "prompt"):
+        raise ValueError(f"rows_by must be 'seed' or 'prompt', not {shown(m['rows_by'])}")
+    by_prompt = m["rows_by"] == "prompt"
+    rows = checked("rows", m["rows"], list)
+    if not 1 <= len(rows) <= MAX_ROWS:
+        raise ValueError(f"rows must hold 1 to {MAX_ROWS} rows, not {len(rows):,}")
+    for number, row in enumerate(rows, 1):
+        for name in ("prompt", "seed"):
+            if name not in checked(f"row {number}", row, dict):
+                raise ValueError(f"row {number}'s {name} is missing")
+        checked_text(f"row {number}'s prompt", row["prompt"], MAX_PROMPT_CHARS)
+        checked(f"row {number}'s seed", row["seed"], int, 0, MAX_SEED)
+        if by_prompt and (len(row["prompt"].splitlines()) != 1 or not row["prompt"].strip()):
+            raise ValueError(f"row {number}'s prompt must be one line of text: the prompt box holds a row per line")
+    # 2. The skips: the UI later limits them to the chosen model's layers
+    skips = checked("skips", m["skips"], list)
+    if not 1 <= len(skips) <= MAX_CLIP_SKIP:
+        raise ValueError(f"skips must list 1 to {MAX_CLIP_SKIP} values, not {len(skips):,}")
+    for skip in skips:
+        checked("each skip", skip, int, 1, MAX_CLIP_SKIP)
+    if len(set(skips)) < len(skips):
+        raise ValueError("skips lists a value twice")
+    if checked("reference_skip", m["reference_skip"], int) not in skips:
+        raise ValueError(f"reference_skip must be one of the skips, not {shown(m['reference_skip'])}")
+    # 3. Every other setting, in the app's range
+    for side in ("width", "height"):
+        if checked(side, m[side], int, MIN_SIZE, MAX_SIZE) % 8:
+            raise ValueError(f"{side} must be a multiple of 8, not {m[side]}")
+    if by_prompt:
+        prompt = "\n".join(row["prompt"] for row in rows)
+    else:
+        prompt = checked_text("prompt", m["prompt"], MAX_PROMPT_CHARS)
+    form = {
+        "prompt": prompt,
+        "prompt_rows": by_prompt,
+        "negative_prompt": checked_text("negative_prompt", m["negative_prompt"], MAX_PROMPT_CHARS),
+        "seed": checked("seed", m["seed"], int, 0, MAX_SEED),
+        "seeds": "" if by_prompt or len(rows) == 1 else ", ".join(str(row["seed"]) for row in rows),
+        "skips": skips,
+        "steps": checked("steps", m["steps"], int, 1, MAX_STEPS),
+        "guidance_scale": float(checked("guidance_scale", m["guidance_scale"], float, 0, MAX_GUIDANCE)),
+        "width": m["width"],
+        "height": m["height"],
+        "model": checked_text("model", m["model"], MAX_NAME_CHARS),
+        "reference": m["reference_skip"],
+    }
+    # older manifests have none: their prompts were read as written
+    form["prompt_syntax"] = check_syntax(m["prompt_syntax"]) if "prompt_syntax" in m else "plain"
+    notes = []
+    if checked_text("sampler", m["sampler"], MAX_NAME_CHARS) in SAMPLERS:
+        form["scheduler"] = m["sampler"]
+    else:
+        notes.append(f"sampler {shown(m['sampler'])} is the model's own, not one of the sampler menu's")
+    return form, notes

@@ -1,0 +1,134 @@
+"""Every tool's number for a CLIP skip, per model family, both ways: the one table that cell labels, the metadata,
+README and every reader of other tools' files use. Pure Python.
+
+clipskip's skip N selects `hidden_states[-N]` of each text encoder (the final norm where the family applies it), on
+the encoder as diffusers checkpoints have it (SD 2.x: 23 layers). Each tool's rule, from its own source
+(`../shared/clip-skip-layers.md`, `../shared/prompt-syntax.md`):
+
+- AUTOMATIC1111 (`modules/sd_hijack_clip.py`): "Clip skip" N is clipskip's N on SD 1.x. On SD 2.x it has no effect
+  (the OpenCLIP wrapper always takes the penultimate of OpenCLIP-H's 24 layers, the last of diffusers' 23: skip 1).
+  On SDXL it only touches CLIP-L, and only with the option "Clip skip SDXL: CLIP-L too"; without it every SDXL image
+  is conditioned on both encoders' penultimate layer: skip 2.
+- Forge (`backend/text_processing/classic_engine.py`, `backend/diffusion_engine/sd20.py`): N on SD 1.x and on SD
+  2.x's diffusers encoder; max(N, 2) on SDXL, both encoders, so its 1 and 2 are the same.
+- ComfyUI (`CLIPSetLastLayer`): −N on SD 1.x and SDXL; −(N+1) on SD 2.x, whose OpenCLIP-H keeps all 24 layers, so
+  ComfyUI −1 there has no clipskip equivalent. Without the node: −1 on SD 1.x, −2 on SD 2.x and SDXL.
+- diffusers (`encode_prompt`): `clip_skip` k selects `hidden_states[-(k+1)]` on SD 1.x/2.x and `[-(k+2)]` on SDXL.
+- InvokeAI: `clip_skip` s removes s layers: N − 1, and N − 2 on SDXL (it then takes the penultimate layer).
+- SD.Next: its clip skip N is clipskip's N on SD 1.x/2.x; on SDXL it selects `hidden_states[-(N+1)]`: N − 1.
+- Read only: Fooocus counts as ComfyUI does (its N is CLIPSetLastLayer −N; default 2); NovelAI records none (its
+  models condition on the penultimate layer, the origin of "clip skip 2").
+"""
+
+from dataclasses import dataclass
+
+from ..families import SD1, SD2, SDXL, Family
+
+TOOLS = ("AUTOMATIC1111", "Forge", "ComfyUI", "diffusers", "InvokeAI", "SD.Next")
+FAMILIES = (SD1, SD2, SDXL)
+
+
+@dataclass(frozen=True)
+class ToolSkip:
+    """One tool's CLIP skip setting as an image's metadata records it."""
+
+    tool: str  # one of TOOLS, or "Fooocus" or "NovelAI"
+    value: int | None  # the tool's own number; None when the file leaves it out (the tool's default then)
+
+
+def offset(family: Family) -> int:
+    """How far clipskip's skip is from diffusers' and InvokeAI's count: 1, or 2 on SDXL (both start at the
+    penultimate layer there)."""
+    return family.diffusers_offset
+
+
+def setting(tool: str, family: Family, skip: int) -> str | None:
+    """What `tool` calls clipskip's `skip` on `family`, as its UI shows it; None where it has no equivalent.
+
+    Raises KeyError for a tool not in TOOLS.
+    """
+    sd2, sdxl = family.name == SD2.name, family.name == SDXL.name
+    if tool == "AUTOMATIC1111":
+        if sd2:
+            return "any (no effect on SD 2.x)" if skip == 1 else None
+        if sdxl:
+            return "any (CLIP-L too: off)" if skip == 2 else None
+        return str(skip)
+    if tool == "Forge":
+        if sdxl:
+            return None if skip == 1 else "1 or 2" if skip == 2 else str(skip)
+        return str(skip)
+    if tool == "ComfyUI":
+        return str(-(skip + 1) if sd2 else -skip)
+    if tool in ("diffusers", "InvokeAI"):
+        k = skip - offset(family)
+        if k < 0:
+            return None  # neither can select SDXL's last layer
+        if tool == "diffusers":
+            return "unset" if k == 0 else f"clip_skip={k}"
+        return str(k)
+    if tool == "SD.Next":
+        return str(skip - 1 if sdxl else skip)
+    raise KeyError(tool)
+
+
+def equivalents(family: Family, skip: int) -> dict[str, str | None]:
+    """Every tool's setting for clipskip's `skip` on `family` (see `setting`), in TOOLS order."""
+    return {tool: setting(tool, family, skip) for tool in TOOLS}
+
+
+def skip_for(tool: str, family: Family, value: int | None) -> tuple[int | None, str | None]:
+    """clipskip's skip for a tool's setting `value` on `family` (None: the file leaves it out), and a note where the
+    tool did something other than its number says, or where the setting has no equivalent (skip None then).
+
+    The skip may still exceed the chosen model's layers: the caller checks that. Raises KeyError for an unknown tool.
+    """
+    sd2, sdxl = family.name == SD2.name, family.name == SDXL.name
+    if tool == "AUTOMATIC1111":
+        if sd2:
+            note = None if value in (None, 1) else (
+                f"AUTOMATIC1111's Clip skip {value} has no effect on SD 2.x models (it always uses OpenCLIP's "
+                "penultimate layer, skip 1 here), so skip 1 was loaded"
+            )
+            return 1, note
+        if sdxl:
+            note = (
+                "AUTOMATIC1111 conditions SDXL on both encoders' penultimate layer, skip 2 here, whatever its Clip "
+                "skip says"
+            )
+            if value not in (None, 1, 2):
+                note += (
+                    f"; with its option 'Clip skip SDXL: CLIP-L too' on, CLIP-L alone used layer −{value}, which "
+                    "needs a skip per encoder (not offered yet)"
+                )
+            return 2, note
+        return (1 if value is None else value), None
+    if tool == "Forge":
+        if sdxl:
+            value = 1 if value is None else value
+            note = f"Forge uses skip 2 on SDXL for its Clip skip {value}" if value < 2 else None
+            return max(value, 2), note
+        return (1 if value is None else value), None
+    if tool in ("ComfyUI", "Fooocus"):
+        if tool == "Fooocus":  # its clip_skip N is ComfyUI's CLIPSetLastLayer −N, 2 by default
+            value = -(2 if value is None else value)
+        elif value is None:  # no CLIPSetLastLayer: the family's default layer, which is its native skip
+            return family.native_skip, None
+        if value >= 0:
+            return None, f"ComfyUI's stop_at_clip_layer {value} is not a layer (it counts −1, −2, … from the end)"
+        if sd2 and value == -1:
+            return None, (
+                "ComfyUI −1 on SD 2.x is OpenCLIP-H's last layer, which diffusers' SD 2.x text encoder (23 layers) "
+                "does not have; the nearest is skip 1 (ComfyUI −2)"
+            )
+        return (-value - 1 if sd2 else -value), None
+    if tool in ("diffusers", "InvokeAI"):
+        return (family.native_skip if value is None else value + offset(family)), None
+    if tool == "SD.Next":
+        value = 1 if value is None else value
+        return (value + 1 if sdxl else value), None
+    if tool == "clipskip":  # this app's own cells: its numbering
+        return (1 if value is None else value), None
+    if tool == "NovelAI":
+        return 2, "NovelAI records no CLIP skip; its models condition on the penultimate layer, skip 2 here"
+    raise KeyError(tool)
