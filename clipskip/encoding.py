@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .families import Family, detect_family
+from .families import detect_family
+from .formats.numbering import equivalents
 from .request import check_skips, check_syntax
 
 if TYPE_CHECKING:
@@ -37,8 +38,7 @@ class LayerChoice:
     hidden_states: int  # the index into each encoder's hidden_states
     encoders: tuple[EncoderLayer, ...]
     final_norm: bool
-    comfyui: int  # CLIPSetLastLayer's stop_at_clip_layer
-    diffusers: str  # diffusers' clip_skip for the prompt (diffusers never skips the negative prompt)
+    equivalents: dict[str, str | None]  # each tool's setting for it (`formats.numbering`), None where it has none
 
     def as_dict(self) -> dict:
         return {
@@ -47,8 +47,7 @@ class LayerChoice:
             "hidden_states": self.hidden_states,
             "encoders": [vars(e) for e in self.encoders],
             "final_norm": self.final_norm,
-            "comfyui": self.comfyui,
-            "diffusers": self.diffusers,
+            "equivalents": dict(self.equivalents),
         }
 
 
@@ -71,13 +70,6 @@ def encoder_layers(pipe) -> int:
     return min(getattr(pipe, name).config.num_hidden_layers for name, _ in detect_family(pipe).encoders)
 
 
-def diffusers_equivalent(family: Family, skip: int) -> str:
-    k = skip - family.diffusers_offset
-    if k < 0:
-        return "none"  # diffusers' SDXL cannot select the last layer
-    return "unset" if k == 0 else f"clip_skip={k}"
-
-
 def layer_choice(pipe, skip: int) -> LayerChoice:
     family = detect_family(pipe)
     encoders = []
@@ -90,8 +82,7 @@ def layer_choice(pipe, skip: int) -> LayerChoice:
         -skip,
         tuple(encoders),
         family.final_norm,
-        -skip,
-        diffusers_equivalent(family, skip),
+        equivalents(family, skip),
     )
 
 

@@ -14,11 +14,17 @@ def layers_text(cell: dict, of: str = " of ", plus: str = " + ") -> str:
 def cell_header(cell: dict) -> list[str]:
     """Header lines over one column: the skip, the layer it selects, and the other tools' names for it."""
     norm = "final norm" if cell["final_norm"] else "no final norm"
+    tools = {"AUTOMATIC1111": "A1111", "ComfyUI": "ComfyUI", "diffusers": "diffusers"}
     return [
         f"CLIP skip {cell['skip']}" + (" (native)" if cell["native"] else ""),
         f"{layers_text(cell)} · {norm}",
-        f"ComfyUI {cell['comfyui']} · diffusers {cell['diffusers']}",
+        " · ".join(f"{short} {equivalent_text(cell['equivalents'][tool])}" for tool, short in tools.items()),
     ]
+
+
+def equivalent_text(setting: str | None) -> str:
+    """A tool's setting as a label shows it: without its explanation in brackets; "—" where it has none."""
+    return "—" if setting is None else setting.split(" (")[0].replace("-", "−")
 
 
 def cell_caption(cell: dict) -> str:

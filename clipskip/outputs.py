@@ -22,7 +22,6 @@ BUNDLE_MAX_AGE_S = 3600  # bundles older than this are removed when the next one
 BUNDLE_MAX_TOTAL_BYTES = 512 * 2**20  # and the oldest go while all of them together are larger than this
 
 
-
 def cell_parameters(metadata: dict, row: dict, skip: int) -> str:
     m = metadata
     return write_parameters(

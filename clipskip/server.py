@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .outputs import MAX_FILE_BYTES
+from .formats.png import MAX_FILE_BYTES
 
 log = logging.getLogger("clipskip")
 

@@ -22,9 +22,11 @@ from .comparison import Stopped, compare, native_size
 from .embedded import NAME as EMBEDDED
 from .encoding import encoder_layers, vocabulary
 from .families import detect_family
+from .formats import form_for, match_model, read_image
+from .formats.fields import shown
 from .loading import load_pipeline, pipelines
 from .metadata import cell_caption, metrics_rows
-from .outputs import cell_name, read_settings, write_bundle, zip_path
+from .outputs import cell_name, write_bundle, zip_path
 from .prompts import token_count
 from .request import (
     DEFAULT_GUIDANCE,
@@ -413,31 +415,41 @@ def build_demo(
         )
 
     def load_settings(file, current_skips, current_model):
-        """Fill the form from a PNG made by this app or by AUTOMATIC1111 (raw values: `file` is Gradio's file data)."""
+        """Fill the form from a PNG made by this app or another tool (raw values: `file` is Gradio's file data).
+
+        The form becomes the image's: its model when offered (the skip numbering follows that model's family), one
+        row, no prompt rows, reference native; another tool's skip joins the ticked ones, to compare against."""
         path = uploaded_path(file)
         if path is None:
-            return [gr.skip()] * 15
+            return [gr.skip()] * 16
         try:
-            form, notes = read_settings(path)
+            found = read_image(path)
         except ValueError as error:
             raise refusal(str(error), "No settings in this image") from None
-        model = form.get("model") if form.get("model") in names else current_model
-        layers = encoder_layers(loaded(model if model in names else default))
-        if "prompt_rows" not in form:  # one AUTOMATIC1111 image: its skip joins the current ones, to compare
+        chosen = match_model(found.form["model"], names) if "model" in found.form else None
+        model = chosen or (current_model if isinstance(current_model, str) and current_model in names else default)
+        pipe = loaded(model)
+        form, notes = form_for(found, detect_family(pipe))
+        if "model" in found.form and chosen is None:
+            notes.append(f"its model {shown(found.form['model'])} is not offered here; {model!r} is used")
+        form["model"] = model
+        if "prompt_rows" not in form:  # another tool's image (or one cell): one row, reference native
             ticked = [s for s in current_skips if isinstance(s, int)] if isinstance(current_skips, list) else []
-            form["skips"] = sorted(set(ticked[:64]) | set(form["skips"]))
+            form.update(skips=sorted(set(ticked[:64]) | set(form.get("skips", []))), seeds="", prompt_rows=False)
+            form["reference"] = 0
+        layers = encoder_layers(pipe)
         if beyond := [skip for skip in form["skips"] if not 1 <= skip <= layers]:
             notes.append(f"CLIP skip {beyond[0]} was left out: this model's text encoder has {layers} layers")
             form["skips"] = [skip for skip in form["skips"] if 1 <= skip <= layers] or [1]
             if form.get("reference") in beyond:
                 form["reference"] = 0
-        if form.get("model") not in names:
-            if "model" in form:
-                notes.append(f"its model {str(form['model'])[:60]!r} is not offered here; {current_model!r} is kept")
-            form.pop("model", None)
-        gr.Info("Settings loaded" + (": " + "; ".join(notes) if notes else ""))
+        view_ = describe(model, pipe)
+        form["skips"] = gr.CheckboxGroup(choices=view_.choices, value=form["skips"])
+        form["reference"] = gr.Dropdown(choices=[("native", 0)] + view_.choices, value=form["reference"])
+        form["note"] = view_.note
+        gr.Info(f"Settings loaded from {found.format}" + (": " + "; ".join(notes) if notes else ""), duration=30)
         fields = ["prompt", "negative_prompt", "seed", "seeds", "prompt_rows", "skips", "steps", "guidance_scale"]
-        fields += ["width", "height", "scheduler", "model", "reference", "prompt_syntax"]
+        fields += ["width", "height", "scheduler", "model", "reference", "prompt_syntax", "note"]
         return [form[field] if field in form else gr.skip() for field in fields] + [None]
 
     with gr.Blocks(title="clipskip: CLIP skip, side by side", delete_cache=(3600, 3600)) as demo:
@@ -493,7 +505,8 @@ def build_demo(
                     generate = gr.Button("Generate", variant="primary", elem_id="generate", scale=3)
                     stop = gr.Button("Stop", variant="stop", scale=1)
                 settings_file = gr.File(
-                    label="Load settings from an image (PNG from clipskip or AUTOMATIC1111)",
+                    label="Load settings from an image (PNG from AUTOMATIC1111, Forge, ComfyUI, Fooocus, InvokeAI, "
+                    "NovelAI or clipskip)",
                     file_types=[".png"],
                     elem_id="load-settings",
                 )
@@ -562,14 +575,14 @@ def build_demo(
                 api_visibility="private",
                 preprocess=False,  # raw values: the handler checks them
             )
-        model.change(
+        model.input(  # a visitor's choice only: loading settings sets the model and its skips together
             switch_model, model, [skips, reference, width, height, note], api_visibility="private", preprocess=False
         )
         settings_file.upload(
             load_settings,
             [settings_file, skips, model],
             [prompt, negative_prompt, seed, seeds, prompt_rows, skips, steps, guidance_scale, width, height]
-            + [scheduler, model, reference, prompt_syntax, settings_file],
+            + [scheduler, model, reference, prompt_syntax, note, settings_file],
             api_visibility="private",
             preprocess=False,  # raw values: the handler checks them
         )

@@ -100,11 +100,18 @@ def test_layer_choice_names_every_tool_equivalent(pipe):
         "hidden_states": -1,
         "encoders": [{"encoder": "text_encoder", "layer": 12, "layers": 12}],
         "final_norm": True,
-        "comfyui": -1,
-        "diffusers": "unset",
+        "equivalents": {
+            "AUTOMATIC1111": "1",
+            "Forge": "1",
+            "ComfyUI": "-1",
+            "diffusers": "unset",
+            "InvokeAI": "0",
+            "SD.Next": "1",
+        },
     }
     two = layer_choice(pipe, 2)
-    assert (two.encoders[0].layer, two.comfyui, two.diffusers) == (11, -2, "clip_skip=1")
+    assert two.encoders[0].layer == 11
+    assert (two.equivalents["ComfyUI"], two.equivalents["diffusers"]) == ("-2", "clip_skip=1")
 
 
 def test_long_prompts_are_cut_at_the_window_and_the_cut_words_returned(pipe):
@@ -173,11 +180,18 @@ def test_sdxl_skip_limit_is_the_smaller_encoder(saved):
         "hidden_states": -2,
         "encoders": None,
         "final_norm": False,
-        "comfyui": -2,
-        "diffusers": "unset",
+        "equivalents": {
+            "AUTOMATIC1111": "any (CLIP-L too: off)",
+            "Forge": "1 or 2",
+            "ComfyUI": "-2",
+            "diffusers": "unset",
+            "InvokeAI": "0",
+            "SD.Next": "1",
+        },
     }
     assert [vars(e) for e in layer_choice(sdxl, 2).encoders] == [
         {"encoder": "text_encoder", "layer": 4, "layers": 5},
         {"encoder": "text_encoder_2", "layer": 6, "layers": 7},
     ]
-    assert (layer_choice(sdxl, 1).diffusers, layer_choice(sdxl, 4).diffusers) == ("none", "clip_skip=2")
+    assert layer_choice(sdxl, 1).equivalents["diffusers"] is None  # diffusers cannot select SDXL's last layer
+    assert layer_choice(sdxl, 4).equivalents["diffusers"] == "clip_skip=2"

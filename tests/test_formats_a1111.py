@@ -6,8 +6,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clipskip.formats.a1111 import form_settings, read_parameters, settings_pairs, write_parameters
-from clipskip.samplers import SAMPLERS
+from clipskip.families import SD1
+from clipskip.formats import form_for
+from clipskip.formats.a1111 import read_parameters, read_text, settings_pairs, write_parameters
+
+
+def form_settings(text: str, family=SD1) -> tuple[dict, list[str]]:
+    return form_for(read_text(text), family)
+
 
 # AUTOMATIC1111's own pattern (modules/infotext_utils.py), used with findall: the reference the reader must equal.
 # It is quadratic on a long run of key characters without a colon, so it is only ever given short texts here.
@@ -27,7 +33,7 @@ A1111_OLD = (
 
 
 def test_a_real_automatic1111_text_fills_the_form():
-    form, notes = form_settings(A1111, SAMPLERS)
+    form, notes = form_settings(A1111)
     assert form == {
         "prompt": "masterpiece, best quality, 1girl, solo, looking at viewer, (cherry blossoms:1.2)\nfalling petals",
         "negative_prompt": "lowres, bad anatomy, bad hands, text, error, missing fingers",
@@ -41,15 +47,15 @@ def test_a_real_automatic1111_text_fills_the_form():
         "model": "v1-5-pruned-emaonly",
         "prompt_syntax": "a1111",  # no Emphasis field: AUTOMATIC1111's default, "Original"
     }
-    assert notes == []
+    assert notes == ["its LoRAs (add_detail, x) are not applied: this app does not load LoRAs yet"]
     assert read_parameters(A1111)[2]["Lora hashes"] == "add_detail: 7c6bad76eb54, x: 1"
 
 
 def test_a_missing_clip_skip_means_1_and_unknown_samplers_are_noted():
-    form, notes = form_settings(A1111_OLD, SAMPLERS)
+    form, notes = form_settings(A1111_OLD)
     assert (form["skips"], form["scheduler"], form["negative_prompt"], notes) == ([1], "Euler a", "", [])
-    form, notes = form_settings(A1111_OLD.replace("Euler a", "LMS"), SAMPLERS)
-    assert "scheduler" not in form and notes == ["sampler 'LMS' is not offered here"]
+    form, notes = form_settings(A1111_OLD.replace("Euler a", "LMS"))
+    assert "scheduler" not in form and notes == ["sampler 'LMS' is not offered here; the sampler menu's is kept"]
 
 
 def test_what_we_write_reads_back_with_awkward_values():
@@ -115,7 +121,7 @@ def test_a_long_line_without_a_colon_is_read_in_one_pass():
 
 def test_numbers_reach_the_form_only_as_plain_decimals_in_the_apps_range():
     text = "p\nSteps: 150, CFG scale: 0, Seed: 4294967295, Size: 2048x64, Clip skip: 64"
-    form, notes = form_settings(text, SAMPLERS)
+    form, notes = form_settings(text)
     assert (form["steps"], form["guidance_scale"], form["seed"], form["width"], form["height"]) == (
         150,
         0,
@@ -125,7 +131,7 @@ def test_numbers_reach_the_form_only_as_plain_decimals_in_the_apps_range():
     )
     assert (form["skips"], notes) == ([64], [])
     text = "p\nSteps: 1_000, CFG scale: 7.5e0, Seed: ４２, Size: 512 x 512, Clip skip: +2"
-    form, notes = form_settings(text, SAMPLERS)
+    form, notes = form_settings(text)
     assert form == {"prompt": "p", "negative_prompt": "", "skips": [], "prompt_syntax": "a1111"}
     assert [note.split(" was left out")[0] for note in notes] == [
         "Steps '1_000'",
@@ -137,17 +143,17 @@ def test_numbers_reach_the_form_only_as_plain_decimals_in_the_apps_range():
 
 
 def test_a_prompt_longer_than_the_app_takes_is_left_out_with_a_note():
-    form, notes = form_settings("x" * 2001 + "\nNegative prompt: ok\nSteps: 3, Seed: 1, Size: 64x64", SAMPLERS)
+    form, notes = form_settings("x" * 2001 + "\nNegative prompt: ok\nSteps: 3, Seed: 1, Size: 64x64")
     assert (form["negative_prompt"], form["steps"], "prompt" in form) == ("ok", 3, False)
     assert notes == ["its prompt (2,001 characters) was left out: this app takes at most 2,000"]
-    form, notes = form_settings("ok\nNegative prompt: " + "x" * 2001, SAMPLERS)
+    form, notes = form_settings("ok\nNegative prompt: " + "x" * 2001)
     assert (form["prompt"], "negative_prompt" in form) == ("ok", False)
     assert notes == ["its negative prompt (2,001 characters) was left out: this app takes at most 2,000"]
 
 
 def test_a_text_longer_than_any_real_one_is_refused():
     with pytest.raises(ValueError, match="^this image's parameters text is 65,537 characters long; at most 65,536 "):
-        form_settings("x" * 65_537, SAMPLERS)
+        form_settings("x" * 65_537)
 
 
 @pytest.mark.parametrize(
@@ -156,11 +162,11 @@ def test_a_text_longer_than_any_real_one_is_refused():
     + [("Emphasis: None, ", "plain"), ("Prompt syntax: comfyui, ", "comfyui")],
 )
 def test_the_emphasis_field_or_its_absence_says_how_the_prompt_was_read(field, syntax):
-    form, notes = form_settings(f"a (fox:1.2)\nSteps: 20, {field}Sampler: Euler, Seed: 1", SAMPLERS)
+    form, notes = form_settings(f"a (fox:1.2)\nSteps: 20, {field}Sampler: Euler, Seed: 1")
     assert (form["prompt_syntax"], notes) == (syntax, [])
 
 
 def test_an_unknown_emphasis_is_noted_and_automatic1111s_used():
-    form, notes = form_settings("a fox\nSteps: 20, Emphasis: Sharper, Seed: 1", SAMPLERS)
+    form, notes = form_settings("a fox\nSteps: 20, Emphasis: Sharper, Seed: 1")
     assert form["prompt_syntax"] == "a1111"
     assert notes == ["Emphasis 'Sharper' is not one this app reads; AUTOMATIC1111's is used"]

@@ -2,6 +2,8 @@
 
 import json
 
+from clipskip.families import SD1, SDXL
+from clipskip.formats.numbering import equivalents
 from clipskip.metadata import (
     caption_lines,
     cell_caption,
@@ -18,8 +20,7 @@ CELL = {
     "hidden_states": -2,
     "encoders": [{"encoder": "text_encoder", "layer": 11, "layers": 12}],
     "final_norm": True,
-    "comfyui": -2,
-    "diffusers": "clip_skip=1",
+    "equivalents": equivalents(SD1, 2),
 }
 SDXL_CELL = {
     "skip": 1,
@@ -30,8 +31,7 @@ SDXL_CELL = {
         {"encoder": "text_encoder_2", "layer": 32, "layers": 32},
     ],
     "final_norm": False,
-    "comfyui": -1,
-    "diffusers": "none",
+    "equivalents": equivalents(SDXL, 1),
 }
 METADATA = {
     "prompt": "a fox",
@@ -53,7 +53,7 @@ def test_cell_header_names_layer_norm_and_equivalents():
     assert cell_header(CELL) == [
         "CLIP skip 2",
         "layer 11 of 12 · final norm",
-        "ComfyUI -2 · diffusers clip_skip=1",
+        "A1111 2 · ComfyUI −2 · diffusers clip_skip=1",
     ]
     assert cell_caption(CELL) == "skip 2 · layer 11/12"
     assert cell_header(CELL | {"native": True})[0] == "CLIP skip 2 (native)"
@@ -63,7 +63,7 @@ def test_sdxl_header_names_both_encoders():
     assert cell_header(SDXL_CELL) == [
         "CLIP skip 1",
         "layers 12/12 + 32/32 · no final norm",
-        "ComfyUI -1 · diffusers none",
+        "A1111 — · ComfyUI −1 · diffusers —",  # neither AUTOMATIC1111 nor diffusers can select the last layer
     ]
     assert cell_caption(SDXL_CELL) == "skip 1 · layers 12/12+32/32"
 

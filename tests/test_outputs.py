@@ -11,14 +11,10 @@ import pytest
 from PIL import Image
 
 from clipskip import compare
-from clipskip.outputs import (
-    MAX_CHUNKS,
-    MAX_FILE_BYTES,
-    read_settings,
-    write_bundle,
-    write_outputs,
-    zip_path,
-)
+from clipskip.families import SD1
+from clipskip.formats import read_settings
+from clipskip.formats.png import MAX_CHUNKS, MAX_FILE_BYTES
+from clipskip.outputs import write_bundle, write_outputs, zip_path
 from tests.conftest import TINY
 from tests.test_settings_fuzz import INFOTEXT, MANIFEST, chunk, png_file, text_chunk
 
@@ -46,7 +42,7 @@ def test_files_and_their_text(result, tmp_path):
 
 def test_settings_round_trip_through_the_grid_and_a_cell(result, tmp_path):
     write_outputs(result, tmp_path)
-    form, notes = read_settings(tmp_path / "grid.png")
+    form, notes = read_settings(tmp_path / "grid.png", SD1)
     assert notes == []
     assert form == {
         "prompt": "a fox, at dawn",
@@ -64,7 +60,7 @@ def test_settings_round_trip_through_the_grid_and_a_cell(result, tmp_path):
         "scheduler": "DPM++ 2M Karras",
         "prompt_syntax": "a1111",
     }
-    form, notes = read_settings(tmp_path / "row2-skip-2.png")
+    form, notes = read_settings(tmp_path / "row2-skip-2.png", SD1)
     assert notes == []
     assert form == {
         "prompt": "a fox, at dawn",
@@ -88,20 +84,20 @@ def test_a_prompt_syntax_round_trips_through_the_grid_and_a_cell(pipe, tmp_path,
     from clipskip import compare
 
     write_outputs(compare(pipe, "a (fox:1.2)", seed=3, skips=[1], prompt_syntax=syntax, steps=1), tmp_path)
-    assert read_settings(tmp_path / "grid.png")[0]["prompt_syntax"] == syntax
-    assert read_settings(tmp_path / "skip-1.png")[0]["prompt_syntax"] == syntax
+    assert read_settings(tmp_path / "grid.png", SD1)[0]["prompt_syntax"] == syntax
+    assert read_settings(tmp_path / "skip-1.png", SD1)[0]["prompt_syntax"] == syntax
 
 
 def test_images_without_settings_say_so(tmp_path):
     Image.new("RGB", (8, 8)).save(tmp_path / "plain.png")
     with pytest.raises(ValueError, match="this image carries no generation settings"):
-        read_settings(tmp_path / "plain.png")
+        read_settings(tmp_path / "plain.png", SD1)
     (tmp_path / "text.png").write_text("not an image")
     with pytest.raises(ValueError, match="^this file is not a PNG image that can be read; "):
-        read_settings(tmp_path / "text.png")
+        read_settings(tmp_path / "text.png", SD1)
     Image.new("RGB", (8, 8)).save(tmp_path / "photo.jpg")
     with pytest.raises(ValueError, match="^this file is not a PNG image that can be read; "):
-        read_settings(tmp_path / "photo.jpg")
+        read_settings(tmp_path / "photo.jpg", SD1)
 
 
 def test_a_bundle_holds_the_files_and_a_zip_of_them(result, tmp_path):
@@ -137,23 +133,23 @@ def test_a_decompression_bomb_is_never_decoded(tmp_path):
         Image.open(bomb)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # not even a DecompressionBombWarning
-        form, notes = read_settings(bomb)
+        form, notes = read_settings(bomb, SD1)
         assert (form["seed"], form["width"], notes) == (42, 512, [])
         with pytest.raises(ValueError, match="^this image carries no generation settings"):
-            read_settings(png_file(tmp_path / "bare-bomb.png", width=20000, height=20000))
+            read_settings(png_file(tmp_path / "bare-bomb.png", width=20000, height=20000), SD1)
 
 
 def test_a_deeply_nested_manifest_is_refused_before_it_is_parsed(tmp_path):
     nested = "^this image's clipskip settings are not valid: its JSON is nested more than 16 deep; a manifest nests 5"
     with pytest.raises(ValueError, match=nested):
-        read_settings(png_file(tmp_path / "deep.png", text_chunk("clipskip", "[" * 100_000 + "]" * 100_000)))
+        read_settings(png_file(tmp_path / "deep.png", text_chunk("clipskip", "[" * 100_000 + "]" * 100_000)), SD1)
     with pytest.raises(ValueError, match=nested):
-        read_settings(png_file(tmp_path / "open.png", text_chunk("clipskip", '{"a": ' * 50_000)))
+        read_settings(png_file(tmp_path / "open.png", text_chunk("clipskip", '{"a": ' * 50_000)), SD1)
     quoted = '"[{\\' * 500  # in strings, between escaped quotes and backslashes, brackets do not nest
-    form, _ = read_settings(manifest_png(tmp_path / "ok.png", prompt=quoted, negative_prompt=quoted[::-1]))
+    form, _ = read_settings(manifest_png(tmp_path / "ok.png", prompt=quoted, negative_prompt=quoted[::-1]), SD1)
     assert (form["prompt"], form["negative_prompt"]) == (quoted, quoted[::-1])
-    with pytest.raises(ValueError, match="valid: its JSON has 20,012 brackets; a manifest has at most 16,384$"):
-        read_settings(manifest_png(tmp_path / "wide.png", padding=[[]] * 10_000))
+    with pytest.raises(ValueError, match="valid: its JSON has 20,012 brackets; at most 16,384 are read$"):
+        read_settings(manifest_png(tmp_path / "wide.png", padding=[[]] * 10_000), SD1)
 
 
 @pytest.mark.parametrize(
@@ -191,7 +187,7 @@ def test_a_deeply_nested_manifest_is_refused_before_it_is_parsed(tmp_path):
 )
 def test_a_manifest_with_a_bad_field_is_refused_naming_it(tmp_path, changes, message):
     with pytest.raises(ValueError, match="^this image's clipskip settings are not valid: " + re.escape(message)):
-        read_settings(manifest_png(tmp_path / "bad.png", **changes))
+        read_settings(manifest_png(tmp_path / "bad.png", **changes), SD1)
 
 
 @pytest.mark.parametrize(
@@ -206,12 +202,12 @@ def test_a_manifest_with_a_bad_field_is_refused_naming_it(tmp_path, changes, mes
 )
 def test_a_manifest_that_is_not_one_is_refused(tmp_path, text, message):
     with pytest.raises(ValueError, match="^this image's clipskip settings are not valid: " + re.escape(message) + "$"):
-        read_settings(png_file(tmp_path / "bad.png", text_chunk("clipskip", text)))
+        read_settings(png_file(tmp_path / "bad.png", text_chunk("clipskip", text)), SD1)
 
 
 def test_what_a_manifest_says_loads_with_prompt_rows_and_a_sampler_of_the_models_own(tmp_path):
     rows = [{"prompt": "a fox", "seed": 11}, {"prompt": "a cat", "seed": 11}]
-    form, notes = read_settings(manifest_png(tmp_path / "rows.png", rows_by="prompt", rows=rows, sampler="PNDM"))
+    form, notes = read_settings(manifest_png(tmp_path / "rows.png", rows_by="prompt", rows=rows, sampler="PNDM"), SD1)
     assert (form["prompt"], form["prompt_rows"], form["seeds"], "scheduler" in form) == (
         "a fox\na cat",
         True,
@@ -248,10 +244,10 @@ def test_an_automatic1111_value_out_of_range_is_left_out_with_a_note(tmp_path, s
     key = setting.split(":")[0]
     changed = ", ".join(part for part in settings_line.split(", ") if not part.startswith(key)) + ", " + setting
     form, notes = read_settings(
-        png_file(tmp_path / "a.png", text_chunk("parameters", INFOTEXT.replace(settings_line, changed)))
+        png_file(tmp_path / "a.png", text_chunk("parameters", INFOTEXT.replace(settings_line, changed))), SD1
     )
     assert notes == [note]
-    everything, _ = read_settings(png_file(tmp_path / "b.png", text_chunk("parameters", INFOTEXT)))
+    everything, _ = read_settings(png_file(tmp_path / "b.png", text_chunk("parameters", INFOTEXT)), SD1)
     expected = {name: value for name, value in everything.items() if name not in left_out.split()}
     assert form == expected | ({"skips": []} if left_out == "skips" else {})  # the rest loads; [] keeps the form's
 
@@ -259,7 +255,7 @@ def test_an_automatic1111_value_out_of_range_is_left_out_with_a_note(tmp_path, s
 def test_a_long_line_without_a_colon_is_a_prompt_too_long_to_load(tmp_path):
     """AUTOMATIC1111's regex took 10 s over this; the reader's time is measured in benchmarks, not here."""
     for line in ("a" * 40_000, "a b-c/" * 7000):
-        form, notes = read_settings(png_file(tmp_path / "long.png", text_chunk("parameters", line)))
+        form, notes = read_settings(png_file(tmp_path / "long.png", text_chunk("parameters", line)), SD1)
         assert form == {"negative_prompt": "", "skips": [1], "prompt_syntax": "a1111"}
         assert notes == [f"its prompt ({len(line):,} characters) was left out: this app takes at most 2,000"]
 
@@ -268,7 +264,7 @@ def test_a_file_too_big_is_refused_before_it_is_read(tmp_path):
     with open(tmp_path / "big.png", "wb") as big:  # not even a PNG: were it read, it would say so
         big.truncate(MAX_FILE_BYTES + 1)
     with pytest.raises(ValueError, match="^this file is over 64 MiB; settings are read from smaller ones$"):
-        read_settings(tmp_path / "big.png")
+        read_settings(tmp_path / "big.png", SD1)
 
 
 def refusal_and_peak_memory(path) -> tuple[str, int]:
@@ -276,7 +272,7 @@ def refusal_and_peak_memory(path) -> tuple[str, int]:
     tracemalloc.start()
     try:
         with pytest.raises(ValueError) as refusal:
-            read_settings(path)
+            read_settings(path, SD1)
         return str(refusal.value), tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -291,14 +287,14 @@ def test_text_chunks_are_bounded_before_they_are_read_or_inflated(tmp_path):
         message, peak = refusal_and_peak_memory(png_file(tmp_path / "bomb.png", chunk(kind, data)))
         assert message == "this image's 'clipskip' text is over 524,288 bytes; it is not read"
         assert peak < 8 * 2**20  # inflated only up to the bound, never all 64 MiB
-    form, _ = read_settings(png_file(tmp_path / "z.png", text_chunk("parameters", INFOTEXT, b"zTXt")))
+    form, _ = read_settings(png_file(tmp_path / "z.png", text_chunk("parameters", INFOTEXT, b"zTXt")), SD1)
     assert form["seed"] == 42  # compressed texts are read, Latin-1 and UTF-8
-    form, _ = read_settings(png_file(tmp_path / "i.png", text_chunk("clipskip", json.dumps(MANIFEST), b"iTXt")))
+    form, _ = read_settings(png_file(tmp_path / "i.png", text_chunk("clipskip", json.dumps(MANIFEST), b"iTXt")), SD1)
     assert form["seed"] == 11
     many = [chunk(b"tEXt", b"comment\0x")] * (MAX_CHUNKS - 1)  # with IHDR and the parameters: 1,001
     with pytest.raises(ValueError, match="^this file has over 1,000 chunks before its pixels; a PNG has a few$"):
-        read_settings(png_file(tmp_path / "many.png", *many, text_chunk("parameters", INFOTEXT)))
-    assert read_settings(png_file(tmp_path / "enough.png", *many[:-1], text_chunk("parameters", INFOTEXT)))
+        read_settings(png_file(tmp_path / "many.png", *many, text_chunk("parameters", INFOTEXT)), SD1)
+    assert read_settings(png_file(tmp_path / "enough.png", *many[:-1], text_chunk("parameters", INFOTEXT)), SD1)
 
 
 DAMAGED = "this image's 'parameters' text is damaged (it does not decompress or decode)"
@@ -323,15 +319,15 @@ DAMAGED = "this image's 'parameters' text is damaged (it does not decompress or 
 )
 def test_damaged_or_doubled_texts_are_refused(tmp_path, chunks, message):
     with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
-        read_settings(png_file(tmp_path / "bad.png", *chunks))
+        read_settings(png_file(tmp_path / "bad.png", *chunks), SD1)
 
 
 def test_a_png_cut_short_or_with_texts_after_its_pixels_has_what_came_before(tmp_path):
     path = png_file(tmp_path / "cut.png", text_chunk("parameters", INFOTEXT))
     path.write_bytes(path.read_bytes()[:-20])  # into the pixel data
-    assert read_settings(path)[0]["seed"] == 42
+    assert read_settings(path, SD1)[0]["seed"] == 42
     Image.new("L", (8, 8)).save(tmp_path / "after.png")  # Pillow's Image.open reads only the texts before the pixels
     data = (tmp_path / "after.png").read_bytes()
     (tmp_path / "after.png").write_bytes(data[:-12] + text_chunk("parameters", INFOTEXT) + data[-12:])
     with pytest.raises(ValueError, match="^this image carries no generation settings"):
-        read_settings(tmp_path / "after.png")
+        read_settings(tmp_path / "after.png", SD1)

@@ -20,7 +20,7 @@ from gradio_client.exceptions import AppError
 
 from clipskip import ui
 from clipskip.comparison import Stopped, compare
-from clipskip.outputs import MAX_FILE_BYTES
+from clipskip.formats.png import MAX_FILE_BYTES
 from clipskip.server import BodyLimit, RenderGate, prune
 from clipskip.settings import AppSettings, LoadOptions
 from tests.test_ui import free_port

@@ -13,8 +13,12 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from clipskip.formats.a1111 import MAX_CLIP_SKIP, MAX_NAME_CHARS, MAX_PARAMETERS_CHARS, write_parameters
-from clipskip.outputs import MAX_CHUNKS, MAX_FILE_BYTES, MAX_MANIFEST_BYTES, read_settings
+from clipskip.families import SD1
+from clipskip.formats import read_settings
+from clipskip.formats.a1111 import MAX_PARAMETERS_CHARS, write_parameters
+from clipskip.formats.fields import MAX_CLIP_SKIP, MAX_NAME_CHARS
+from clipskip.formats.manifest import MAX_BYTES as MAX_MANIFEST_BYTES
+from clipskip.formats.png import MAX_CHUNKS, MAX_FILE_BYTES
 from clipskip.request import DEFAULT_GUIDANCE, DEFAULT_STEPS, RANDOM_SEED, ComparisonRequest, seed_list
 
 # The fields of a real manifest that the form uses (tests/test_outputs.py checks a real one has them all)
@@ -110,7 +114,7 @@ def worst_settings_files(folder: Path) -> dict[str, Path]:
 def assert_usable_or_refused(path: Path) -> None:
     """read_settings gives a form whose every value the app accepts, or a one-line ValueError of its own."""
     try:
-        form, notes = read_settings(path)
+        form, notes = read_settings(path, SD1)
     except ValueError as error:
         assert type(error) is ValueError, repr(error)  # not JSONDecodeError, UnicodeDecodeError, ...
         message = str(error)
@@ -220,9 +224,9 @@ def test_any_text_chunk_bytes(tmp_path_factory, kind, key, data):
 
 def test_the_valid_examples_load(tmp_path):
     """The fuzz tests' starting points are good files: what they change is what is wrong."""
-    form, notes = read_settings(png_file(tmp_path / "a.png", text_chunk("clipskip", json.dumps(MANIFEST))))
+    form, notes = read_settings(png_file(tmp_path / "a.png", text_chunk("clipskip", json.dumps(MANIFEST))), SD1)
     assert (form["seeds"], form["skips"], notes) == ("11, 12", [2, 1], [])
-    form, notes = read_settings(png_file(tmp_path / "b.png", text_chunk("parameters", INFOTEXT)))
+    form, notes = read_settings(png_file(tmp_path / "b.png", text_chunk("parameters", INFOTEXT)), SD1)
     assert (form["seed"], form["skips"], form["width"], notes) == (42, [2], 512, [])
     assert_usable_or_refused(tmp_path / "a.png")
     assert_usable_or_refused(tmp_path / "b.png")

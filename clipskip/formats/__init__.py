@@ -1,4 +1,5 @@
-"""Other tools' image metadata read into this app's form, one module per tool, chosen by what the texts are. Pure Python.
+"""Other tools' image metadata read into this app's form, one module per tool, chosen by what the texts are.
+Pure Python.
 
 `read_image(path)` reads a PNG's text chunks (bounded, pixels never decoded) and gives them to each reader in turn:
 this app's manifest, ComfyUI's graphs, InvokeAI's, NovelAI's and Fooocus's JSON, and the AUTOMATIC1111 `parameters`
@@ -50,6 +51,7 @@ def form_for(settings: ImageSettings, family: Family) -> tuple[dict, list[str]]:
         skip, note = skip_for(settings.clip_skip.tool, family, settings.clip_skip.value)
         form["skips"] = [] if skip is None else [skip]
         notes += [note] if note else []
+    form.setdefault("skips", [])  # a skip the reader could not use: the form keeps its own
     return form, notes
 
 

@@ -12,7 +12,7 @@ import json
 import re
 
 from ..samplers import SAMPLERS
-from .fields import MAX_NAME_CHARS, FormValues, ImageSettings, cut, is_text, shown
+from .fields import MAX_CLIP_SKIP, MAX_NAME_CHARS, FormValues, ImageSettings, cut, is_text, shown
 from .numbering import ToolSkip
 
 KEY = "parameters"
@@ -73,8 +73,6 @@ def read_parameters(text: str) -> tuple[str, str, dict[str, str]]:
     return "\n".join(prompt), "\n".join(negative), settings
 
 
-
-
 def tool_of(settings: dict[str, str]) -> tuple[str, str]:
     """(the format's name for notes, the tool whose CLIP skip numbering applies), from what the text says of itself:
     Forge's Version starts with "f" and a number ("f2.0.1v1.10.1-previous-…"), SD.Next writes "App: SD.Next",
@@ -122,13 +120,10 @@ def read_text(text: str) -> ImageSettings:
         values.notes.append(f"SD.Next's fractional Clip skip {clip_skip} is not offered here; the form's is kept")
         clip_skip_number, clip_skip = None, None
     else:
-        clip_skip_number = values.number("clip_skip", "Clip skip", clip_skip)
-    if clip_skip is not None and clip_skip_number is not None and clip_skip_number < 1:
-        values.notes.append(f"Clip skip {shown(clip_skip)} was left out: it counts from 1")
-        clip_skip_number = None
+        clip_skip_number = values.number("clip_skip", "Clip skip", clip_skip, 1, MAX_CLIP_SKIP)
     if "Size" in settings:
         size = SIZE.fullmatch(settings["Size"])
-        values.size("Size", *(size.groups() if size else (settings["Size"], "")))
+        values.size("Size", *(size.groups() if size else (None, None)), written=settings["Size"])
     sampler = settings.get("Sampler")
     if sampler and settings.get("Schedule type", "Automatic") not in ("Automatic", ""):
         sampler = f"{sampler} {settings['Schedule type']}"  # AUTOMATIC1111 1.9+ writes the schedule apart
@@ -139,7 +134,8 @@ def read_text(text: str) -> ImageSettings:
     elif settings.get("Emphasis", "Original") in EMPHASIS:
         values.form["prompt_syntax"] = EMPHASIS[settings.get("Emphasis", "Original")]
     else:
-        values.notes.append(f"Emphasis {shown(settings['Emphasis'])} is not one this app reads; AUTOMATIC1111's is used")
+        emphasis = shown(settings["Emphasis"])
+        values.notes.append(f"Emphasis {emphasis} is not one this app reads; AUTOMATIC1111's is used")
         values.form["prompt_syntax"] = "a1111"
     values.model(settings.get("Model"))
     values.notes += unused(settings)

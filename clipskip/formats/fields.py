@@ -104,11 +104,13 @@ class FormValues:
         else:
             self.form[name] = value
 
-    def number(self, name: str, label: str, value) -> int | float | None:
-        """A number field of RANGES; `value` an int or float, or its plain decimal text. Returns what was put."""
+    def number(self, name: str, label: str, value, low=None, high=None) -> int | float | None:
+        """A number field of RANGES (or from `low` to `high`); `value` an int or float, or its plain decimal text.
+        Returns the number, None when it is left out ("clip_skip" is returned only: it is the tool's own number)."""
         if value is None:
             return None
-        kind, low, high = RANGES[name]
+        kind, *limits = RANGES[name]
+        low, high = limits if low is None else (low, high)
         number = number_in_range(value, kind, low, high)
         if number is None:
             self.notes.append(f"{label} {shown(value)} was left out: this app takes {accepted(kind, low, high)}")
@@ -116,13 +118,13 @@ class FormValues:
             self.form[name] = number
         return number
 
-    def size(self, label: str, width, height) -> None:
-        """Width and height: multiples of 8 from MIN_SIZE to MAX_SIZE."""
+    def size(self, label: str, width, height, written: str | None = None) -> None:
+        """Width and height: multiples of 8 from MIN_SIZE to MAX_SIZE; `written` is how the file wrote them."""
         sides = [number_in_range(side, int, MIN_SIZE, MAX_SIZE) for side in (width, height)]
         if None in sides or any(side % 8 for side in sides):
             self.notes.append(
-                f"{label} {shown(f'{width}x{height}')} was left out: this app takes a width and height that are "
-                f"multiples of 8 from {MIN_SIZE} to {MAX_SIZE}, like 512x768"
+                f"{label} {shown(written or f'{width}x{height}')} was left out: this app takes a width and height "
+                f"that are multiples of 8 from {MIN_SIZE} to {MAX_SIZE}, like 512x768"
             )
         else:
             self.form["width"], self.form["height"] = sides

@@ -3,7 +3,6 @@ Pure Python."""
 
 from ..request import MAX_GUIDANCE, MAX_PROMPT_CHARS, MAX_ROWS, MAX_SEED, MAX_SIZE, MAX_STEPS, MIN_SIZE, check_syntax
 from ..samplers import SAMPLERS
-
 from .fields import MAX_CLIP_SKIP, MAX_NAME_CHARS, ImageSettings, checked, checked_text, shown
 from .png import parse_json
 

@@ -86,9 +86,13 @@ def skip_for(tool: str, family: Family, value: int | None) -> tuple[int | None, 
     sd2, sdxl = family.name == SD2.name, family.name == SDXL.name
     if tool == "AUTOMATIC1111":
         if sd2:
-            note = None if value in (None, 1) else (
-                f"AUTOMATIC1111's Clip skip {value} has no effect on SD 2.x models (it always uses OpenCLIP's "
-                "penultimate layer, skip 1 here), so skip 1 was loaded"
+            note = (
+                None
+                if value in (None, 1)
+                else (
+                    f"AUTOMATIC1111's Clip skip {value} has no effect on SD 2.x models (it always uses OpenCLIP's "
+                    "penultimate layer, skip 1 here), so skip 1 was loaded"
+                )
             )
             return 1, note
         if sdxl:
