@@ -244,8 +244,9 @@ def compare(
     go through the denoiser at once (the images are the same; on CUDA, without it, the free memory sets the bound);
     cells found in `cache` are not rendered again, and
     new ones are added to it; `should_stop` is asked after every step, and a true answer ends the render with
-    `Stopped`. `model_name` is how the metadata, the grid and the PNGs name the model (default: the pipeline's
-    `name_or_path`; the app passes a public name, so that a server's paths never reach a visitor). `prompt_syntax`
+    `Stopped`. `model_name` is how the metadata, the grid and the PNGs name the model (default: the name
+    `load_pipeline` gives it, `loading.model_name`, else the pipeline's `name_or_path`, else its class name; the app
+    passes its public name, so that a server's paths never reach a visitor). `prompt_syntax`
     is how both prompts are read (`clipskip.prompts.SYNTAXES`: "a1111", the default, "a1111-no-norm", "comfyui",
     "plain"); `embeddings` are the textual inversions prompts may name (default: those loaded with the pipeline)."""
     # 1. Check inputs
@@ -385,7 +386,7 @@ def compare(
     # 7. Metadata
     metadata = {
         "clipskip_version": __version__,
-        "model": model_name or pipe.name_or_path,
+        "model": model_name or getattr(pipe, "clipskip_model_name", None) or pipe.name_or_path or type(pipe).__name__,
         "weights_sha256": weights_hash(pipe),
         "family": family.name,
         "prompt": rows[0][0],

@@ -106,7 +106,25 @@ def load_pipeline(
     if options.offload and device.type != "cuda":
         raise ValueError("--offload moves components between CPU and a CUDA GPU; it needs --device cuda")
     key = (model, str(device), dtype, options)
-    return pipelines.get(key, lambda: prepare(build(model, dtype, options), device, dtype, options))
+    return pipelines.get(key, lambda: named(prepare(build(model, dtype, options), device, dtype, options), model))
+
+
+def named(pipe, model: str):
+    pipe.clipskip_model_name = model_name(model)  # single files have no name_or_path
+    return pipe
+
+
+def model_name(model: str) -> str:
+    """How metadata and the page name a model, as AUTOMATIC1111 names checkpoints: a single file by its file name
+    without extension (`anime-v3`), a folder by its name, a Hub id and `embedded` as they are; never a path."""
+    if model == embedded.NAME:
+        return model
+    path = Path(model).expanduser()
+    if path.is_file():
+        return path.stem
+    if path.is_dir() or model.startswith(("/", ".", "~")):
+        return path.resolve().name or model
+    return model
 
 
 def prepare(pipe, device: torch.device, dtype: torch.dtype, options: LoadOptions):

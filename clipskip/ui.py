@@ -24,7 +24,7 @@ from .encoding import encoder_layers, vocabulary
 from .families import detect_family
 from .formats import form_for, match_model, read_image
 from .formats.fields import shown
-from .loading import load_pipeline, pipelines
+from .loading import load_pipeline, model_name, pipelines
 from .metadata import cell_caption, metrics_rows
 from .outputs import cell_name, write_bundle, zip_path
 from .prompts import token_count
@@ -229,13 +229,12 @@ def image_output(label: str, elem_id: str) -> gr.Image:
 
 
 def public_names(models: Sequence[str]) -> dict[str, str]:
-    """How the page and the metadata name each model, to the model it stands for: a local file or folder by its own
-    name (a server's paths are nobody's business), a Hub id and `embedded` as they are; the weights' hash in the
-    metadata tells apart two files of one name."""
+    """How the page and the metadata name each model, to the model it stands for: `loading.model_name` (a single file
+    by its name without extension, as AUTOMATIC1111 names it; a server's paths are nobody's business), made unique;
+    the weights' hash in the metadata tells apart two files of one name."""
     names = {}
     for model in models:
-        local = model.startswith(("/", ".", "~")) or Path(model).expanduser().exists()
-        name = Path(model).expanduser().name if local and model != EMBEDDED else model
+        name = model_name(model)
         unique, n = name, 1
         while unique in names:
             n += 1

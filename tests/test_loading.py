@@ -20,6 +20,7 @@ from clipskip.loading import (
     explain,
     free_device_bytes,
     load_pipeline,
+    model_name,
     pick_device,
     pick_dtype,
 )
@@ -57,6 +58,26 @@ def test_single_safetensors_files_load_with_a_local_config(saved, name, family, 
     for component in ("unet", "vae", "text_encoder", "text_encoder_2"):
         if hasattr(folder, component):
             assert same_weights(getattr(pipe, component), getattr(folder, component)), component
+
+
+def test_a_single_file_is_named_by_its_file_name_never_none(saved, tmp_path):
+    """`Model: None` was written into every cell of a single file loaded with --config: it has no name_or_path."""
+    from clipskip import compare
+    from clipskip.formats import read_settings
+    from clipskip.outputs import write_outputs
+    from tests.conftest import TINY
+
+    path = saved["sd1.safetensors"]
+    pipe = load_pipeline(str(path), device="cpu", options=LoadOptions(config=str(saved["sd1"])))
+    assert pipe.name_or_path is None and model_name(str(path)) == path.stem
+    result = compare(pipe, "a red circle", seed=1, skips=[1], **TINY)
+    assert result.metadata["model"] == path.stem
+    write_outputs(result, tmp_path)
+    assert read_settings(tmp_path / "skip-1.png", SD1)[0]["model"] == path.stem
+    assert read_settings(tmp_path / "grid.png", SD1)[0]["model"] == path.stem
+    assert model_name(str(saved["sd1"])) == saved["sd1"].name  # a folder by its name
+    assert model_name(str(saved["sd1"]) + "/") == saved["sd1"].name
+    assert (model_name("embedded"), model_name("org/model")) == ("embedded", "org/model")  # Hub ids as they are
 
 
 def test_a_single_file_without_config_offline_says_to_pass_one(saved):

@@ -118,8 +118,8 @@ def test_public_names_hide_paths_and_stay_unique(tmp_path):
     assert public_names(models) == {
         "embedded": "embedded",
         "stabilityai/sdxl-turbo": "stabilityai/sdxl-turbo",
-        "x.safetensors": models[2],
-        "x.safetensors (2)": models[3],
+        "x": models[2],  # as AUTOMATIC1111 names a checkpoint: its file name without extension
+        "x (2)": models[3],
         "model": "./relative/model",
     }
 
