@@ -1,12 +1,27 @@
 """Command line: `python -m clipskip --prompt "..." --seed 42 --skips 1,2,3,4 --out DIR`; `--help` lists options."""
 
+import argparse
 import os
+import re
 import stat
 import sys
 from pathlib import Path
 
-from .request import MAX_PROMPT_CHARS, MAX_ROWS, short_repr
+from .formats.fields import MODEL_EXTENSIONS, ImageSettings
+from .request import DEFAULT_SKIPS, MAX_PROMPT_CHARS, MAX_ROWS, seed_list, short_repr
 from .settings import PATH_SHOWN_CHARS, cli_parser, load_options
+
+HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
+IMAGE_FIELDS = {  # form field -> the flag's destination
+    "negative_prompt": "negative_prompt",
+    "seed": "seed",
+    "steps": "steps",
+    "guidance_scale": "cfg",
+    "width": "width",
+    "height": "height",
+    "scheduler": "sampler",
+    "prompt_syntax": "prompt_syntax",
+}
 
 MAX_PROMPTS_FILE_BYTES = 64 * 1024  # MAX_ROWS prompts of MAX_PROMPT_CHARS characters fit, even at 4 bytes each
 
@@ -61,8 +76,78 @@ def check_out(path: str) -> Path:
     return out
 
 
+def given_flags(argv: list[str] | None) -> set[str]:
+    """The destinations of the flags on the command line, not their defaults: those override --from-image."""
+    probe = cli_parser()
+    for action in probe._actions:  # argparse leaves a suppressed default's destination unset
+        action.default = argparse.SUPPRESS
+    return set(vars(probe.parse_args(argv)))
+
+
+def read_image_file(path: str) -> ImageSettings:
+    """--from-image: the settings a PNG carries; its kind is checked before it is opened (a pipe could block)."""
+    from .formats import read_image
+
+    shown = short_repr(path, PATH_SHOWN_CHARS)
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise ValueError(f"--from-image {shown} is not a regular file; give a PNG")
+    except OSError as error:
+        raise ValueError(f"cannot read --from-image {shown}: {error.strerror}") from None
+    try:
+        return read_image(Path(path))
+    except ValueError as error:
+        raise ValueError(f"--from-image {shown}: {error}") from None
+
+
+def image_model(found: ImageSettings) -> str:
+    """The model an image names, where it can be loaded by that name: `embedded`, a file or folder here, a Hub id."""
+    name = found.form.get("model")
+    if name is None:
+        raise ValueError("the image names no model; give --model")
+    hub_id = HUB_ID.fullmatch(name) and not name.lower().endswith(MODEL_EXTENSIONS)
+    if name == "embedded" or hub_id or Path(name).expanduser().exists():
+        return name
+    raise ValueError(
+        f"the image's model {short_repr(name, PATH_SHOWN_CHARS)} is a checkpoint's name, not a file, folder or Hub "
+        "id here; give --model with its file"
+    )
+
+
+def apply_image(args: argparse.Namespace, given: set[str], found: ImageSettings, pipe) -> list[str]:
+    """Set every setting the image holds on `args`, except the flags given; returns the notes on what could not be
+    used. Another tool's image: the skips are 1-4 and its own, which becomes the reference."""
+    from .encoding import encoder_layers
+    from .families import detect_family
+    from .formats import form_for
+
+    form, notes = form_for(found, detect_family(pipe))
+    for name, dest in IMAGE_FIELDS.items():
+        if name in form and dest not in given:
+            setattr(args, dest, form[name])
+    if not {"prompt", "prompts_file"} & given:
+        if "prompt" not in form:
+            raise ValueError("the image's prompt could not be used (see the notes); give --prompt")
+        args.prompt = form["prompt"].splitlines() if form.get("prompt_rows") else form["prompt"]
+    if form.get("seeds") and not {"seed", "seeds"} & given:
+        args.seeds = seed_list(form["seeds"])
+    layers = encoder_layers(pipe)
+    if beyond := [skip for skip in form["skips"] if skip > layers]:
+        notes.append(f"CLIP skip {beyond[0]} was left out: this model's text encoder has {layers} layers")
+    skips = [skip for skip in form["skips"] if skip <= layers]
+    if "skips" not in given and skips:
+        own = "reference" in form  # this app's grid: its skips and reference as they were
+        args.skips = skips if own else sorted({s for s in DEFAULT_SKIPS if s <= layers} | set(skips))
+        if "reference" not in given:
+            args.reference = (form["reference"] or None) if own else skips[0]
+    return notes
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = cli_parser().parse_args(argv)
+    parser = cli_parser()
+    args = parser.parse_args(argv)
+    if args.prompt is None and args.prompts_file is None and args.from_image is None:
+        parser.error("one of the arguments --prompt --prompts-file --from-image is required")
     from tqdm import tqdm  # imported here so that --help answers at once
 
     from .comparison import compare
@@ -79,8 +164,15 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         out = check_out(args.out)  # before any work: a render is not wasted on a folder it cannot be written to
+        given = given_flags(argv)
+        found = read_image_file(args.from_image) if args.from_image is not None else None
+        model = image_model(found) if found is not None and "model" not in given else args.model
+        pipe = load_pipeline(model, args.device, args.dtype, load_options(args))
+        if found is not None:
+            print(f"clipskip: settings from {found.format}", file=sys.stderr)
+            for note in apply_image(args, given, found, pipe):
+                print(f"clipskip: note: {note}", file=sys.stderr)
         prompt = read_prompts(args.prompts_file) if args.prompts_file else args.prompt
-        pipe = load_pipeline(args.model, args.device, args.dtype, load_options(args))
         result = compare(
             pipe,
             prompt,

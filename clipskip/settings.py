@@ -281,11 +281,18 @@ def cli_parser() -> argparse.ArgumentParser:
         "(rows), all in one batch, and write a labelled grid, a difference grid, one PNG per cell and "
         "comparison.json.",
     )
-    prompts = parser.add_mutually_exclusive_group(required=True)
+    prompts = parser.add_mutually_exclusive_group()  # one of them, or --from-image (checked in __main__)
     prompts.add_argument("--prompt", help="what to draw")
     prompts.add_argument(
         "--prompts-file",
         help=f"a text file with one prompt per line (blank lines skipped): one row per prompt, up to {MAX_ROWS}",
+    )
+    parser.add_argument(
+        "--from-image",
+        metavar="PNG",
+        help="take every setting from a PNG made by AUTOMATIC1111, Forge, SD.Next, ComfyUI, Fooocus, InvokeAI, NovelAI "
+        "or clipskip (its model too, unless it names only a checkpoint: then give --model); the skips are 1-4 and the "
+        "image's own, which is the reference; flags given with it override",
     )
     parser.add_argument("--negative-prompt", default="", help="what to avoid; it is skipped like the prompt")
     parser.add_argument(

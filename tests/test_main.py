@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from clipskip import loading, outputs
 from clipskip.__main__ import MAX_PROMPTS_FILE_BYTES, main
@@ -267,3 +267,52 @@ def test_cli_refuses_a_bad_syntax_embedding_or_construct(pipe, tmp_path, capsys,
     argv = ["--prompt", "a fox", "--steps", "1", "--device", "cpu", *arguments, "--out", str(tmp_path / "out")]
     assert line in refused(argv, capsys)
     assert not (tmp_path / "out").exists()
+
+
+def test_cli_from_image_takes_every_setting_and_flags_override(pipe, tmp_path, capsys):
+    """A cell of one render, fed back: the same settings, skips 1-4 with the cell's as the reference; a grid gives
+    its own skips and rows; flags given with it win."""
+    first = ["--prompt", "a red circle (small:1.2)", "--negative-prompt", "blue", "--seed", "7", "--cfg", "5"]
+    first += ["--steps", "2", "--sampler", "Euler", "--skips", "3,1", "--width", "64", "--height", "72"]
+    assert main([*first, "--device", "cpu", "--out", str(tmp_path / "a")]) == 0
+    capsys.readouterr()
+    assert (
+        main(["--from-image", str(tmp_path / "a" / "skip-3.png"), "--device", "cpu", "--out", str(tmp_path / "b")])
+        == 0
+    )
+    assert "clipskip: settings from a clipskip cell" in capsys.readouterr().err
+    a, b = (json.loads((tmp_path / x / "comparison.json").read_text()) for x in "ab")
+    same = ("prompt", "negative_prompt", "seed", "steps", "guidance_scale", "sampler", "width", "height", "model")
+    assert {k: b[k] for k in same} == {k: a[k] for k in same} and b["prompt_syntax"] == a["prompt_syntax"]
+    assert (b["skips"], b["reference_skip"]) == ([1, 2, 3, 4], 3)  # the cell's own skip is the reference
+    argv = ["--from-image", str(tmp_path / "a" / "grid.png"), "--steps", "1", "--prompt", "a green star"]
+    assert main([*argv, "--device", "cpu", "--out", str(tmp_path / "c")]) == 0
+    c = json.loads((tmp_path / "c" / "comparison.json").read_text())
+    assert (c["skips"], c["reference_skip"], c["seed"], c["steps"], c["prompt"]) == ([3, 1], 1, 7, 1, "a green star")
+
+
+def test_cli_from_another_tools_image_names_its_model_or_asks_for_one(pipe, tmp_path, capsys):
+    info = PngImagePlugin.PngInfo()
+    info.add_text(
+        "parameters",
+        "a blue square\nNegative prompt: red\nSteps: 1, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 6, "
+        "Seed: 9, Size: 64x64, Model: anime-v3, Clip skip: 2, Hires upscale: 2, Version: v1.10.1",
+    )
+    Image.new("RGB", (8, 8)).save(tmp_path / "a1111.png", pnginfo=info)
+    argv = ["--from-image", str(tmp_path / "a1111.png"), "--device", "cpu", "--out", str(tmp_path / "out")]
+    assert refused(argv, capsys).startswith("clipskip: error: the image's model 'anime-v3' is a checkpoint's name")
+    assert main([*argv, "--model", "embedded"]) == 0
+    err = capsys.readouterr().err
+    assert "clipskip: settings from AUTOMATIC1111" in err
+    assert "clipskip: note: hires fix ×2 not applied: loaded at the first pass's size 64x64" in err
+    metadata = json.loads((tmp_path / "out" / "comparison.json").read_text())
+    assert (metadata["prompt"], metadata["seed"], metadata["sampler"], metadata["reference_skip"]) == (
+        "a blue square",
+        9,
+        "DPM++ 2M Karras",
+        2,
+    )
+    os.mkfifo(tmp_path / "pipe.png")
+    line = refused(["--from-image", str(tmp_path / "pipe.png"), "--out", str(tmp_path / "x")], capsys)
+    assert line.endswith("pipe.png' is not a regular file; give a PNG")
+    assert refused(["--out", str(tmp_path / "x")], capsys).endswith("--prompts-file --from-image is required")
