@@ -313,7 +313,7 @@ def cli_parser() -> argparse.ArgumentParser:
         type=skip_list,
         default=DEFAULT_SKIPS,
         help="CLIP skip values, one column each, in this order (default: 1,2,3,4); "
-        "skip N uses the N-th layer from the end (ComfyUI -N, diffusers clip_skip N-1)",
+        "skip N uses the N-th layer from the end (on SD 1.x: AUTOMATIC1111 N, ComfyUI -N, diffusers clip_skip N-1)",
     )
     parser.add_argument(
         "--steps", type=whole_argument, default=DEFAULT_STEPS, help=f"denoising steps (default: {DEFAULT_STEPS})"

@@ -74,10 +74,11 @@ SYNTAX_CHOICES = [
 INTRO = """# clipskip: CLIP skip, side by side
 One prompt, one seed, several CLIP skip values, rendered together from the same noise. Skip *N* conditions the image
 on the text encoder's *N*-th layer from the end (skip 1 = the last layer): AUTOMATIC1111's "Clip skip" *N*,
-ComfyUI's `CLIPSetLastLayer` −*N*, diffusers' `clip_skip` = *N*−1 (*N*−2 on SDXL). The negative prompt is skipped
-alike. The built-in model, `embedded`, is a tiny SD 1.x trained by this project on 64×64 scenes: it knows circles,
-squares, triangles and stars in red, green, blue, yellow, white, black, orange and purple, small or large, on the
-left, right, top, bottom or in the centre, on a coloured background (see the first examples)."""
+ComfyUI's `CLIPSetLastLayer` −*N* (−(*N*+1) on SD 2.x), diffusers' `clip_skip` = *N*−1 (*N*−2 on SDXL). The
+negative prompt is skipped alike. The built-in model, `embedded`, is a tiny SD 1.x trained by this project on 64×64
+scenes: it knows circles, squares, triangles and stars in red, green, blue, yellow, white, black, orange and purple,
+small or large, on the left, right, top, bottom or in the centre, on a coloured background (see the first
+examples)."""
 CSS = """
 #generate {min-height: 3.2em}
 .caption {font-size: 0.9em; opacity: 0.8}

@@ -2,11 +2,12 @@
 `../shared/prompt-syntax.md`: which layer of the diffusers text encoder a tool's setting conditions on."""
 
 import re
+from pathlib import Path
 
 import pytest
 
 from clipskip.families import SD1, SD2, SDXL
-from clipskip.formats.numbering import TOOLS, equivalents, setting, skip_for
+from clipskip.formats.numbering import TOOLS, equivalents, markdown_table, setting, skip_for
 
 LAYERS = {SD1.name: 12, SD2.name: 23, SDXL.name: 12}  # diffusers' encoders (SD 2.x: OpenCLIP-H without its last)
 SETTINGS = {  # each tool's own range of settings; None: left out / unset
@@ -97,3 +98,9 @@ def test_the_facts_users_ask_about():
     assert skip_for("Fooocus", SDXL, None) == (2, None) and skip_for("Fooocus", SD1, 3) == (3, None)
     assert skip_for("NovelAI", SD1, None)[0] == 2
     assert "CLIP-L alone used layer −4" in skip_for("AUTOMATIC1111", SDXL, 4)[1]
+
+
+def test_readmes_tables_are_the_numbering_tables():
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    for family in (SD1, SD2, SDXL):
+        assert markdown_table(family, range(1, 5)) in readme, family.name

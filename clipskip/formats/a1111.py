@@ -90,10 +90,10 @@ def tool_of(settings: dict[str, str]) -> tuple[str, str]:
 
 
 def read(texts: dict[str, str]) -> ImageSettings | None:
-    """The settings in a `parameters` text written as AUTOMATIC1111 writes it; None for other texts there (Fooocus's
-    JSON scheme starts with "{")."""
+    """The settings in a `parameters` text written as AUTOMATIC1111 writes it; None for a JSON object there (Fooocus's
+    scheme, or another tool's), which would otherwise become the prompt. A prompt may start with "{red|blue}"."""
     text = texts.get(KEY)
-    if text is None or text.lstrip().startswith("{"):
+    if text is None or text.lstrip().startswith('{"'):
         return None
     return read_text(text)
 

@@ -136,3 +136,13 @@ def skip_for(tool: str, family: Family, value: int | None) -> tuple[int | None, 
     if tool == "NovelAI":
         return 2, "NovelAI records no CLIP skip; its models condition on the penultimate layer, skip 2 here"
     raise KeyError(tool)
+
+
+def markdown_table(family: Family, skips) -> str:
+    """README's table of every tool's setting for `skips` on `family` ("—": no equivalent)."""
+    lines = ["| clipskip | " + " | ".join(TOOLS) + " |", "|---" * (len(TOOLS) + 1) + "|"]
+    for skip in skips:
+        native = " (native)" if skip == family.native_skip else ""
+        cells = ["—" if s is None else "−" + s[1:] if s[0] == "-" else s for s in equivalents(family, skip).values()]
+        lines.append(f"| {skip}{native} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
