@@ -127,18 +127,31 @@ def test_a_closed_tab_ends_its_render_within_one_step_and_frees_the_server(page,
     expect(page.get_by_label("Seed used")).to_have_value("7", timeout=15_000)
 
 
-def test_a_dropped_png_fills_the_form_and_is_not_kept(page, tmp_path):
+def test_a_dropped_png_replaces_the_form_and_is_not_kept(page, tmp_path):
+    """Rows set before (seeds 7, 8; one prompt per line) were left in place and took over the image's settings."""
     from PIL import Image, PngImagePlugin
+    from playwright.sync_api import expect
 
+    page.get_by_text("Rows and reference").click()
+    page.get_by_label("Seeds, one row each").fill("7, 8")
+    page.get_by_label("One prompt per line of the prompt box, one row each").check()
     info = PngImagePlugin.PngInfo()
-    info.add_text("parameters", "a red fox in the snow\nNegative prompt: blurry\nSteps: 7, Seed: 1234, Clip skip: 2")
+    info.add_text(
+        "parameters", "a red fox in the snow\nNegative prompt: blurry\nSteps: 2, Seed: 1234, Size: 64x64, Clip skip: 2"
+    )
     path = tmp_path / "a1111.png"
     Image.new("RGB", (64, 64)).save(path, pnginfo=info)
     page.locator("#load-settings input[type=file]").set_input_files(str(path))
-    from playwright.sync_api import expect
 
     expect(page.get_by_label("Prompt", exact=True)).to_have_value("a red fox in the snow", timeout=15_000)
     expect(page.get_by_label("Negative prompt")).to_have_value("blurry")
-    expect(page.get_by_label("number input for Steps")).to_have_value("7")
+    expect(page.get_by_label("number input for Steps")).to_have_value("2")
     expect(page.get_by_label("Seed (−1 = random)")).to_have_value("1234")
+    expect(page.get_by_label("Seeds, one row each")).to_have_value("")  # one row, the image's seed
+    expect(page.get_by_label("One prompt per line of the prompt box, one row each")).not_to_be_checked()
+    expect(page.get_by_label("2", exact=True)).to_be_checked()  # the image's skip, among those ticked
+    expect(page.get_by_text("Settings loaded from AUTOMATIC1111")).to_be_visible()
+    page.get_by_role("button", name="Generate").click()
+    expect(page.get_by_label("Seed used")).to_have_value("1234", timeout=30_000)  # one row: the image's seed
+    expect(page.locator("#cells .thumbnail-item")).to_have_count(4)  # one row of skips 1-4, not two rows
     page.screenshot(path=str(ARTIFACTS / "browser-settings-loaded.png"), full_page=True)
