@@ -29,7 +29,7 @@ def png_texts(path: Path, wanted: dict[str, int]) -> dict[str, str]:
 
     Reads the chunks before the first IDAT, as Pillow's Image.open does, skipping the others' data unread.
     """
-    not_png = "this file is not a PNG image that can be read; use a PNG made by clipskip or AUTOMATIC1111"
+    not_png = "this file is not a PNG image that can be read; settings are read from the PNGs image tools write"
     try:
         with open(path, "rb") as file:
             if os.fstat(file.fileno()).st_size > MAX_FILE_BYTES:
