@@ -122,13 +122,15 @@ def pipelines(saved, tmp_path_factory):
     changed = tiny_models.sd1()
     with torch.no_grad():
         changed.unet.conv_out.bias.add_(0.5)
-    save_single_file(changed, root / "changed.safetensors")
-    single = LoadOptions(config=str(saved["sd1"]))  # single files have no name; their hash is the file's
+    (root / "changed").mkdir()
+    changed_file = root / "changed" / saved["sd1.safetensors"].name  # the same name: single files are named by it
+    save_single_file(changed, changed_file)
+    single = LoadOptions(config=str(saved["sd1"]))  # their hash is the file's
     file = load_pipeline(str(saved["sd1.safetensors"]), device="cpu", options=single)
     folder = load_pipeline(str(saved["sd1"]), device="cpu")
     return {
         "model": (folder, load_pipeline(str(root / "same-weights"), device="cpu")),
-        "weights_sha256": (file, load_pipeline(str(root / "changed.safetensors"), device="cpu", options=single)),
+        "weights_sha256": (file, load_pipeline(str(changed_file), device="cpu", options=single)),
         "device": (folder, on_another_device(folder)),
         "dtype": (file, load_pipeline(str(saved["sd1.safetensors"]), device="cpu", dtype="bf16", options=single)),
     }
