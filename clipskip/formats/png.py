@@ -110,3 +110,14 @@ def parse_json(text: str, what: str, max_depth: int, max_brackets: int):
         return json.loads(text, parse_int=bounded_number(int), parse_float=bounded_number(float))
     except json.JSONDecodeError as error:
         raise ValueError(f"it is not JSON ({error.msg} at character {error.pos:,})") from None
+
+
+def bounded_number(kind: type):
+    """A json.loads hook that refuses numbers too long to be settings before converting them."""
+
+    def convert(text: str):
+        if len(text) > MAX_DIGITS + 2:  # a sign and a decimal point
+            raise ValueError(f"it holds a number {len(text):,} characters long")
+        return kind(text)
+
+    return convert
