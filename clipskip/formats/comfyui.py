@@ -322,7 +322,7 @@ def read_graph(graph: dict[str, Node], format_name: str) -> ImageSettings:
                 f"its negative prompt was encoded at another CLIP layer ({skip_words(negative_skip)}) than its prompt "
                 f"({skip_words(clip_skip)}); this app encodes both at the prompt's"
             )
-        loras += [lora for lora in negative_loras if lora not in loras]
+        loras += negative_loras
     # 3. Its numbers, sampler and model
     seed_name = SAMPLER_SEEDS[sampler.kind]
     for name, field, input_name in (
@@ -348,10 +348,10 @@ def read_graph(graph: dict[str, Node], format_name: str) -> ImageSettings:
     # 4. Its latent: an empty one gives the size; what came before (img2img) and after (hires fix) is noted
     notes += read_latent(graph, key, sampler, values)
     notes += [later_pass_note(graph, number, *passed) for number, passed in enumerate(later, 2)]
-    if loras:
+    if loras := list(dict.fromkeys(loras)):  # a LoraLoader on both paths is one LoRA
         names = ", ".join(lora_words(graph, lora_key) for lora_key in loras[:8])
         notes.append(f"its LoRAs ({names}) are not applied: this app does not load LoRAs yet")
-    values.notes += notes
+    values.notes += dict.fromkeys(notes)  # both prompts' paths may pass the same node: one note
     values.form["prompt_syntax"] = "comfyui"  # the prompt is read as ComfyUI's CLIPTextEncode reads it
     unread = clip_skip is False  # a CLIPSetLastLayer this app cannot read: the form keeps its skips
     return values.result(format_name, None if unread else ToolSkip("ComfyUI", clip_skip), family)
