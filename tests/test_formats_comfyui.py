@@ -283,6 +283,12 @@ def test_values_from_primitive_nodes_are_followed_and_computed_ones_noted():
     }))  # fmt: skip
     assert found.form["prompt"] == "from a string node" and "seed" not in found.form
     assert found.notes == ["its seed comes from Random Seed 12, which this app does not evaluate; the form's is kept"]
+    # a negative prompt from other nodes (zeroed conditioning) is noted; the form keeps its own
+    found = read_api(edited(API, **{"7": node("ConditioningZeroOut", conditioning=["6", 0])}))
+    assert "negative_prompt" not in found.form and found.notes == [
+        "KSampler 3's negative input comes from ConditioningZeroOut 7, not a CLIP text encoder (CLIPTextEncode); this "
+        "app reads a prompt encoded by one; the form's negative prompt is kept"
+    ]
 
 
 def test_values_out_of_the_apps_range_are_left_out_with_notes():
@@ -461,10 +467,17 @@ def test_any_json_gives_settings_none_or_a_one_line_error(prompt, workflow):
 # 4. The graphs written for a cell read back as the cell's settings
 
 
+MODELS = {
+    "SD 1.x": "models/anything-v3.safetensors",
+    "SD 2.x": "stabilityai/stable-diffusion-2-1-base",
+    "SDXL": "stabilityai/stable-diffusion-xl-base-1.0",
+}
+
+
 def metadata(family: str, sampler: str = "DPM++ 2M Karras") -> dict:
     return {
         "family": family,
-        "model": "models/anything-v3.safetensors" if family == "SD 1.x" else "stabilityai/sdxl-base-1.0",
+        "model": MODELS[family],
         "negative_prompt": "lowres, bad hands",
         "width": 1024 if family == "SDXL" else 512,
         "height": 768,

@@ -313,7 +313,11 @@ def read_graph(graph: dict[str, Node], format_name: str) -> ImageSettings:
     prompt, clip_skip, loras, uses_sdxl = read_encoder(graph, *positive, "prompt", notes)
     values.text("prompt", "prompt", prompt)
     family = "SDXL" if uses_sdxl else None
-    negative = encoder(graph, key, sampler, "negative")
+    try:
+        negative = encoder(graph, key, sampler, "negative")
+    except ValueError as error:  # the prompt is what matters: the form keeps its own negative prompt
+        notes.append(f"{error}; the form's negative prompt is kept")
+        negative = None
     if negative is not None:
         negative_prompt, negative_skip, negative_loras, _ = read_encoder(graph, *negative, "negative prompt", notes)
         values.text("negative_prompt", "negative prompt", negative_prompt)
