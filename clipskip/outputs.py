@@ -1,8 +1,8 @@
 """A comparison on disk: PNGs that carry their own settings, the JSON manifest, a zip.
 
 Every cell PNG has an AUTOMATIC1111-compatible `parameters` text (so AUTOMATIC1111's PNG Info, Civitai and this app
-read it); the grid PNG carries the whole manifest as JSON under `clipskip`. Reading them back is `clipskip.formats`.
-Pure PIL and Python.
+read it) and ComfyUI's two graphs (dropped on ComfyUI, they rebuild the cell with its own nodes); the grid PNG
+carries the whole manifest as JSON under `clipskip`. Reading them back is `clipskip.formats`. Pure PIL and Python.
 """
 
 import contextlib
@@ -15,6 +15,7 @@ from pathlib import Path
 from PIL import PngImagePlugin
 
 from .formats.a1111 import write_parameters
+from .formats.comfyui import cell_graphs
 from .formats.manifest import KEY as MANIFEST_KEY
 from .metadata import to_json
 
@@ -70,7 +71,8 @@ def png_text(**chunks: str) -> PngImagePlugin.PngInfo:
 
 
 def write_outputs(result, folder: Path) -> list[Path]:
-    """grid.png (with the manifest), difference.png, one PNG per cell (with `parameters`), comparison.json."""
+    """grid.png (with the manifest), difference.png, one PNG per cell (with AUTOMATIC1111's `parameters` and ComfyUI's
+    `prompt` and `workflow` graphs), comparison.json."""
     folder.mkdir(parents=True, exist_ok=True)
     manifest = to_json(result.metadata)
     paths = [folder / "grid.png", folder / "difference.png"]
@@ -79,7 +81,9 @@ def write_outputs(result, folder: Path) -> list[Path]:
     for r, (row, meta_row) in enumerate(zip(result.rows, result.metadata["rows"], strict=True)):
         for skip, image in row.images.items():
             path = folder / cell_name(result.metadata, r, skip)
-            image.save(path, pnginfo=png_text(parameters=cell_parameters(result.metadata, meta_row, skip)))
+            graph, editor = cell_graphs(result.metadata, meta_row, skip)
+            parameters = cell_parameters(result.metadata, meta_row, skip)
+            image.save(path, pnginfo=png_text(parameters=parameters, prompt=graph, workflow=editor))
             paths.append(path)
     paths.append(folder / "comparison.json")
     paths[-1].write_text(manifest + "\n", encoding="utf-8")

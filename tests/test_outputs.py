@@ -331,3 +331,29 @@ def test_a_png_cut_short_or_with_texts_after_its_pixels_has_what_came_before(tmp
     (tmp_path / "after.png").write_bytes(data[:-12] + text_chunk("parameters", INFOTEXT) + data[-12:])
     with pytest.raises(ValueError, match="^this image carries no generation settings"):
         read_settings(tmp_path / "after.png", SD1)
+
+
+def test_each_cell_also_carries_comfyuis_graphs_of_itself(result, tmp_path):
+    """Dropped on ComfyUI, a cell's `prompt` and `workflow` rebuild it; read back, they say what the cell is."""
+    from clipskip.formats import comfyui, form_for, read_image
+
+    write_outputs(result, tmp_path)
+    info = Image.open(tmp_path / "row2-skip-2.png").info
+    for key in ("prompt", "workflow"):
+        found = comfyui.read({key: info[key]})
+        form, notes = form_for(found, SD1)
+        assert form == {
+            "prompt": "a fox, at dawn",
+            "negative_prompt": "blurry",
+            "seed": 12,
+            "steps": 2,
+            "guidance_scale": 7.5,
+            "width": 64,
+            "height": 64,
+            "scheduler": "DPM++ 2M Karras",
+            "model": "embedded.safetensors",
+            "prompt_syntax": "comfyui",
+            "skips": [2],
+        }, key
+        assert notes == []
+    assert read_image(tmp_path / "row2-skip-2.png").format == "a clipskip cell"  # its own text first

@@ -16,8 +16,9 @@ from .fields import ImageSettings, model_stem
 from .numbering import skip_for
 from .png import png_texts
 
-READERS = (manifest, comfyui, invokeai, novelai, fooocus, a1111)  # the most specific first; a1111 reads any text
-TEXTS = {key: size for reader in READERS for key, size in reader.TEXTS.items()}
+TOOLS = (manifest, comfyui, invokeai, novelai, fooocus, a1111)  # the most specific first; a1111 reads any text
+READERS = (manifest.read, a1111.read_clipskip_cell, *(tool.read for tool in TOOLS[1:]))
+TEXTS = {key: size for tool in TOOLS for key, size in tool.TEXTS.items()}
 NO_SETTINGS = (
     "this image carries no generation settings that this app reads (AUTOMATIC1111, Forge, SD.Next, ComfyUI, "
     "Fooocus, InvokeAI, NovelAI or clipskip); images re-saved by editors or sent through chat apps and some sites "
@@ -32,8 +33,8 @@ def read_image(path: Path) -> ImageSettings:
     reads, or holds damaged ones. Nothing costs more than time linear in a bounded size.
     """
     texts = png_texts(path, TEXTS)
-    for reader in READERS:
-        if (found := reader.read(texts)) is not None:
+    for read in READERS:
+        if (found := read(texts)) is not None:
             return found
     raise ValueError(NO_SETTINGS)
 

@@ -98,6 +98,13 @@ def read(texts: dict[str, str]) -> ImageSettings | None:
     return read_text(text)
 
 
+def read_clipskip_cell(texts: dict[str, str]) -> ImageSettings | None:
+    """A cell this app wrote (its `Version` says clipskip): read as AUTOMATIC1111 text, before the ComfyUI graphs the
+    cell also carries, which restate it in ComfyUI's terms."""
+    found = read(texts)
+    return found if found is not None and found.clip_skip is not None and found.clip_skip.tool == "clipskip" else None
+
+
 def read_text(text: str) -> ImageSettings:
     """What an AUTOMATIC1111 `parameters` text says, as this app's settings, with notes on what could not be used.
 
