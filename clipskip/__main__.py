@@ -164,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         out = check_out(args.out)  # before any work: a render is not wasted on a folder it cannot be written to
+        prompts = read_prompts(args.prompts_file) if args.prompts_file else None  # every file before any model
         given = given_flags(argv)
         found = read_image_file(args.from_image) if args.from_image is not None else None
         model = image_model(found) if found is not None and "model" not in given else args.model
@@ -172,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"clipskip: settings from {found.format}", file=sys.stderr)
             for note in apply_image(args, given, found, pipe):
                 print(f"clipskip: note: {note}", file=sys.stderr)
-        prompt = read_prompts(args.prompts_file) if args.prompts_file else args.prompt
+        prompt = prompts or args.prompt
         result = compare(
             pipe,
             prompt,

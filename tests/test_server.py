@@ -301,11 +301,12 @@ def test_the_settings_event_reads_only_uploads_and_deletes_nothing(served, app, 
     stored = Path(uploaded.json()[0])
     for claimed in (grid, Path(__file__), stored.parent):  # not uploads: nothing read, nothing deleted
         assert (
-            handler({"path": str(claimed), "meta": {"_type": "gradio.FileData"}}, [1], "embedded") == [gr.skip()] * 15
+            handler({"path": str(claimed), "meta": {"_type": "gradio.FileData"}}, [1], "embedded") == [gr.skip()] * 16
         )
         assert claimed.exists()
     filled = handler({"path": str(stored), "meta": {"_type": "gradio.FileData"}}, [1, 2], "embedded")
-    assert filled[0] == "a fox" and filled[5] == [1, 2]  # skip 13 left out: the model has 12 layers
+    assert filled[0] == "a fox" and filled[5].value == [1, 2]  # skip 13 left out: the model has 12 layers
+    assert (filled[3], filled[4], filled[12].value) == ("", False, 0)  # one row, no prompt rows, reference native
     assert stored.exists()  # kept for Gradio's pruning: an identical upload from someone else has this same path
 
 
