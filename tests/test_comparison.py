@@ -97,8 +97,14 @@ def test_metadata_has_every_setting_and_survives_json(pipe):
         "hidden_states": -2,
         "encoders": [{"encoder": "text_encoder", "layer": 11, "layers": 12}],
         "final_norm": True,
-        "comfyui": -2,
-        "diffusers": "clip_skip=1",
+        "equivalents": {
+            "AUTOMATIC1111": "2",
+            "Forge": "2",
+            "ComfyUI": "-2",
+            "diffusers": "clip_skip=1",
+            "InvokeAI": "1",
+            "SD.Next": "2",
+        },
     }
     assert (metadata["family"], metadata["negative_conditioning"]) == ("SD 1.x", "the same layer as the prompt")
     assert set(metadata["versions"]) == {"torch", "diffusers", "transformers", "gradio"}
