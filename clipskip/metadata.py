@@ -14,11 +14,17 @@ def layers_text(cell: dict, of: str = " of ", plus: str = " + ") -> str:
 def cell_header(cell: dict) -> list[str]:
     """Header lines over one column: the skip, the layer it selects, and the other tools' names for it."""
     norm = "final norm" if cell["final_norm"] else "no final norm"
-    tools = {"AUTOMATIC1111": "A1111", "ComfyUI": "ComfyUI", "diffusers": "diffusers"}
+    equivalents = cell["equivalents"]
+    tools = [
+        f"ComfyUI {equivalent_text(equivalents['ComfyUI'])}",
+        f"diffusers {equivalent_text(equivalents['diffusers'])}",
+    ]
+    if equivalents["AUTOMATIC1111"] != str(cell["skip"]):  # SD 2.x and SDXL, where its Clip skip is not the skip
+        tools.append(f"A1111 {equivalent_text(equivalents['AUTOMATIC1111'])}")
     return [
         f"CLIP skip {cell['skip']}" + (" (native)" if cell["native"] else ""),
         f"{layers_text(cell)} · {norm}",
-        " · ".join(f"{short} {equivalent_text(cell['equivalents'][tool])}" for tool, short in tools.items()),
+        " · ".join(tools),
     ]
 
 

@@ -53,7 +53,7 @@ def test_cell_header_names_layer_norm_and_equivalents():
     assert cell_header(CELL) == [
         "CLIP skip 2",
         "layer 11 of 12 · final norm",
-        "A1111 2 · ComfyUI −2 · diffusers clip_skip=1",
+        "ComfyUI −2 · diffusers clip_skip=1",  # AUTOMATIC1111's Clip skip is the skip on SD 1.x: not repeated
     ]
     assert cell_caption(CELL) == "skip 2 · layer 11/12"
     assert cell_header(CELL | {"native": True})[0] == "CLIP skip 2 (native)"
@@ -63,7 +63,7 @@ def test_sdxl_header_names_both_encoders():
     assert cell_header(SDXL_CELL) == [
         "CLIP skip 1",
         "layers 12/12 + 32/32 · no final norm",
-        "A1111 — · ComfyUI −1 · diffusers —",  # neither AUTOMATIC1111 nor diffusers can select the last layer
+        "ComfyUI −1 · diffusers — · A1111 —",  # neither diffusers nor AUTOMATIC1111 can select the last layer
     ]
     assert cell_caption(SDXL_CELL) == "skip 1 · layers 12/12+32/32"
 

@@ -23,7 +23,7 @@ def read(texts: dict[str, str]) -> ImageSettings | None:
         form, notes = manifest_settings(parse_json(texts[KEY], "a manifest nests 5 deep", MAX_DEPTH, MAX_BRACKETS))
     except ValueError as error:
         raise ValueError(f"this image's clipskip settings are not valid: {error}") from None
-    return ImageSettings("clipskip", form, notes)
+    return ImageSettings("a clipskip grid", form, notes)
 
 
 def manifest_settings(metadata: dict) -> tuple[dict, list[str]]:
