@@ -5,6 +5,7 @@ import json
 import re
 import sys
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -23,7 +24,9 @@ from .embedded import NAME as EMBEDDED
 from .encoding import encoder_layers, vocabulary
 from .families import detect_family
 from .formats import form_for, match_model, read_image
+from .formats.a1111 import MAX_PARAMETERS_CHARS
 from .formats.fields import shown
+from .formats.png import png_texts
 from .loading import load_pipeline, model_name, pipelines
 from .metadata import cell_caption, metrics_rows
 from .outputs import cell_name, write_bundle, zip_path
@@ -55,15 +58,21 @@ from .server import (
     prune,
 )
 from .settings import AppSettings, app_settings
+from .toy.scenes import unknown_words
 
 STATE_TTL_S = 3600  # a session's last comparison (a folder name) is forgotten after an hour, as its files are
 STATE_SESSIONS = 200  # sessions whose state (form values, the last folder) Gradio keeps; the oldest go first
-EXAMPLES = [  # the embedded model's world first (shapes, colours, places), then prompts for real checkpoints
-    ["a large white triangle at the top and a large black circle at the bottom, on a red background", "", 7],
-    ["a large orange star in the centre, on a purple background", "", 3],
-    ["a large green triangle in the centre, on a black background", "", 42],
-    ["a watercolor painting of a fox in a snowy forest, highly detailed", "blurry, lowres", 42],
-    ["portrait of an astronaut, oil painting, dramatic lighting", "", 7],
+# Examples that show the effect at a glance: prompt, negative prompt, seed, skips, width, height. With the built-in
+# model (found by rendering: at these seeds the shapes, their places or the colours change between the skips).
+EMBEDDED_EXAMPLES = [
+    ["a large white triangle at the top and a large black circle at the bottom, on a red background", "", 3]
+    + [[1, 4, 8, 12], 64, 64],
+    ["a large orange star in the centre, on a purple background", "", 5, [1, 4, 8, 12], 64, 64],
+    ["a small white square in the centre, on a blue background", "", 3, [1, 2, 3, 4], 64, 64],
+]
+CHECKPOINT_EXAMPLES = [  # for a real checkpoint: prompt, negative prompt, seed, skips
+    ["a watercolor painting of a fox in a snowy forest, highly detailed", "blurry, lowres", 42, [1, 2, 3, 4]],
+    ["portrait of an astronaut, oil painting, dramatic lighting", "", 7, [1, 2, 3, 4]],
 ]
 SYNTAX_CHOICES = [
     ("AUTOMATIC1111: weights, [ ], BREAK, 75-token chunks", "a1111"),
@@ -71,21 +80,49 @@ SYNTAX_CHOICES = [
     ("ComfyUI: CLIPTextEncode weights", "comfyui"),
     ("Plain: as written, one 77-token window", "plain"),
 ]
-INTRO = """# clipskip: CLIP skip, side by side
-One prompt, one seed, several CLIP skip values, rendered together from the same noise. Skip *N* conditions the image
-on the text encoder's *N*-th layer from the end (skip 1 = the last layer): AUTOMATIC1111's "Clip skip" *N*,
-ComfyUI's `CLIPSetLastLayer` −*N* (−(*N*+1) on SD 2.x), diffusers' `clip_skip` = *N*−1 (*N*−2 on SDXL). The
-negative prompt is skipped alike. The built-in model, `embedded`, is a tiny SD 1.x trained by this project on 64×64
-scenes: it knows circles, squares, triangles and stars in red, green, blue, yellow, white, black, orange and purple,
-small or large, on the left, right, top, bottom or in the centre, on a coloured background (see the first
-examples)."""
+LEAD = """# clipskip: CLIP skip, side by side
+See what skipping the text encoder's last layers does to a prompt: one seed, several CLIP skip values, rendered
+together from the same noise. Pick an example or type a prompt, then **Generate**."""
+NUMBERS = """Skip *N* conditions the image on the text encoder's *N*-th layer from the end (skip 1 = the last layer):
+AUTOMATIC1111's "Clip skip" *N*, ComfyUI's `CLIPSetLastLayer` −*N* (−(*N*+1) on SD 2.x), diffusers' `clip_skip` =
+*N*−1 (*N*−2 on SDXL). The negative prompt is skipped alike. Each column's header names its layer and the other
+tools' numbers for it; README has the table for every tool and family.
+
+The built-in model, `embedded`, is a tiny SD 1.x trained by this project on 64×64 scenes: it knows circles, squares,
+triangles and stars in red, green, blue, yellow, white, black, orange and purple, small or large, on the left, right,
+top, bottom or in the centre, on a coloured background (see the examples)."""
+KEYS_HINT = "Ctrl+Enter (Cmd+Enter on a Mac), or Shift+Enter in a prompt box, also generates."
+EMBEDDED_EXAMPLE_LABELS = [
+    "Triangle and circle trade places (skips 1, 4, 8, 12)",
+    "The background turns yellow (skips 1, 4, 8, 12)",
+    "A white square, then a white background (skips 1–4)",
+]
+CHECKPOINT_EXAMPLE_LABELS = ["A fox in a snowy forest (skips 1–4)", "An astronaut's portrait (skips 1–4)"]
+KEYS_JS = """() => {
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+      event.preventDefault();
+      document.querySelector("#generate")?.click();
+    }
+  });
+}"""
 CSS = """
 #generate {min-height: 3.2em}
 .caption {font-size: 0.9em; opacity: 0.8}
 #grid .image-container, #difference .image-container {padding-top: 2.6em}  /* label and buttons off the headers */
-#cells .grid-wrap {min-height: 0; height: auto}  /* one row of cells, no empty band under it */
+#cells .grid-wrap {min-height: 0; height: auto; overflow: visible}  /* every row of cells, no scroll box */
 #cells img, #slider img {image-rendering: pixelated}  /* small cells enlarged crisp, as in the grid */
+.stale {opacity: 0.35; transition: opacity 0.2s}  /* the last results while a new render runs */
+#status {border-left: 4px solid var(--error-border-color, #ef4444); padding: 0.2em 0.8em}
+#status.note {border-left-color: var(--border-color-primary, #9ca3af)}
+@media (max-width: 640px) {#cells .grid-container {grid-template-columns: repeat(2, minmax(0, 1fr)) !important}}
 """
+SHOW_RESULTS_JS = """() => {  // on a narrow screen the results sit under the form: bring them (or why not) into view
+  if (window.innerWidth >= 900) return;
+  const status = document.querySelector("#status");
+  const target = status && status.offsetParent !== null ? status : document.querySelector("#grid");
+  target?.scrollIntoView({behavior: "smooth", block: "center"});
+}"""
 METRICS_HEADERS = ["row", "CLIP skip", "layer", "mean abs. difference (0–255)", "SSIM", "note"]
 
 
@@ -174,7 +211,30 @@ def cell_image(folder: str | None, choice) -> str | None:
 
 
 def pick_cells(folder: str | None, a, b):
-    return cell_image(folder, a), cell_image(folder, b)
+    """The A/B slider's two cells, and AUTOMATIC1111's `parameters` of A to copy."""
+    first = cell_image(folder, a)
+    return (first, cell_image(folder, b)), cell_parameters_text(first)
+
+
+def cell_parameters_text(path: str | None) -> str:
+    """The `parameters` text a cell PNG of this server carries (AUTOMATIC1111's PNG Info shows the same)."""
+    if path is None:
+        return ""
+    try:
+        return png_texts(Path(path), {"parameters": MAX_PARAMETERS_CHARS}).get("parameters", "")
+    except ValueError:
+        return ""
+
+
+def pick_from_gallery(folder: str | None, b, event: gr.SelectData):
+    """A click on a gallery cell puts that cell into A of the A/B tab."""
+    metadata = bundle_metadata(folder)
+    choices = cell_choices(metadata) if metadata is not None else []
+    if not isinstance(event.index, int) or not 0 <= event.index < len(choices):
+        return gr.skip(), gr.skip(), gr.skip()
+    a = choices[event.index][1]
+    slider, parameters = pick_cells(folder, a, b)
+    return a, slider, parameters
 
 
 def similarity_frame(metadata: dict) -> pd.DataFrame:
@@ -193,18 +253,25 @@ def show_analysis(folder: str | None):
     metadata = bundle_metadata(folder)
     if metadata is None:
         gr.Warning("This comparison's files were cleaned up (they are kept for an hour); generate it again.")
-        return [gr.skip()] * 8
+        return [gr.skip()] * 9
     choices = cell_choices(metadata)
     reference = f"0:{metadata['reference_skip']}"
     other = next((value for _, value in choices if value != reference), reference)
+    metrics = pd.DataFrame(metrics_rows(metadata), columns=METRICS_HEADERS)
+    metrics[METRICS_HEADERS[3]] = metrics[METRICS_HEADERS[3]].round(1)  # the digits the badges show
+    metrics[METRICS_HEADERS[4]] = metrics[METRICS_HEADERS[4]].round(3)
+    similarity = similarity_frame(metadata)
+    low = float(similarity["cosine similarity"].min()) if len(similarity) else -1.0
+    slider, parameters = pick_cells(folder, reference, other)
     return (
         str(Path(folder) / "difference.png"),
-        pd.DataFrame(metrics_rows(metadata), columns=METRICS_HEADERS),
-        similarity_frame(metadata),
-        str(zip_path(Path(folder))),
+        metrics,
+        gr.LinePlot(similarity, y_lim=[max(-1.0, low - 0.05), 1.0]),  # the curve fills the plot
+        gr.update(value=str(zip_path(Path(folder))), visible=True),
         gr.Dropdown(choices=choices, value=reference),
         gr.Dropdown(choices=choices, value=other),
-        pick_cells(folder, reference, other),
+        slider,
+        parameters,
         ", ".join(str(seed) for seed in dict.fromkeys(row["seed"] for row in metadata["rows"])),
     )
 
@@ -260,6 +327,77 @@ def uploaded_path(file) -> Path | None:
     return upload if inside and upload.is_file() else None
 
 
+def message(text: str, kind: str = "refusal"):
+    """The message beside Generate, a refusal or a note: shown until the next action, hidden when there is none."""
+    return gr.update(value=text, visible=bool(text), elem_classes=[kind])
+
+
+def ready_button():
+    return gr.update(interactive=True, value="Generate")
+
+
+def busy_button():
+    return gr.update(interactive=False, value="Rendering…")
+
+
+def show_fresh_analysis(folder: str | None):
+    """`show_analysis` after a render that finished; nothing after a refusal (the last results stay)."""
+    return [gr.skip()] * 9 if folder is None else show_analysis(folder)
+
+
+SEED_LABEL = "Seed (−1 = random)"
+ROWS_LABEL = "Rows and reference"
+
+
+def rows_state(seeds, prompt_rows):
+    """The Seed box's label and the folded rows' title: they say when rows replace the seed or split the prompt."""
+    if prompt_rows is True:
+        return gr.update(label=f"{SEED_LABEL}, one for every prompt row"), gr.update(
+            label=f"{ROWS_LABEL} · on: one row per line of the prompt box", open=True
+        )
+    listed = seeds.strip() if isinstance(seeds, str) else ""
+    if listed:
+        return gr.update(label=f"{SEED_LABEL}: replaced by the seed rows below"), gr.update(
+            label=f"{ROWS_LABEL} · on: one row per seed ({shown(listed)[1:-1]})", open=True
+        )
+    return gr.update(label=SEED_LABEL), gr.update(label=ROWS_LABEL)
+
+
+def reference_choices(view: ModelView, ticked) -> list[tuple[str, int]]:
+    """The difference view's reference: the model's native skip (0), or one of the skips ticked."""
+    ticked = set(ticked) if isinstance(ticked, list) else set()
+    return [("native (else the first)", 0)] + [(label, n) for label, n in view.choices if n in ticked]
+
+
+def size_note(view: ModelView, width, height) -> str:
+    """A word when the size is not the model's own: other sizes draw worse, the built-in model's much worse."""
+    if (width, height) == (view.width, view.height) or not all(isinstance(side, int) for side in (width, height)):
+        return ""
+    return f"⚠ This model was trained at {view.width}×{view.height}; other sizes draw worse."
+
+
+class RenderSteps:
+    """The step each session's render is at, for Stop to report: kept while the render runs and after it is
+    cancelled (Stop's handler may run after the cancellation), at most MAX_ENTRIES, the oldest dropped."""
+
+    MAX_ENTRIES = 1000
+
+    def __init__(self):
+        self._steps: OrderedDict[str, tuple[int, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def set(self, session: str, step: int, total: int) -> None:
+        with self._lock:
+            self._steps[session] = (step, total)
+            self._steps.move_to_end(session)
+            while len(self._steps) > self.MAX_ENTRIES:
+                self._steps.popitem(last=False)
+
+    def pop(self, session: str | None) -> tuple[int, int] | None:
+        with self._lock:
+            return self._steps.pop(session, None) if session is not None else None
+
+
 def refusal(message: str, title: str) -> gr.Error:
     """A visitor's mistake: shown on the page, logged as one line, not as a traceback."""
     log.info("refused (%s): %s", title, message)
@@ -278,6 +416,7 @@ def build_demo(
     names = public_names(models)
     default = next(iter(names))
     gate = RenderGate(concurrency)
+    steps_at = RenderSteps()
     downloads = Path(get_upload_folder()) / "clipskip-downloads"  # in Gradio's cache: served without a copy
 
     def loaded(name: str):
@@ -314,8 +453,12 @@ def build_demo(
 
         Returns the grid, the cells with captions and the metadata."""
 
+        session = request.session_hash if request is not None else None
+
         def report(step: int, total: int) -> None:
             progress((step, total), desc="Denoising all cells together", unit="steps")
+            if session is not None:
+                steps_at.set(session, step, total)
 
         if not isinstance(model, str) or model not in names:  # the server's list only: nobody names a path
             raise refusal(
@@ -366,11 +509,14 @@ def build_demo(
             result, folder = await asyncio.to_thread(run)
         except asyncio.CancelledError:  # the Stop button, or a client's /cancel: the render ends after this step
             stop.set()
-            raise
+            raise  # its step stays for Stop's message
         except Stopped:
+            steps_at.pop(session)
             raise refusal("the render was stopped.", "Stopped") from None
         except ValueError as error:
+            steps_at.pop(session)
             raise refusal(str(error), "Please change a setting") from None
+        steps_at.pop(session)
         for warning in result.warnings:
             gr.Warning(sentence(warning))
         # the files, not the images: they carry their settings (the grid its manifest, each cell its parameters)
@@ -397,7 +543,11 @@ def build_demo(
             used, available = token_count(text, syntax, vocabulary_, negative)
         except ValueError as error:
             return f"⚠ {sentence(str(error))}"
-        return f"{used}/{available} tokens"
+        count = f"{used}/{available} tokens"
+        if names.get(model, default) == EMBEDDED and (unknown := unknown_words(text)):
+            words = ", ".join(f"“{word}”" + (f" (did you mean “{near}”?)" if near else "") for word, near in unknown)
+            count += f" · ⚠ the built-in model does not know {words}"
+        return count
 
     def switch_model(model, progress=gr.Progress()):  # noqa: B008 (Gradio's way)
         """Show the chosen model's skip values, native size and description; loads it on first use."""
@@ -421,11 +571,13 @@ def build_demo(
         row, no prompt rows, reference native; another tool's skip joins the ticked ones, to compare against."""
         path = uploaded_path(file)
         if path is None:
-            return [gr.skip()] * 16
+            return [gr.skip()] * 17
         try:
             found = read_image(path)
-        except ValueError as error:
-            raise refusal(str(error), "No settings in this image") from None
+        except ValueError as error:  # the form stays as it was; the reason stays beside Generate
+            reason = sentence(str(error))
+            log.info("refused (No settings in this image): %s", reason)
+            return [gr.skip()] * 15 + [message(f"**No settings in this image.** {reason}"), None]
         chosen = match_model(found.form["model"], names) if "model" in found.form else None
         model = chosen or (current_model if isinstance(current_model, str) and current_model in names else default)
         pipe = loaded(model)
@@ -444,31 +596,81 @@ def build_demo(
             if form.get("reference") in beyond:
                 form["reference"] = 0
         view_ = describe(model, pipe)
+        form["reference"] = gr.Dropdown(choices=reference_choices(view_, form["skips"]), value=form["reference"])
         form["skips"] = gr.CheckboxGroup(choices=view_.choices, value=form["skips"])
-        form["reference"] = gr.Dropdown(choices=[("native", 0)] + view_.choices, value=form["reference"])
         form["note"] = view_.note
-        gr.Info(f"Settings loaded from {found.format}" + (": " + "; ".join(notes) if notes else ""), duration=30)
+        loaded_from = f"Settings loaded from {found.format}" + (": " + "; ".join(notes) + "." if notes else ".")
+        form["status"] = message(loaded_from, "note")
         fields = ["prompt", "negative_prompt", "seed", "seeds", "prompt_rows", "skips", "steps", "guidance_scale"]
-        fields += ["width", "height", "scheduler", "model", "reference", "prompt_syntax", "note"]
+        fields += ["width", "height", "scheduler", "model", "reference", "prompt_syntax", "note", "status"]
         return [form[field] if field in form else gr.skip() for field in fields] + [None]
 
+    async def generate(
+        prompt,
+        negative_prompt,
+        seed,
+        skips,
+        steps,
+        guidance_scale,
+        width,
+        height,
+        scheduler,
+        model=default,
+        seeds="",
+        prompt_rows=False,
+        reference=0,
+        prompt_syntax=DEFAULT_SYNTAX,
+        request: gr.Request = None,
+        progress=gr.Progress(),  # noqa: B008 (Gradio's way)
+    ):
+        """The page's Generate: the render `/compare` makes, but a refusal leaves every input and the last results as
+        they were and says why beside Generate, until the next action."""
+        values = (prompt, negative_prompt, seed, skips, steps, guidance_scale, width, height, scheduler, model)
+        values += (seeds, prompt_rows, reference, prompt_syntax)
+        fresh = gr.update(elem_classes=[])
+        try:
+            grid_, gallery_, metadata_, folder = await run_compare(*values, request=request, progress=progress)
+        except gr.Error as error:
+            why = message(f"**{error.title}.** {error.message}")
+            return fresh, fresh, gr.skip(), gr.skip(), None, why, ready_button()
+        grid_ = gr.update(value=grid_, elem_classes=[])
+        gallery_ = gr.update(value=gallery_, elem_classes=[], columns=min(len(metadata_["skips"]), 6))
+        return grid_, gallery_, metadata_, folder, folder, message(""), ready_button()
+
+    def stopped(request: gr.Request = None):
+        """Stop's answer: the step the render reached; the form and the last results stay."""
+        at = steps_at.pop(request.session_hash if request is not None else None)
+        text = f"Stopped at step {at[0]} of {at[1]}; nothing was changed." if at else "Nothing was rendering."
+        fresh = gr.update(elem_classes=[])
+        return message(text, "note"), ready_button(), fresh, fresh
+
+    def model_view(model) -> ModelView:
+        return describe(model, loaded(model if isinstance(model, str) and model in names else default))
+
+    def follow_skips(ticked, reference, model):
+        """The reference menu offers the skips ticked (and native); one no longer ticked goes back to native."""
+        choices = reference_choices(model_view(model), ticked)
+        value = reference if any(reference == n for _, n in choices) else 0
+        return gr.Dropdown(choices=choices, value=value)
+
+    def check_size(width, height, model) -> str:
+        return size_note(model_view(model), width, height)
+
     with gr.Blocks(title="clipskip: CLIP skip, side by side", delete_cache=(3600, 3600)) as demo:
-        gr.Markdown(INTRO)
+        gr.Markdown(LEAD)
         note = gr.Markdown(view.note, elem_classes="caption")
         result_state = gr.State(time_to_live=STATE_TTL_S)  # the folder of the session's latest comparison
+        fresh_state = gr.State()  # the folder of a render that just finished; None after a refusal
+        # set by the examples above them, so made first and placed below
+        width = gr.Slider(MIN_SIZE, MAX_SIZE, view.width, step=8, label="Width", min_width=140, render=False)
+        height = gr.Slider(MIN_SIZE, MAX_SIZE, view.height, step=8, label="Height", min_width=140, render=False)
         with gr.Row():
             with gr.Column(scale=2, min_width=320):
                 model = gr.Dropdown(list(names), value=default, label="Model", visible=len(names) > 1)
-                prompt = gr.Textbox(label="Prompt", lines=3, placeholder=EXAMPLES[0][0])
+                prompt = gr.Textbox(label="Prompt", lines=2, placeholder="describe the picture, or pick an example")
                 prompt_tokens = gr.Markdown("", elem_classes="caption tokens")
-                negative_prompt = gr.Textbox(label="Negative prompt", lines=2, placeholder="what to avoid")
+                negative_prompt = gr.Textbox(label="Negative prompt", lines=1, placeholder="what to avoid")
                 negative_tokens = gr.Markdown("", elem_classes="caption tokens")
-                prompt_syntax = gr.Dropdown(
-                    SYNTAX_CHOICES,
-                    value=DEFAULT_SYNTAX,
-                    label="Prompt syntax",
-                    info="how both prompts are read: weights (word:1.2), [word], BREAK, long prompts in chunks",
-                )
                 skips = gr.CheckboxGroup(
                     view.choices,
                     value=view.skips,
@@ -476,19 +678,45 @@ def build_demo(
                     info="skip N uses the N-th layer from the end of each text encoder",
                 )
                 with gr.Row(equal_height=True):
-                    seed = gr.Number(RANDOM_SEED, label="Seed (−1 = random)", scale=3, min_width=120)
-                    dice = gr.Button("🎲", scale=0, min_width=48)
-                    reuse = gr.Button("♻️", scale=0, min_width=48)
+                    seed = gr.Number(RANDOM_SEED, label=SEED_LABEL, scale=3, min_width=120)
+                    dice = gr.Button("Random", scale=0, min_width=80, size="sm")
+                    reuse = gr.Button("Reuse last", scale=0, min_width=80, size="sm")
                     seed_used = gr.Textbox("", label="Seed used", interactive=False, scale=3, min_width=120)
+                with gr.Row():
+                    generate_button = gr.Button("Generate", variant="primary", elem_id="generate", scale=3)
+                    stop = gr.Button("Stop", variant="stop", scale=1)
+                status = gr.Markdown("", elem_id="status", visible=False)
+                gr.Markdown(KEYS_HINT, elem_classes="caption")
+                if names[default] == EMBEDDED:  # examples for the model shown first
+                    gr.Examples(
+                        EMBEDDED_EXAMPLES,
+                        inputs=[prompt, negative_prompt, seed, skips, width, height],
+                        label="Examples: click one, then Generate",
+                        example_labels=EMBEDDED_EXAMPLE_LABELS,
+                    )
+                else:
+                    gr.Examples(
+                        CHECKPOINT_EXAMPLES,
+                        inputs=[prompt, negative_prompt, seed, skips],
+                        label="Examples: click one, then Generate",
+                        example_labels=CHECKPOINT_EXAMPLE_LABELS,
+                    )
+                prompt_syntax = gr.Dropdown(
+                    SYNTAX_CHOICES,
+                    value=DEFAULT_SYNTAX,
+                    label="Prompt syntax",
+                    info="how both prompts are read: weights (word:1.2), [word], BREAK, long prompts in chunks",
+                )
                 with gr.Row():
                     scheduler = gr.Dropdown(list(SAMPLERS), value=DEFAULT_SAMPLER, label="Sampler", min_width=140)
                     steps = gr.Slider(1, MAX_STEPS, DEFAULT_STEPS, step=1, label="Steps", min_width=140)
                 with gr.Row():
                     guidance_scale = gr.Slider(0, MAX_GUIDANCE, DEFAULT_GUIDANCE, step=0.5, label="CFG scale")
                 with gr.Row():
-                    width = gr.Slider(MIN_SIZE, MAX_SIZE, view.width, step=8, label="Width", min_width=140)
-                    height = gr.Slider(MIN_SIZE, MAX_SIZE, view.height, step=8, label="Height", min_width=140)
-                with gr.Accordion("Rows and reference", open=False):
+                    width.render()
+                    height.render()
+                size_warning = gr.Markdown("", elem_classes="caption")
+                with gr.Accordion(ROWS_LABEL, open=False) as rows:
                     seeds = gr.Textbox(
                         "",
                         label="Seeds, one row each",
@@ -497,38 +725,41 @@ def build_demo(
                     )
                     prompt_rows = gr.Checkbox(False, label="One prompt per line of the prompt box, one row each")
                     reference = gr.Dropdown(
-                        [("native", 0)] + view.choices,
+                        reference_choices(view, view.skips),
                         value=0,
                         label="Reference column for the difference view",
                     )
-                with gr.Row():
-                    generate = gr.Button("Generate", variant="primary", elem_id="generate", scale=3)
-                    stop = gr.Button("Stop", variant="stop", scale=1)
                 settings_file = gr.File(
                     label="Load settings from an image (PNG from AUTOMATIC1111, Forge, ComfyUI, Fooocus, InvokeAI, "
                     "NovelAI or clipskip)",
                     file_types=[".png"],
                     elem_id="load-settings",
+                    height=120,
                 )
                 settings_file.data_model = RawValue  # see RawValue
+                with gr.Accordion("What the numbers mean", open=False):
+                    gr.Markdown(NUMBERS)
             with gr.Column(scale=3, min_width=400):
                 grid = image_output("Grid", "grid")
                 gallery = gr.Gallery(
-                    label="Cells",
+                    label="Cells (click one to put it into A/B)",
                     format="png",
-                    columns=4,
+                    columns=min(len(view.skips), 6),
                     fit_columns=False,  # one cell stays cell-sized instead of filling the row
                     height="auto",
                     object_fit="contain",
                     interactive=False,
+                    allow_preview=False,  # a click picks the cell for A/B, whose slider shows it large
                     elem_id="cells",
                 )
                 download = gr.File(
-                    label="Everything as a zip: grid, difference grid, cells with settings, JSON", interactive=False
+                    label="Everything as a zip: grid, difference grid, cells with settings, JSON",
+                    interactive=False,
+                    visible=False,  # until there is a comparison to download
                 )
                 with gr.Tab("Difference"):
                     difference = image_output("Difference from the reference column", "difference")
-                    metrics = gr.Dataframe(headers=METRICS_HEADERS, label="Per cell", interactive=False)
+                    metrics = gr.Dataframe(headers=METRICS_HEADERS, label="Per cell", interactive=False, wrap=True)
                 with gr.Tab("Embeddings"):
                     similarity = gr.LinePlot(
                         x="CLIP skip",
@@ -543,46 +774,86 @@ def build_demo(
                         pick_a = gr.Dropdown(label="A (left)")
                         pick_b = gr.Dropdown(label="B (right)")
                     slider = gr.ImageSlider(label="Drag to compare", type="filepath", format="png", elem_id="slider")
+                    parameters = gr.Textbox(
+                        label="A's settings as AUTOMATIC1111 writes them (paste into its prompt box, or PNG Info)",
+                        lines=3,
+                        interactive=False,
+                        buttons=["copy"],
+                    )
                 with gr.Tab("Metadata"):
                     metadata = gr.JSON(label="Metadata (reproduces every cell)", max_height=480)
-        gr.Examples(EXAMPLES, inputs=[prompt, negative_prompt, seed], label="Examples")
 
         inputs = [prompt, negative_prompt, seed, skips, steps, guidance_scale, width, height, scheduler, model]
         inputs += [seeds, prompt_rows, reference, prompt_syntax]
-        rendering = gr.on(
-            [generate.click, prompt.submit],
+        # /compare for API clients: a refusal is an error they receive (the page's Generate is `generate`)
+        api_call = gr.Button(visible=False)
+        api_call.click(
             run_compare,
             inputs,
             [grid, gallery, metadata, result_state],
             api_name="compare",
-            show_progress_on=grid,
             preprocess=False,  # raw values reach the handler, so every bad one gets this app's own clear message
+        )
+        busy = gr.on(
+            [generate_button.click, prompt.submit, negative_prompt.submit],
+            lambda: (busy_button(), gr.update(elem_classes=["stale"]), gr.update(elem_classes=["stale"]), message("")),
+            None,
+            [generate_button, grid, gallery, status],
+            queue=False,
+            show_progress="hidden",
+            api_visibility="private",
+        )
+        rendering = busy.then(
+            generate,
+            inputs,
+            [grid, gallery, metadata, result_state, fresh_state, status, generate_button],
+            show_progress_on=grid,
+            api_visibility="private",
+            preprocess=False,
         )
         # Stop cancels the event, which stops its render after the current step; a closed tab or a dropped
         # connection ends the event's stream, which the render sees as well (run_compare's should_stop)
         stop.click(None, None, None, cancels=[rendering], queue=False, api_visibility="private")
+        stop.click(  # then says where it stopped (the step stays recorded after the cancellation)
+            stopped, None, [status, generate_button, grid, gallery], queue=False, api_visibility="private"
+        )
+        rendering.success(None, js=SHOW_RESULTS_JS)
         rendering.success(
-            show_analysis,
-            result_state,
-            [difference, metrics, similarity, download, pick_a, pick_b, slider, seed_used],
+            show_fresh_analysis,
+            fresh_state,
+            [difference, metrics, similarity, download, pick_a, pick_b, slider, parameters, seed_used],
             api_visibility="private",
         )
         for picker in (pick_a, pick_b):
             picker.change(
                 pick_cells,
                 [result_state, pick_a, pick_b],
-                slider,
+                [slider, parameters],
                 api_visibility="private",
                 preprocess=False,  # raw values: the handler checks them
             )
+        gallery.select(
+            pick_from_gallery, [result_state, pick_b], [pick_a, slider, parameters], api_visibility="private"
+        )
         model.input(  # a visitor's choice only: loading settings sets the model and its skips together
             switch_model, model, [skips, reference, width, height, note], api_visibility="private", preprocess=False
         )
+        skips.change(follow_skips, [skips, reference, model], reference, queue=False, api_visibility="private")
+        for side in (width, height):
+            side.change(
+                check_size, [width, height, model], size_warning, queue=False, show_progress="hidden",
+                api_visibility="private",
+            )  # fmt: skip
+        for rows_input in (seeds, prompt_rows):
+            rows_input.change(
+                rows_state, [seeds, prompt_rows], [seed, rows], queue=False, show_progress="hidden",
+                api_visibility="private",
+            )  # fmt: skip
         settings_file.upload(
             load_settings,
             [settings_file, skips, model],
             [prompt, negative_prompt, seed, seeds, prompt_rows, skips, steps, guidance_scale, width, height]
-            + [scheduler, model, reference, prompt_syntax, note, settings_file],
+            + [scheduler, model, reference, prompt_syntax, note, status, settings_file],
             api_visibility="private",
             preprocess=False,  # raw values: the handler checks them
         )
@@ -618,6 +889,7 @@ def serve(settings: AppSettings, *, prevent_thread_lock: bool = False) -> gr.Blo
         prevent_thread_lock=True,
         quiet=True,  # Gradio's own hint names launch() arguments; ours names the flags
         css=CSS,
+        js=KEYS_JS,
         max_file_size=MAX_UPLOAD_BYTES,
         app_kwargs={"middleware": [Middleware(BodyLimit)]},  # every body bounded before it is parsed
         state_session_capacity=STATE_SESSIONS,

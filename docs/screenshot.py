@@ -11,7 +11,7 @@ from playwright.sync_api import sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from clipskip.settings import AppSettings, LoadOptions  # noqa: E402
-from clipskip.ui import EXAMPLES, serve  # noqa: E402
+from clipskip.ui import EMBEDDED_EXAMPLES, serve  # noqa: E402
 
 CHROMIUM_FLAGS = [
     "--no-sandbox",
@@ -21,7 +21,7 @@ CHROMIUM_FLAGS = [
     "--no-first-run",
 ]
 OUT = Path(__file__).with_name("screenshot.png")
-PROMPT, NEGATIVE, SEED = EXAMPLES[0]  # a scene the built-in model was trained to draw
+PROMPT, NEGATIVE, SEED, SKIPS, WIDTH, HEIGHT = EMBEDDED_EXAMPLES[0]  # the effect in plain sight
 
 
 def main(out: Path = OUT) -> None:

@@ -150,7 +150,7 @@ def test_a_dropped_png_replaces_the_form_and_is_not_kept(page, tmp_path):
     expect(page.get_by_label("Seeds, one row each")).to_have_value("")  # one row, the image's seed
     expect(page.get_by_label("One prompt per line of the prompt box, one row each")).not_to_be_checked()
     expect(page.get_by_label("2", exact=True)).to_be_checked()  # the image's skip, among those ticked
-    expect(page.get_by_text("Settings loaded from AUTOMATIC1111")).to_be_visible()
+    expect(page.locator("#status")).to_contain_text("Settings loaded from AUTOMATIC1111")  # lasts
     page.get_by_role("button", name="Generate").click()
     expect(page.get_by_label("Seed used")).to_have_value("1234", timeout=30_000)  # one row: the image's seed
     ticked = page.locator("input[type=checkbox]:checked").count()  # the skips: prompt rows are off

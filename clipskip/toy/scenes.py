@@ -6,6 +6,7 @@ size or a position, and the picture then picks one at random, as captions in rea
 Pure image code: numpy and PIL only.
 """
 
+import difflib
 import math
 import re
 from dataclasses import dataclass, replace
@@ -146,3 +147,22 @@ def scene_batch(scenes: list[Scene]) -> np.ndarray:
     """Pictures as float32 in [-1, 1], (count, 3, SIZE, SIZE): what the autoencoder reads."""
     pixels = np.stack([np.asarray(render_scene(s)) for s in scenes]).astype(np.float32)
     return (pixels / 127.5 - 1.0).transpose(0, 3, 1, 2)
+
+
+# every word a caption can hold: the built-in model knows these and no others
+WORDS = frozenset([*COLOURS, *SHAPES, *SIZES, *" ".join(PHRASES.values()).split(), "a", "an", "and", "background"])
+WORD = re.compile(r"[^\W\d_]+")  # letters only: numbers, weights and punctuation are not words
+
+
+def unknown_words(text: str, limit: int = 5) -> list[tuple[str, str | None]]:
+    """The words of `text` that no caption holds, each with the nearest one that does (None when none is near), in
+    order, each once, at most `limit`. Linear in the text; each lookup compares against a few dozen words."""
+    unknown: dict[str, str | None] = {}
+    for match in WORD.finditer(text.lower()):
+        word = match[0][:40]  # a longer run of letters is no word either; it is shown cut
+        if word not in WORDS and word not in unknown and word != "break":  # BREAK is syntax, not a word
+            near = difflib.get_close_matches(word, WORDS, n=1, cutoff=0.7)
+            unknown[word] = near[0] if near else None
+            if len(unknown) == limit:
+                break
+    return list(unknown.items())
