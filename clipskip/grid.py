@@ -156,7 +156,7 @@ def fit(text: str, face: Face, width: float) -> str:
 
 def wrap(text: str, face: Face, width: float, max_lines: int) -> list[str]:
     """`text` in at most `max_lines` lines of at most `width` pixels, the last ending with "…" if text is left over.
-    Lines break between the phrases of a " · " list where the next phrase fits on a line of its own, else between
+    Lines break between the phrases of a " · " list where the next phrase does not fit on the line, else between
     words, and inside a word wider than a line (Chinese and Japanese have no spaces). Stops after `max_lines` lines,
     so the cost grows with the text only through splitting it into words."""
     words, lines, line, i = text.split(), [], "", 0
@@ -165,7 +165,7 @@ def wrap(text: str, face: Face, width: float, max_lines: int) -> list[str]:
         if word == "·" and line:  # a phrase boundary: break here rather than inside the next phrase
             end = next((k for k in range(i + 1, len(words)) if words[k] == "·"), len(words))
             phrase = " ".join(words[i + 1 : end])
-            if not fits(f"{line} · {phrase}", face, width) and fits(phrase, face, width):
+            if not fits(f"{line} · {phrase}", face, width):
                 lines.append(line)
                 line, i = "", i + 1
                 continue
@@ -224,8 +224,13 @@ def text_sizes(cell_w: int, columns: int) -> tuple[int, int, int, int]:
     detail = round(min(max(aim, MIN_TEXT, cell_w / 20), cell_w / 7.5))
     title = round(min(max(1.2 * aim, MIN_TEXT + 2, cell_w / 16), cell_w / 7.2))
     badge = round(min(detail, max(MIN_TEXT, cell_w / 9)))
-    caption = round(min(max(aim, MIN_TEXT + 1), 1.25 * title))  # the caption has the whole width
+    caption = round(min(max(aim, MIN_TEXT + 1), title))
     return title, detail, badge, caption
+
+
+def caption_size(cell_width: int, columns: int) -> int:
+    """The caption's font size in a grid of `columns` cells `cell_width` pixels wide before enlarging: for a footer."""
+    return text_sizes(cell_width * cell_scale(cell_width), columns)[3]
 
 
 def render_grid(
