@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .grid import font, line_height, text_width
+from .grid import draw_text, font, line_height, text_width
 
 COLOURMAP = "magma"  # perceptually even, dark = no change, bright = most change
 
@@ -58,5 +58,5 @@ def colour_bar(width: int, vmax: float, size: int = 16) -> Image.Image:
     label = next((text for text in labels if text_width(text, face) <= width), labels[-1])
     canvas = Image.new("RGB", (width, bar_h + gap + line_height(face)), (255, 255, 255))
     canvas.paste(strip, (0, 0))
-    ImageDraw.Draw(canvas).text((0, bar_h + gap), label, font=face, fill=(90, 90, 90))
+    draw_text(ImageDraw.Draw(canvas), (0, bar_h + gap), label, face, (90, 90, 90))
     return canvas

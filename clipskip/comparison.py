@@ -19,7 +19,7 @@ from .analysis import Difference, colour_bar, difference, heat_image, heat_scale
 from .cache import CellCache, ScopedCache
 from .encoding import Encoding, encode, encoder_layers, extended, layer_choice, layer_similarity, token_window
 from .families import detect_family
-from .grid import blocked_cell, grid_width, render_grid
+from .grid import blocked_cell, caption_size, grid_width, render_grid
 from .loading import free_device_bytes, free_memory
 from .metadata import caption_lines, cell_header, difference_badge, row_labels
 from .provenance import library_versions, weights_hash
@@ -469,6 +469,8 @@ def compare(
 
     def draw_difference_grid() -> Image.Image:
         vmax = heat_scale(list(differences.values()))
+        cell_w = images[(0, reference)].width
+        text = caption_size(cell_w, len(request.skips))  # the colour bar's label, as large as the caption
         heat_rows = [  # the reference cell itself, for orientation; blocked cells as they are
             [
                 heat_image(differences[(r, skip)].heat, vmax)
@@ -492,7 +494,7 @@ def compare(
                 else difference_badge(d.mean_abs_diff, d.ssim)
                 for (r, skip), d in differences.items()
             },
-            footer=colour_bar(min(grid_width(images[(0, reference)].width, len(request.skips)) - 16, 640), vmax),
+            footer=colour_bar(min(grid_width(cell_w, len(request.skips)) - 16, 40 * text), vmax, text),
         )
 
     result_rows = [
