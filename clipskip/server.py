@@ -1,9 +1,12 @@
 """What keeps one visitor from stalling, outliving or outgrowing the server: bounded request bodies, a disk cap on
-Gradio's file cache, renders that end with their request, and at most N of them at once."""
+Gradio's file cache, renders that end with their request, and at most N of them at once; and whether the server's
+port is free before it starts."""
 
 import contextlib
+import errno
 import logging
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -106,6 +109,24 @@ def keep_pruned(root: Path, stop: threading.Event, every_s: float = PRUNE_EVERY_
     thread = threading.Thread(target=loop, name="clipskip-prune", daemon=True)
     thread.start()
     return thread
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """Whether another server listens on `host:port`. Bound as uvicorn binds (SO_REUSEADDR), so a port a stopped
+    server left in TIME_WAIT counts as free; a host that does not resolve is left for the server to report."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror:
+        return False
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as error:
+            return error.errno == errno.EADDRINUSE
+    return False
 
 
 class RenderGate:

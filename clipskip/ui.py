@@ -55,6 +55,7 @@ from .server import (
     current_event_alive,
     keep_pruned,
     log,
+    port_in_use,
     prune,
 )
 from .settings import AppSettings, app_settings
@@ -917,11 +918,20 @@ def prune_gradio_cache() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python app.py`: exits with status 2 and the reason when the first model cannot be loaded."""
+    """`python app.py`: exits with status 2 and the reason when the port is taken or the first model cannot load."""
     settings = app_settings(argv)
+    busy = f"clipskip: error: port {settings.port} is in use; give another --port, or stop the server listening on it"
+    if port_in_use(settings.host, settings.port):  # before the first model loads, which can take minutes
+        print(busy, file=sys.stderr)
+        return 2
     try:
         serve(settings)
     except ValueError as error:
         print(f"clipskip: error: {error}", file=sys.stderr)
+        return 2
+    except OSError:  # Gradio's "Cannot find empty port": taken while the model loaded
+        if not port_in_use(settings.host, settings.port):
+            raise
+        print(busy, file=sys.stderr)
         return 2
     return 0

@@ -21,7 +21,7 @@ from gradio_client.exceptions import AppError
 from clipskip import ui
 from clipskip.comparison import Stopped, compare
 from clipskip.formats.png import MAX_FILE_BYTES
-from clipskip.server import BodyLimit, RenderGate, prune
+from clipskip.server import BodyLimit, RenderGate, port_in_use, prune
 from clipskip.settings import AppSettings, LoadOptions
 from tests.test_ui import free_port
 
@@ -333,3 +333,14 @@ def test_a_client_that_never_listens_has_its_render_ended(app, monkeypatch):
     assert httpx.post(f"{url}/gradio_api/call/compare", json={"data": SLOW}).is_success  # its result never fetched
     renders.wait(renders.ended(2), timeout_s=30)
     assert renders.log[1]["outcome"] == "stopped" and renders.log[1]["steps"] < 150
+
+
+def test_a_port_is_in_use_while_a_server_listens_on_it_and_free_after():
+    import socket
+
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        assert port_in_use("127.0.0.1", port) and port_in_use("0.0.0.0", port) and port_in_use("localhost", port)
+    assert not port_in_use("127.0.0.1", port)

@@ -178,3 +178,45 @@ def test_the_page_lists_the_servers_textual_inversions_by_name(pipe):
     with_two = copy.copy(pipe)
     with_two.clipskip_embeddings = {"easynegative": object(), "shiny": object()}
     assert describe("embedded", with_two).note.endswith(" · textual inversions: `easynegative`, `shiny`")
+
+
+def busy_line(port: int) -> str:
+    return f"clipskip: error: port {port} is in use; give another --port, or stop the server listening on it\n"
+
+
+def test_a_busy_port_is_one_line_and_status_2_before_any_model_loads(monkeypatch, capsys):
+    from clipskip import ui
+
+    def load_pipeline(*args, **kwargs):
+        raise AssertionError("a model was loaded before the port was checked")
+
+    monkeypatch.setattr(ui, "load_pipeline", load_pipeline)
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        code = main(["--port", str(port), "--device", "cpu"])
+    captured = capsys.readouterr()
+    assert (code, captured.out, captured.err) == (2, "", busy_line(port))
+
+
+def test_a_port_taken_while_the_model_loads_is_the_same_line_and_no_server_is_left(pipe, monkeypatch, capsys):
+    import threading
+
+    from clipskip import ui
+
+    port = free_port()
+    other = socket.socket()
+
+    def load_pipeline(*args, **kwargs):  # another server takes the port while this one loads its model
+        other.bind(("127.0.0.1", port))
+        other.listen()
+        return pipe
+
+    monkeypatch.setattr(ui, "load_pipeline", load_pipeline)
+    before = set(threading.enumerate())
+    with other:
+        code = main(["--port", str(port), "--device", "cpu"])
+    captured = capsys.readouterr()
+    assert (code, captured.out, captured.err) == (2, "", busy_line(port))
+    assert set(threading.enumerate()) <= before  # Gradio's server thread ended with its failed start

@@ -1,0 +1,44 @@
+"""What `pip install .` gives: the same dependencies as requirements.txt, the `clipskip` command, the licence."""
+
+import importlib
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+
+
+def requirement_lines(path: Path) -> list[str]:
+    """A requirements file's requirements, comments and blank lines dropped, spaces removed."""
+    lines = (line.split("#", 1)[0].replace(" ", "") for line in path.read_text(encoding="utf-8").splitlines())
+    return [line for line in lines if line]
+
+
+def test_pyproject_declares_the_same_dependencies_as_requirements_txt():
+    declared = [line.replace(" ", "") for line in PYPROJECT["project"]["dependencies"]]
+    assert declared == requirement_lines(ROOT / "requirements.txt")
+
+
+def test_the_clipskip_command_is_the_command_line_and_its_help_exits_0(capsys):
+    module, function = PYPROJECT["project"]["scripts"]["clipskip"].split(":")
+    main = getattr(importlib.import_module(module), function)
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    assert "--prompt" in capsys.readouterr().out
+
+
+def test_the_built_in_models_folder_is_package_data():
+    from clipskip.embedded import MODEL_DIR
+
+    folder = MODEL_DIR.relative_to(ROOT / "clipskip" / "toy").as_posix()
+    assert f"{folder}/**/*" in PYPROJECT["tool"]["setuptools"]["package-data"]["clipskip.toy"]
+
+
+def test_the_licence_is_apache_2_0_everywhere_it_is_stated():
+    assert (ROOT / "LICENSE").read_text(encoding="utf-8").split()[:4] == ["Apache", "License", "Version", "2.0,"]
+    assert PYPROJECT["project"]["license"] == "Apache-2.0"
+    front_matter = (ROOT / "README.md").read_text(encoding="utf-8").split("---\n")[1]
+    assert "license: apache-2.0" in front_matter.splitlines()
