@@ -1,6 +1,7 @@
 """The Gradio Blocks app: inputs, one `/compare` endpoint, outputs. No image or model logic lives here."""
 
 import asyncio
+import html
 import json
 import re
 import sys
@@ -328,6 +329,14 @@ def uploaded_path(file) -> Path | None:
     return upload if inside and upload.is_file() else None
 
 
+MARKDOWN_SIGNS = re.compile(r"([\\`*_\[\]()#+\-!|~>{}.])")
+
+
+def as_text(text: str) -> str:
+    """A stranger's text as Markdown that shows it as written: no HTML tag, link, image or emphasis of its own."""
+    return MARKDOWN_SIGNS.sub(r"\\\1", html.escape(text, quote=False))
+
+
 def message(text: str, kind: str = "refusal"):
     """The message beside Generate, a refusal or a note: shown until the next action, hidden when there is none."""
     return gr.update(value=text, visible=bool(text), elem_classes=[kind])
@@ -518,8 +527,8 @@ def build_demo(
             steps_at.pop(session)
             raise refusal(str(error), "Please change a setting") from None
         steps_at.pop(session)
-        for warning in result.warnings:
-            gr.Warning(sentence(warning))
+        for warning in result.warnings:  # a toast shows HTML: the prompt's own words are escaped
+            gr.Warning(html.escape(sentence(warning)))
         # the files, not the images: they carry their settings (the grid its manifest, each cell its parameters)
         columns = {column["skip"]: column for column in result.metadata["columns"]}
         gallery = [  # short enough for a thumbnail: the grid and the metadata say the rest
@@ -578,7 +587,7 @@ def build_demo(
         except ValueError as error:  # the form stays as it was; the reason stays beside Generate
             reason = sentence(str(error))
             log.info("refused (No settings in this image): %s", reason)
-            return [gr.skip()] * 15 + [message(f"**No settings in this image.** {reason}"), None]
+            return [gr.skip()] * 15 + [message(f"**No settings in this image.** {as_text(reason)}"), None]
         chosen = match_model(found.form["model"], names) if "model" in found.form else None
         model = chosen or (current_model if isinstance(current_model, str) and current_model in names else default)
         pipe = loaded(model)
@@ -601,7 +610,7 @@ def build_demo(
         form["skips"] = gr.CheckboxGroup(choices=view_.choices, value=form["skips"])
         form["note"] = view_.note
         loaded_from = f"Settings loaded from {found.format}" + (": " + "; ".join(notes) + "." if notes else ".")
-        form["status"] = message(loaded_from, "note")
+        form["status"] = message(as_text(loaded_from), "note")
         fields = ["prompt", "negative_prompt", "seed", "seeds", "prompt_rows", "skips", "steps", "guidance_scale"]
         fields += ["width", "height", "scheduler", "model", "reference", "prompt_syntax", "note", "status"]
         return [form[field] if field in form else gr.skip() for field in fields] + [None]
@@ -632,7 +641,7 @@ def build_demo(
         try:
             grid_, gallery_, metadata_, folder = await run_compare(*values, request=request, progress=progress)
         except gr.Error as error:
-            why = message(f"**{error.title}.** {error.message}")
+            why = message(f"**{error.title}.** {as_text(error.message)}")
             return fresh, fresh, gr.skip(), gr.skip(), None, why, ready_button()
         grid_ = gr.update(value=grid_, elem_classes=[])
         gallery_ = gr.update(value=gallery_, elem_classes=[], columns=min(len(metadata_["skips"]), 6))

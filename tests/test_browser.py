@@ -40,16 +40,19 @@ def watched(pipe):
 
 
 @pytest.fixture(scope="module")
-def page(watched):
+def browser():
     from playwright.sync_api import sync_playwright
 
-    demo, _ = watched
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = open_app(browser, demo.local_url)
-        yield page
+        yield browser
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(watched, browser):
+    return open_app(browser, watched[0].local_url)
 
 
 def open_app(browser, url: str):
@@ -101,6 +104,9 @@ def test_stop_ends_a_render_within_one_step_and_the_next_one_runs(page, watched)
     page.get_by_label("number input for Width").fill("256")  # about a second a step on two CPU cores
     page.get_by_role("button", name="Generate").click()
     renders.stop_within_a_step(started, page.get_by_role("button", name="Stop").click)
+    from playwright.sync_api import expect
+
+    expect(page.locator("#status")).to_contain_text(f"Stopped at step {renders.log[started]['steps']} of 150")
     page.get_by_label("number input for Steps").fill("2")
     page.get_by_label("number input for Width").fill("64")
     page.wait_for_timeout(500)
@@ -156,3 +162,61 @@ def test_a_dropped_png_replaces_the_form_and_is_not_kept(page, tmp_path):
     ticked = page.locator("input[type=checkbox]:checked").count()  # the skips: prompt rows are off
     expect(page.locator("#cells .thumbnail-item")).to_have_count(ticked)  # one row, not rows of seeds 7 and 8
     page.screenshot(path=str(ARTIFACTS / "browser-settings-loaded.png"), full_page=True)
+
+
+def test_the_first_minute_on_a_laptop(watched, browser, tmp_path):
+    """At 1440x900: the form's essentials above the fold; an example sets the skips; a file without settings and a
+    refused render leave every input and the last results as they were, and say why until the next action."""
+    from playwright.sync_api import expect
+
+    demo, _ = watched
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    page.goto(demo.local_url)
+    for element in (
+        page.get_by_label("Prompt", exact=True),
+        page.get_by_label("12", exact=True),  # the last skip checkbox
+        page.get_by_role("button", name="Generate"),
+    ):
+        box = element.bounding_box()
+        assert box is not None and box["y"] + box["height"] <= 900, box  # inside the first viewport
+    page.get_by_text("Triangle and circle trade places").click()
+    expect(page.get_by_label("12", exact=True)).to_be_checked()  # the example ticks skips 1, 4, 8, 12
+    expect(page.get_by_label("2", exact=True)).not_to_be_checked()
+    page.get_by_role("button", name="Generate").click()
+    settle(page, "#grid img")
+    grid = page.locator("#grid img").get_attribute("src")
+    # a file without settings: no input marked as an error, the reason beside Generate
+    (tmp_path / "bare.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    page.locator("#load-settings input[type=file]").set_input_files(str(tmp_path / "bare.png"))
+    expect(page.locator("#status")).to_contain_text("No settings in this image.")
+    assert page.get_by_text("Error", exact=True).count() == 0
+    expect(page.get_by_label("Prompt", exact=True)).to_have_value(
+        "a large white triangle at the top and a large black circle at the bottom, on a red background"
+    )
+    # a refused render: the last grid stays, the message stays
+    page.get_by_label("Seed (−1 = random)").fill("-5")
+    page.get_by_role("button", name="Generate").click()
+    expect(page.locator("#status")).to_contain_text("Seed must be -1 (random) or 0 to 4294967295, not -5")
+    page.wait_for_timeout(11_000)  # longer than a toast lasts
+    expect(page.locator("#status")).to_be_visible()
+    assert page.locator("#grid img").get_attribute("src") == grid
+    assert page.get_by_text("Error", exact=True).count() == 0
+    page.screenshot(path=str(ARTIFACTS / "browser-refused.png"))
+    page.close()
+
+
+def test_every_cell_shows_on_a_phone(watched, browser):
+    demo, _ = watched
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    page.goto(demo.local_url)
+    page.get_by_text("Triangle and circle trade places").click()
+    page.get_by_role("button", name="Generate").click()
+    settle(page, "#cells .thumbnail-item")
+    cells = page.locator("#cells .thumbnail-item")
+    assert cells.count() == 4
+    for i in range(4):
+        cells.nth(i).scroll_into_view_if_needed()
+        box = cells.nth(i).bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 390, box  # none cut off at the side
+    page.screenshot(path=str(ARTIFACTS / "browser-phone.png"), full_page=True)
+    page.close()

@@ -170,3 +170,21 @@ def test_an_unknown_emphasis_is_noted_and_automatic1111s_used():
     form, notes = form_settings("a fox\nSteps: 20, Emphasis: Sharper, Seed: 1")
     assert form["prompt_syntax"] == "a1111"
     assert notes == ["Emphasis 'Sharper' is not one this app reads; AUTOMATIC1111's is used"]
+
+
+def test_sdnext_writes_whole_skips_as_decimals_and_fooocus_text_reads_as_fooocus():
+    from clipskip.families import SDXL
+
+    form, notes = form_settings("a fox\nSteps: 20, Seed: 1, Clip skip: 2.0, App: SD.Next, Version: 8b2ba52", SDXL)
+    assert (form["skips"], notes) == ([3], [])  # SD.Next's 2 is hidden_states[-3] on SDXL
+    form, notes = form_settings("a fox\nSteps: 20, Seed: 1, Clip skip: 1.5, App: SD.Next, Version: 8b2ba52")
+    assert form["skips"] == [] and notes == [
+        "SD.Next's fractional Clip skip 1.5 is not offered here; the form's is kept"
+    ]
+    fooocus = read_text("cat\nNegative prompt: bad\nSteps: 30, Sampler: Euler, Seed: 1, Version: Fooocus v2.5.0")
+    assert (fooocus.format, fooocus.family, fooocus.form["prompt_syntax"]) == (
+        "Fooocus (its AUTOMATIC1111 scheme)",
+        "SDXL",
+        "comfyui",  # Fooocus weights prompts with ComfyUI's code
+    )
+    assert form_for(fooocus, SDXL)[0]["skips"] == [1]  # 2.3 and later leave out a clip skip of 1

@@ -315,10 +315,11 @@ def test_two_independent_samplers_are_refused():
     with pytest.raises(ValueError) as error:
         read_api(edited(API, **{"12": second}))
     assert str(error.value) == (
-        "this ComfyUI graph has two samplers (KSampler 3, KSampler 12); this app can read a graph with one"
+        "this ComfyUI graph's samplers (KSampler 3, KSampler 12) are not one picture: this app reads a graph with one "
+        "sampler, or one whose later samplers each work on the one before's result (a hires fix, a refiner)"
     )
     # two passes on one first pass's latent are two pictures, not a chain
-    with pytest.raises(ValueError, match="has three samplers"):
+    with pytest.raises(ValueError, match=r"samplers \(KSampler 3, KSampler 12, KSampler 13\) are not one picture"):
         read_api(edited(HIRES, **{"13": {**HIRES["12"], "inputs": {**HIRES["12"]["inputs"], "seed": 3}}}))
     # a muted second sampler does not run
     workflow = copy.deepcopy(WORKFLOW)

@@ -104,3 +104,12 @@ def test_readmes_tables_are_the_numbering_tables():
     readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
     for family in (SD1, SD2, SDXL):
         assert markdown_table(family, range(1, 5)) in readme, family.name
+
+
+def test_a_tools_number_past_this_apps_range_is_left_out_with_a_note():
+    from clipskip.formats import form_for
+    from clipskip.formats.fields import ImageSettings
+    from clipskip.formats.numbering import ToolSkip
+
+    form, notes = form_for(ImageSettings("InvokeAI", {}, [], ToolSkip("InvokeAI", 64)), SDXL)
+    assert form["skips"] == [] and notes == ["its CLIP skip is 66 here, beyond any text encoder's 64 layers"]

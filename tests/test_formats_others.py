@@ -118,7 +118,7 @@ def test_a_fooocus_json_image_fills_the_form(tmp_path):
         "scheduler": "DPM++ 2M Karras",
         "model": "juggernautXL_v8Rundiffusion",
     }
-    assert any("full prompt (2 parts" in note for note in found.notes)
+    assert any("full prompt (after its styles and prompt expansion; parts: 2)" in note for note in found.notes)
     assert any("sd_xl_offset_example-lora_1.0" in note and "LoRAs" in note for note in found.notes)
     form, notes = form_for(found, SDXL)
     assert form["skips"] == [2]
@@ -133,8 +133,10 @@ def test_fooocus_without_full_prompt_or_clip_skip_uses_the_typed_prompt_and_its_
     assert found.form["prompt"] == "a lighthouse at dusk" and "scheduler" not in found.form
     notes = " | ".join(found.notes)
     assert "styles (Fooocus V2, Fooocus Enhance)" in notes and "refiner 'sd_xl_refiner_1.0'" in notes
-    assert "'dpmpp_2m_sde_gpu' with 'karras'" in notes and "records no clip_skip" in notes
-    assert form_for(found, SDXL)[0]["skips"] == [2]
+    assert "'dpmpp_2m_sde_gpu' with 'karras'" in notes and "clip_skip" not in notes
+    assert form_for(found, SDXL)[0]["skips"] == [1]  # Fooocus 2.3 and later leave out a clip skip of 1
+    older = fooocus.read({"parameters": json.dumps(data | {"version": "Fooocus v2.1.8"})})
+    assert form_for(older, SDXL)[0]["skips"] == [2] and any("records no clip_skip" in note for note in older.notes)
 
 
 def test_an_invokeai_image_fills_the_form(tmp_path):

@@ -357,3 +357,40 @@ def test_each_cell_also_carries_comfyuis_graphs_of_itself(result, tmp_path):
         }, key
         assert notes == []
     assert read_image(tmp_path / "row2-skip-2.png").format == "a clipskip cell"  # its own text first
+
+
+def test_a_strangers_text_in_a_note_or_error_is_one_printable_line(tmp_path):
+    """A lone surrogate in a message broke the page's event stream; ESC and newlines reached the terminal."""
+    from clipskip.formats import read_image
+
+    graph = json.dumps({"3": {"class_type": "KSampler", "inputs": {"positive": ["@@", 0]}}})
+    for node, shown in (("\\ud800", "\\ud800"), ("\\u001b[31mred", "\\x1b[31mred"), ("no\\nde", "no\\nde")):
+        path = png_file(tmp_path / "graph.png", text_chunk("prompt", graph.replace("@@", node)))
+        with pytest.raises(ValueError) as error:
+            read_image(path)
+        message = str(error.value)
+        assert message.isprintable() and shown in message, message
+    hires = INFOTEXT.replace("Steps:", "Hires upscale: \x1b]0;PWNED\x07, Steps:")
+    notes = read_image(png_file(tmp_path / "a.png", text_chunk("parameters", hires))).notes
+    assert notes and all(note.isprintable() for note in notes) and any("\\x1b]0;PWNED\\x07" in n for n in notes)
+
+
+def test_own_cells_edited_stay_this_apps_and_grids_say_their_family(result, tmp_path):
+    from clipskip.families import SDXL
+    from clipskip.formats import form_for, read_image
+
+    write_outputs(result, tmp_path)
+    info = Image.open(tmp_path / "row1-skip-2.png").info
+    edited = info["parameters"].replace("Clip skip: 2", "Clip skip: 99")  # unreadable: noted, not another reading
+    path = png_file(
+        tmp_path / "edited.png",
+        text_chunk("parameters", edited),
+        text_chunk("prompt", info["prompt"]),
+        text_chunk("workflow", info["workflow"]),
+    )
+    found = read_image(path)
+    assert found.format == "a clipskip cell" and found.form["prompt_syntax"] == "a1111"
+    assert found.clip_skip is None and any("Clip skip '99' was left out" in note for note in found.notes)
+    grid = read_image(tmp_path / "grid.png")
+    assert grid.family == "SD 1.x"
+    assert "it was made with an SD 1.x model; the chosen model is SDXL" in form_for(grid, SDXL)[1]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..families import Family
 from . import a1111, comfyui, fooocus, invokeai, manifest, novelai
-from .fields import ImageSettings, model_stem
+from .fields import MAX_CLIP_SKIP, ImageSettings, model_stem, printable
 from .numbering import skip_for
 from .png import png_texts
 
@@ -33,9 +33,13 @@ def read_image(path: Path) -> ImageSettings:
     reads, or holds damaged ones. Nothing costs more than time linear in a bounded size.
     """
     texts = png_texts(path, TEXTS)
-    for read in READERS:
-        if (found := read(texts)) is not None:
-            return found
+    try:
+        for read in READERS:
+            if (found := read(texts)) is not None:
+                found.notes = [printable(note) for note in found.notes]
+                return found
+    except ValueError as error:  # one printable line, whatever a stranger's text put into it
+        raise ValueError(printable(str(error))) from None
     raise ValueError(NO_SETTINGS)
 
 
@@ -50,6 +54,8 @@ def form_for(settings: ImageSettings, family: Family) -> tuple[dict, list[str]]:
         notes.append(f"it was made with an {settings.family} model; the chosen model is {family.name}")
     if settings.clip_skip is not None:
         skip, note = skip_for(settings.clip_skip.tool, family, settings.clip_skip.value)
+        if skip is not None and skip > MAX_CLIP_SKIP:  # a tool's own number can count past this app's range
+            note, skip = f"its CLIP skip is {skip} here, beyond any text encoder's {MAX_CLIP_SKIP} layers", None
         form["skips"] = [] if skip is None else [skip]
         notes += [note] if note else []
     form.setdefault("skips", [])  # a skip the reader could not use: the form keeps its own

@@ -11,9 +11,10 @@ number reaches the form unless it is in the app's range.
 import json
 import re
 
+from ..families import SDXL
 from ..samplers import SAMPLERS
 from .fields import MAX_CLIP_SKIP, MAX_NAME_CHARS, FormValues, ImageSettings, cut, is_text, shown
-from .numbering import ToolSkip
+from .numbering import ToolSkip, fooocus_absent_skip
 
 KEY = "parameters"
 MAX_PARAMETERS_CHARS = 64 * 1024  # a real text (two 2,000-character prompts and a long settings line) is far shorter
@@ -102,7 +103,7 @@ def read_clipskip_cell(texts: dict[str, str]) -> ImageSettings | None:
     """A cell this app wrote (its `Version` says clipskip): read as AUTOMATIC1111 text, before the ComfyUI graphs the
     cell also carries, which restate it in ComfyUI's terms."""
     found = read(texts)
-    return found if found is not None and found.clip_skip is not None and found.clip_skip.tool == "clipskip" else None
+    return found if found is not None and found.format == "a clipskip cell" else None
 
 
 def read_text(text: str) -> ImageSettings:
@@ -123,9 +124,11 @@ def read_text(text: str) -> ImageSettings:
     values.number("guidance_scale", "CFG scale", settings.get("CFG scale"))
     values.number("seed", "Seed", settings.get("Seed"))
     clip_skip = settings.get("Clip skip")
+    if clip_skip is not None and tool == "SD.Next" and re.fullmatch(r"[0-9]{1,2}\.0{1,2}", clip_skip):
+        clip_skip = clip_skip.split(".")[0]  # its slider writes a whole number as "2.0"
     if clip_skip is not None and tool == "SD.Next" and re.fullmatch(r"[0-9]{1,2}\.[0-9]{1,2}", clip_skip):
         values.notes.append(f"SD.Next's fractional Clip skip {clip_skip} is not offered here; the form's is kept")
-        clip_skip_number, clip_skip = None, None
+        clip_skip_number = None
     else:
         clip_skip_number = values.number("clip_skip", "Clip skip", clip_skip, 1, MAX_CLIP_SKIP)
     if "Size" in settings:
@@ -147,7 +150,13 @@ def read_text(text: str) -> ImageSettings:
     values.model(settings.get("Model"))
     values.notes += unused(settings)
     unread = clip_skip is not None and clip_skip_number is None  # a bad number: the form keeps its skips
-    return values.result(name, None if unread else ToolSkip(tool, clip_skip_number))
+    family = None
+    if tool == "Fooocus":  # SDXL only, its prompts weighted with ComfyUI's code, its own default clip skip
+        values.form["prompt_syntax"], family = "comfyui", SDXL.name
+        if clip_skip is None:  # left out (a bad value is `unread`)
+            clip_skip_number, note = fooocus_absent_skip(settings.get("Version"))
+            values.notes += [note] if note else []
+    return values.result(name, None if unread else ToolSkip(tool, clip_skip_number), family)
 
 
 def unused(settings: dict[str, str]) -> list[str]:

@@ -108,7 +108,6 @@ LATENT_PATH = {"Reroute": "", "VAEEncode": "pixels", "VAEDecode": "samples", "La
 LATENT_PATH |= {"LatentUpscaleBy": "samples", "ImageScale": "image", "ImageScaleBy": "image"}
 LATENT_PATH |= {"ImageUpscaleWithModel": "image"}
 VALUE_PATH = {"Reroute": ""}
-COUNTS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 ORDINALS = ("first", "second", "third", "fourth")
 
 
@@ -361,10 +360,6 @@ def read_graph(graph: dict[str, Node], format_name: str) -> ImageSettings:
     return values.result(format_name, None if unread else ToolSkip("ComfyUI", clip_skip), family)
 
 
-def count_words(count: int) -> str:
-    return COUNTS[count] if count < len(COUNTS) else f"{count:,}"
-
-
 def first_pass(graph: dict[str, Node]) -> tuple[tuple[str, Node], list]:
     """The running sampler whose settings the form takes, and for each later pass in order, (its id, node, the nodes
     between it and the pass before). Raises ValueError where the samplers are not one chain."""
@@ -376,7 +371,8 @@ def first_pass(graph: dict[str, Node]) -> tuple[tuple[str, Node], list]:
             "read a graph that samples with one of them"
         )
     refused = (
-        f"this ComfyUI graph has {count_words(len(samplers))} samplers ({names}); this app can read a graph with one"
+        f"this ComfyUI graph's samplers ({names}) are not one picture: this app reads a graph with one sampler, or "
+        "one whose later samplers each work on the one before's result (a hires fix, a refiner)"
     )
     if len(samplers) > MAX_SAMPLERS:
         raise ValueError(refused)
@@ -514,7 +510,7 @@ def read_latent(graph: dict[str, Node], key: str, sampler: Node, values: FormVal
 
 def later_pass_note(graph: dict[str, Node], number: int, key: str, node: Node, passed: list) -> str:
     """What a later sampler pass did that is not applied: a hires fix when its latent was upscaled on the way."""
-    nth = ORDINALS[number - 1] if number <= len(ORDINALS) else f"{number}th"
+    nth = ORDINALS[number - 1] if number <= len(ORDINALS) else "later"  # never "8th" or "11th" by a rule
     upscale = next((n for _, n in passed if n.kind in UPSCALES), None)
     if upscale is None:
         return f"a {nth} {cut(node.kind)} pass on the first one's result (such as SDXL's refiner) not applied"

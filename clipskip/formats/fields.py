@@ -52,8 +52,14 @@ def shown(value) -> str:
 
 
 def cut(text: str) -> str:
-    """`text` as a note quotes a name: as it is, cut short."""
-    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + "…"
+    """`text` as a note quotes a name: cut short, anything that is not printable (a control character, a newline, a
+    lone surrogate) written as its escape, so a note stays one line of text a page and a terminal show as such."""
+    return printable(text[:SHOWN_CHARS]) + ("…" if len(text) > SHOWN_CHARS else "")
+
+
+def printable(text: str) -> str:
+    """`text` with each character that is not printable written as its Python escape ("\\x1b", "\\ud800")."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
 
 
 def number_in_range(value, kind: type, low, high):

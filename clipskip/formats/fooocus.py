@@ -15,8 +15,8 @@ from sd_parsers.parsers import FooocusParser
 from ..families import SDXL
 from . import comfyui
 from .a1111 import MAX_PARAMETERS_CHARS
-from .fields import MAX_NAME_CHARS, FormValues, ImageSettings, cut, is_text, shown
-from .numbering import ToolSkip
+from .fields import MAX_CLIP_SKIP, MAX_NAME_CHARS, FormValues, ImageSettings, cut, is_text, shown
+from .numbering import ToolSkip, fooocus_absent_skip
 from .png import parse_json
 
 KEY, SCHEME_KEY = "parameters", "fooocus_scheme"
@@ -69,15 +69,10 @@ def read(texts: dict[str, str]) -> ImageSettings | None:
     sampler_name, scheduler = sampler.name, settings.get("scheduler")
     values.sampler(comfyui.our_sampler(sampler_name, scheduler), f"{shown(sampler_name)} with {shown(scheduler)}")
     values.model(sampler.model.name if sampler.model else None)
-    clip_skip = values.number("clip_skip", "clip_skip", rest.get("clip_skip"))
+    clip_skip = values.number("clip_skip", "clip_skip", rest.get("clip_skip"), 1, MAX_CLIP_SKIP)
     if "clip_skip" not in rest:
-        values.notes.append(
-            "it records no clip_skip: Fooocus 2.3+ leaves out 1 and older ones had no setting (they used 2); "
-            "Fooocus's default 2 was loaded"
-        )
-    elif clip_skip is not None and clip_skip < 1:
-        values.notes.append(f"clip_skip {shown(clip_skip)} was left out: it counts from 1")
-        clip_skip = None
+        clip_skip, note = fooocus_absent_skip(rest.get("version"))
+        values.notes += [note] if note else []
     values.notes += unused(rest)
     unread = rest.get("clip_skip") is not None and clip_skip is None  # a bad number: the form keeps its skips
     return values.result(FORMAT, None if unread else ToolSkip("Fooocus", clip_skip), SDXL.name)
@@ -104,8 +99,8 @@ def prompt_notes(values: FormValues, prompt, rest: dict) -> None:
         values.text("prompt", "full prompt", full)
         if len(rest["full_prompt"]) > 1 or styles:
             values.notes.append(
-                f"Fooocus's full prompt ({len(rest['full_prompt'])} parts, after its styles and prompt expansion) was "
-                "used, its parts joined with commas; Fooocus encodes each part on its own"
+                f"Fooocus's full prompt (after its styles and prompt expansion; parts: {len(rest['full_prompt'])}) "
+                "was used, its parts joined with commas; Fooocus encodes each part on its own"
             )
         return
     values.text("prompt", "prompt", prompt)
@@ -133,8 +128,8 @@ def size_of(values: FormValues, resolution) -> None:
     if resolution is None:
         return
     parts = resolution.strip("() ").split(",") if isinstance(resolution, str) and len(resolution) < 64 else []
-    width, height = [part.strip().strip("'\"") for part in parts] if len(parts) == 2 else (resolution, "")
-    values.size("resolution", width, height)
+    width, height = [part.strip().strip("'\"") for part in parts] if len(parts) == 2 else (None, None)
+    values.size("resolution", width, height, written=resolution if isinstance(resolution, str) else None)
 
 
 def unused(rest: dict) -> list[str]:

@@ -1,12 +1,14 @@
 """This app's own manifest (the grid PNG's `clipskip` text: a comparison's whole metadata), read back into the form.
 Pure Python."""
 
+from ..families import SD1, SD2, SDXL
 from ..request import MAX_GUIDANCE, MAX_PROMPT_CHARS, MAX_ROWS, MAX_SEED, MAX_SIZE, MAX_STEPS, MIN_SIZE, check_syntax
 from ..samplers import SAMPLERS
 from .fields import MAX_CLIP_SKIP, MAX_NAME_CHARS, ImageSettings, checked, checked_text, shown
 from .png import parse_json
 
 KEY = "clipskip"
+FAMILY_NAMES = (SD1.name, SD2.name, SDXL.name)
 MAX_BYTES = 512 * 2**10  # 8 rows of 2,000-character prompts, each written twice, in CJK: about 150 KB
 MAX_DEPTH = 16  # a manifest nests 5 deep
 MAX_BRACKETS = 2**14  # one of 8 rows and 64 skips has about 2,000; json.loads takes 0.3 µs each
@@ -20,10 +22,12 @@ def read(texts: dict[str, str]) -> ImageSettings | None:
     if KEY not in texts:
         return None
     try:
-        form, notes = manifest_settings(parse_json(texts[KEY], "a manifest nests 5 deep", MAX_DEPTH, MAX_BRACKETS))
+        metadata = parse_json(texts[KEY], "a manifest nests 5 deep", MAX_DEPTH, MAX_BRACKETS)
+        form, notes = manifest_settings(metadata)
     except ValueError as error:
         raise ValueError(f"this image's clipskip settings are not valid: {error}") from None
-    return ImageSettings("a clipskip grid", form, notes)
+    family = metadata.get("family")  # a name the app knows, or none: it only adds a note when it differs
+    return ImageSettings("a clipskip grid", form, notes, family=family if family in FAMILY_NAMES else None)
 
 
 def manifest_settings(metadata: dict) -> tuple[dict, list[str]]:

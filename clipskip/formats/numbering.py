@@ -20,6 +20,7 @@ the encoder as diffusers checkpoints have it (SD 2.x: 23 layers). Each tool's ru
   models condition on the penultimate layer, the origin of "clip skip 2").
 """
 
+import re
 from dataclasses import dataclass
 
 from ..families import SD1, SD2, SDXL, Family
@@ -136,6 +137,22 @@ def skip_for(tool: str, family: Family, value: int | None) -> tuple[int | None, 
     if tool == "NovelAI":
         return 2, "NovelAI records no CLIP skip; its models condition on the penultimate layer, skip 2 here"
     raise KeyError(tool)
+
+
+FOOOCUS_VERSION = re.compile(r"Fooocus v?([0-9]{1,3})\.([0-9]{1,3})")
+
+
+def fooocus_absent_skip(version) -> tuple[int, str | None]:
+    """Fooocus's clip_skip when its file leaves it out: from 2.3 it writes the setting only above 1, so absent is 1;
+    older versions had no setting and used 2. `version` is the file's ("Fooocus v2.5.0"); returns the value and a note
+    where the version does not settle it."""
+    match = FOOOCUS_VERSION.match(version) if isinstance(version, str) else None
+    if match and (int(match[1]), int(match[2])) >= (2, 3):
+        return 1, None
+    return 2, (
+        "it records no clip_skip and no Fooocus version that settles it (2.3 and later leave out 1; older ones used "
+        "2): 2 was loaded"
+    )
 
 
 def markdown_table(family: Family, skips) -> str:
