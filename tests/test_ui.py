@@ -220,3 +220,16 @@ def test_a_port_taken_while_the_model_loads_is_the_same_line_and_no_server_is_le
     captured = capsys.readouterr()
     assert (code, captured.out, captured.err) == (2, "", busy_line(port))
     assert set(threading.enumerate()) <= before  # Gradio's server thread ended with its failed start
+
+
+def test_strangers_text_shows_as_written():
+    """A model name or note from a stranger's PNG reached the page as HTML (a link, an image) or Markdown."""
+    from clipskip.ui import as_text
+
+    shown = as_text('<a href="//evil.example">here</a> [x](http://e) **b** ![i](x.png) `c`')
+    assert "<" not in shown and "](" not in shown and "**" not in shown and "`c`" not in shown
+    import markdown_it
+
+    html = markdown_it.MarkdownIt().render(shown)
+    assert "<a" not in html and "<img" not in html and "<strong>" not in html and "<code>" not in html
+    assert "here" in html and "[x]" in html  # the words stay
