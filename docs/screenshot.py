@@ -11,7 +11,7 @@ from playwright.sync_api import sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from clipskip.settings import AppSettings, LoadOptions  # noqa: E402
-from clipskip.ui import EMBEDDED_EXAMPLES, serve  # noqa: E402
+from clipskip.ui import EMBEDDED_EXAMPLE_LABELS, serve  # noqa: E402
 
 CHROMIUM_FLAGS = [
     "--no-sandbox",
@@ -21,7 +21,6 @@ CHROMIUM_FLAGS = [
     "--no-first-run",
 ]
 OUT = Path(__file__).with_name("screenshot.png")
-PROMPT, NEGATIVE, SEED, SKIPS, WIDTH, HEIGHT = EMBEDDED_EXAMPLES[0]  # the effect in plain sight
 
 
 def main(out: Path = OUT) -> None:
@@ -33,11 +32,9 @@ def main(out: Path = OUT) -> None:
     try:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page = browser.new_page(viewport={"width": 1440, "height": 900})
             page.goto(demo.local_url)
-            page.get_by_label("Prompt", exact=True).fill(PROMPT)
-            page.get_by_label("Negative prompt").fill(NEGATIVE)
-            page.get_by_label("Seed (−1 = random)").fill(str(SEED))
+            page.get_by_text(EMBEDDED_EXAMPLE_LABELS[0]).click()  # prompt, seed, skips and size of a clear effect
             page.get_by_role("button", name="Generate").click()
             page.wait_for_selector("#grid img", timeout=120_000)
             page.wait_for_timeout(1000)  # let the gallery and metadata settle
