@@ -26,7 +26,7 @@ from .encoding import encoder_layers, vocabulary
 from .families import detect_family
 from .formats import form_for, match_model, read_image
 from .formats.a1111 import MAX_PARAMETERS_CHARS
-from .formats.fields import shown
+from .formats.fields import FormValues, shown
 from .formats.png import png_texts
 from .loading import load_pipeline, model_name, pipelines
 from .metadata import cell_caption, metrics_rows
@@ -38,6 +38,7 @@ from .request import (
     DEFAULT_SYNTAX,
     MAX_GUIDANCE,
     MAX_PROMPT_BOX_CHARS,
+    MAX_PROMPT_CHARS,
     MAX_ROWS,
     MAX_SEED,
     MAX_SIZE,
@@ -408,6 +409,48 @@ class RenderSteps:
             return self._steps.pop(session, None) if session is not None else None
 
 
+LINK_FIELDS = ("prompt", "negative_prompt", "seed", "skips", "steps", "cfg", "width", "height", "sampler", "syntax")
+LINK_SKIPS = re.compile(r"[0-9]{1,2}(?:,[0-9]{1,2}){0,63}")
+COPY_LINK_JS = """(prompt, negative_prompt, seed, skips, steps, cfg, width, height, sampler, syntax) => {
+  const url = new URL(window.location.href.split("?")[0]);
+  const values = {prompt, negative_prompt, seed, skips: skips.join(","), steps, cfg, width, height, sampler, syntax};
+  for (const [key, value] of Object.entries(values)) url.searchParams.set(key, String(value));
+  navigator.clipboard?.writeText(url.toString());
+  return "Link copied ✓";
+}"""
+
+
+def link_settings(params) -> tuple[dict, list[str]]:
+    """The form values a link to the page carries (`COPY_LINK_JS` writes them), each checked as a stranger's; what
+    fails is left out with a note naming it. Only LINK_FIELDS are read, each at most 2,000 characters."""
+    values = FormValues()
+    given = {key: params.get(key) for key in LINK_FIELDS if isinstance(params.get(key), str)}
+    for key, value in list(given.items()):
+        if len(value) > MAX_PROMPT_CHARS:
+            values.notes.append(f"the link's {key} ({len(value):,} characters) was left out: it is too long")
+            del given[key]
+    values.text("prompt", "prompt", given.get("prompt"))
+    values.text("negative_prompt", "negative prompt", given.get("negative_prompt"))
+    values.number("seed", "seed", given.get("seed"), RANDOM_SEED, MAX_SEED)  # -1: a new random seed
+    values.number("steps", "steps", given.get("steps"))
+    values.number("guidance_scale", "cfg", given.get("cfg"))
+    if "width" in given or "height" in given:
+        values.size("width and height", given.get("width"), given.get("height"))
+    if (skips := given.get("skips")) is not None:
+        if LINK_SKIPS.fullmatch(skips):
+            values.form["skips"] = sorted({int(skip) for skip in skips.split(",")})
+        else:
+            values.notes.append(f"the link's skips {shown(skips)} were left out: they are whole numbers like 1,2,3")
+    if (sampler := given.get("sampler")) is not None:
+        values.sampler(sampler if sampler in SAMPLERS else None, sampler)
+    if (syntax := given.get("syntax")) is not None:
+        if syntax in SYNTAXES:
+            values.form["prompt_syntax"] = syntax
+        else:
+            values.notes.append(f"the link's syntax {shown(syntax)} was left out: one of {', '.join(SYNTAXES)}")
+    return values.form, values.notes
+
+
 def refusal(message: str, title: str) -> gr.Error:
     """A visitor's mistake: shown on the page, logged as one line, not as a traceback."""
     log.info("refused (%s): %s", title, message)
@@ -663,6 +706,23 @@ def build_demo(
         value = reference if any(reference == n for _, n in choices) else 0
         return gr.Dropdown(choices=choices, value=value)
 
+    def open_link(request: gr.Request):
+        """A link with settings (`?prompt=…&skips=1,4`) fills the form with them when the page opens."""
+        form, notes = link_settings(request.query_params if request is not None else {})
+        if not form and not notes:
+            return [gr.skip()] * 12
+        view_ = model_view(default)
+        ticked = [skip for skip in form.get("skips", view_.skips) if any(skip == n for _, n in view_.choices)]
+        if "skips" in form and len(ticked) < len(form["skips"]):
+            notes.append(f"the link's skips beyond this model's {len(view_.choices)} were left out")
+        form["skips"] = gr.CheckboxGroup(value=ticked or view_.skips)
+        form["reference"] = gr.Dropdown(choices=reference_choices(view_, ticked or view_.skips), value=0)
+        text = "Settings from the link." + (" " + "; ".join(notes) + "." if notes else "")
+        form["status"] = message(as_text(text), "note")
+        fields = ["prompt", "negative_prompt", "seed", "skips", "steps", "guidance_scale", "width", "height"]
+        fields += ["scheduler", "prompt_syntax", "reference", "status"]
+        return [form[field] if field in form else gr.skip() for field in fields]
+
     def check_size(width, height, model) -> str:
         return size_note(model_view(model), width, height)
 
@@ -696,7 +756,9 @@ def build_demo(
                     generate_button = gr.Button("Generate", variant="primary", elem_id="generate", scale=3)
                     stop = gr.Button("Stop", variant="stop", scale=1)
                 status = gr.Markdown("", elem_id="status", visible=False)
-                gr.Markdown(KEYS_HINT, elem_classes="caption")
+                with gr.Row():
+                    gr.Markdown(KEYS_HINT, elem_classes="caption")
+                    copy_link = gr.Button("Copy a link to these settings", size="sm", scale=0, min_width=200)
                 if names[default] == EMBEDDED:  # examples for the model shown first
                     gr.Examples(
                         EMBEDDED_EXAMPLES,
@@ -880,6 +942,20 @@ def build_demo(
                 api_visibility="private",
                 preprocess=False,
             )
+        copy_link.click(
+            None,
+            [prompt, negative_prompt, seed, skips, steps, guidance_scale, width, height, scheduler, prompt_syntax],
+            copy_link,
+            js=COPY_LINK_JS,
+        )
+        demo.load(
+            open_link,
+            None,
+            [prompt, negative_prompt, seed, skips, steps, guidance_scale, width, height, scheduler, prompt_syntax]
+            + [reference, status],
+            queue=False,
+            api_visibility="private",
+        )
         dice.click(lambda: RANDOM_SEED, None, seed, api_visibility="private")
         reuse.click(reuse_seed, seed_used, seed, api_visibility="private", preprocess=False)
     return demo

@@ -220,3 +220,27 @@ def test_every_cell_shows_on_a_phone(watched, browser):
         assert box["x"] >= 0 and box["x"] + box["width"] <= 390, box  # none cut off at the side
     page.screenshot(path=str(ARTIFACTS / "browser-phone.png"), full_page=True)
     page.close()
+
+
+def test_a_copied_link_reopens_the_page_with_its_settings(watched, browser):
+    from playwright.sync_api import expect
+
+    context = browser.new_context(
+        permissions=["clipboard-read", "clipboard-write"], viewport={"width": 1440, "height": 900}
+    )
+    page = context.new_page()
+    page.goto(watched[0].local_url)
+    page.get_by_text("The background turns yellow").click()
+    expect(page.get_by_label("Seed (−1 = random)")).to_have_value("5")
+    page.get_by_role("button", name="Copy a link to these settings").click()
+    expect(page.get_by_role("button", name="Link copied ✓")).to_be_visible()
+    link = page.evaluate("navigator.clipboard.readText()")
+    other = context.new_page()
+    other.goto(link)
+    expect(other.get_by_label("Prompt", exact=True)).to_have_value(
+        "a large orange star in the centre, on a purple background"
+    )
+    expect(other.get_by_label("Seed (−1 = random)")).to_have_value("5")
+    expect(other.get_by_label("12", exact=True)).to_be_checked()
+    expect(other.get_by_label("2", exact=True)).not_to_be_checked()
+    context.close()

@@ -233,3 +233,32 @@ def test_strangers_text_shows_as_written():
     html = markdown_it.MarkdownIt().render(shown)
     assert "<a" not in html and "<img" not in html and "<strong>" not in html and "<code>" not in html
     assert "here" in html and "[x]" in html  # the words stay
+
+
+def test_a_link_carries_settings_each_checked_as_a_strangers():
+    from clipskip.ui import link_settings
+
+    form, notes = link_settings(
+        {"prompt": "a red circle", "seed": "-1", "skips": "12,1,4,4", "steps": "7", "cfg": "5.5", "width": "72"}
+        | {"height": "64", "sampler": "Euler", "syntax": "comfyui", "other": "ignored"}
+    )
+    assert form == {
+        "prompt": "a red circle",
+        "seed": -1,
+        "skips": [1, 4, 12],
+        "steps": 7,
+        "guidance_scale": 5.5,
+        "width": 72,
+        "height": 64,
+        "scheduler": "Euler",
+        "prompt_syntax": "comfyui",
+    }
+    assert notes == []
+    form, notes = link_settings(
+        {"prompt": "x" * 2001, "seed": "1e9", "skips": "1;2", "steps": "٣", "cfg": "nan", "width": "65"}
+        | {"sampler": "<b>Heun</b>", "syntax": "sd", "height": "64"}
+    )
+    assert form == {}
+    assert len(notes) == 8 and all(note.isprintable() for note in notes)
+    assert notes[0] == "the link's prompt (2,001 characters) was left out: it is too long"
+    assert link_settings({}) == ({}, [])
