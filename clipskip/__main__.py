@@ -101,17 +101,17 @@ def read_image_file(path: str) -> ImageSettings:
 
 
 def image_model(found: ImageSettings) -> str:
-    """The model an image names, where it can be loaded by that name: `embedded`, a file or folder here, a Hub id."""
+    """The model an image names, where it is here by that name: `embedded`, or a file or folder. A Hub id is not
+    fetched because a file says so: the message gives the --model that would."""
     name = found.form.get("model")
     if name is None:
         raise ValueError("the image names no model; give --model")
-    hub_id = HUB_ID.fullmatch(name) and not name.lower().endswith(MODEL_EXTENSIONS)
-    if name == "embedded" or hub_id or Path(name).expanduser().exists():
+    if name == "embedded" or Path(name).expanduser().exists():
         return name
-    raise ValueError(
-        f"the image's model {short_repr(name, PATH_SHOWN_CHARS)} is a checkpoint's name, not a file, folder or Hub "
-        "id here; give --model with its file"
-    )
+    shown = short_repr(name, PATH_SHOWN_CHARS)
+    if HUB_ID.fullmatch(name) and not name.lower().endswith(MODEL_EXTENSIONS):
+        raise ValueError(f"the image names the Hub model {shown}; give --model {shown} to load it (or another)")
+    raise ValueError(f"the image's model {shown} is a checkpoint's name, not a file or folder here; give --model")
 
 
 def apply_image(args: argparse.Namespace, given: set[str], found: ImageSettings, pipe) -> list[str]:

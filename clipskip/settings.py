@@ -291,8 +291,8 @@ def cli_parser() -> argparse.ArgumentParser:
         "--from-image",
         metavar="PNG",
         help="take every setting from a PNG made by AUTOMATIC1111, Forge, SD.Next, ComfyUI, Fooocus, InvokeAI, "
-        "NovelAI or clipskip (its model too, unless it names only a checkpoint: then give --model); the skips are "
-        "1-4 and the image's own, which is the reference; flags given with it override",
+        "NovelAI or clipskip (its model too where that is embedded or a file or folder here, else give --model); "
+        "the skips are 1-4 and the image's own, which is the reference; flags given with it override",
     )
     parser.add_argument("--negative-prompt", default="", help="what to avoid; it is skipped like the prompt")
     parser.add_argument(

@@ -316,3 +316,15 @@ def test_cli_from_another_tools_image_names_its_model_or_asks_for_one(pipe, tmp_
     line = refused(["--from-image", str(tmp_path / "pipe.png"), "--out", str(tmp_path / "x")], capsys)
     assert line.endswith("pipe.png' is not a regular file; give a PNG")
     assert refused(["--out", str(tmp_path / "x")], capsys).endswith("--prompts-file --from-image is required")
+
+
+def test_cli_from_an_image_naming_a_hub_model_asks_for_it_rather_than_fetching_it(tmp_path, capsys, no_model):
+    """A stranger's PNG must not pick what is downloaded."""
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", "a cat\nSteps: 1, Sampler: Euler, Seed: 9, Model: someone/model, Version: v1.10.1")
+    Image.new("RGB", (8, 8)).save(tmp_path / "hub.png", pnginfo=info)
+    line = refused(["--from-image", str(tmp_path / "hub.png"), "--out", str(tmp_path / "o")], capsys)
+    assert line == (
+        "clipskip: error: the image names the Hub model 'someone/model'; give --model 'someone/model' to load it "
+        "(or another)"
+    )
