@@ -17,6 +17,7 @@ from .formats.png import MAX_FILE_BYTES
 log = logging.getLogger("clipskip")
 
 MAX_BODY_BYTES = 256 * 2**10  # a /compare request is a few kB; 8 rows of 2,000-character prompts are 64 kB at most
+MAX_QUERY_BYTES = 16 * 2**10  # a link with settings (clipskip.ui.COPY_LINK_JS) is under 12 kB at the app's limits
 MAX_UPLOAD_BYTES = MAX_FILE_BYTES  # a settings PNG: the largest file the settings reader opens
 CACHE_MAX_AGE_S = 3600  # files Gradio serves (bundles, uploads) go after an hour...
 CACHE_MAX_BYTES = 1024 * 2**20  # ...and the oldest first while all of them together pass 1 GiB
@@ -27,7 +28,8 @@ FRESH_FOLDER_S = 300
 class BodyLimit:
     """ASGI middleware: a request body larger than its bound is answered 413 before anything parses it, by its
     Content-Length when it says one and by counting the bytes as they arrive when it does not (chunked bodies).
-    Uploads (`…/upload`) get `upload_bytes`, everything else `max_bytes`."""
+    Uploads (`…/upload`) get `upload_bytes`, everything else `max_bytes`. An address whose query is longer than
+    MAX_QUERY_BYTES is answered 414 (Gradio's own handling of one failed with a traceback and a bare 500)."""
 
     def __init__(self, app, max_bytes: int = MAX_BODY_BYTES, upload_bytes: int = MAX_UPLOAD_BYTES):
         self.app, self.max_bytes, self.upload_bytes = app, max_bytes, upload_bytes
@@ -35,6 +37,8 @@ class BodyLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        if len(scope.get("query_string", b"")) > MAX_QUERY_BYTES:
+            return await refuse(send, 414, f"address too long: its query is over {MAX_QUERY_BYTES:,} bytes")
         limit = self.upload_bytes + 2**16 if scope["path"].endswith("/upload") else self.max_bytes  # + multipart
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and (not length.isdigit() or len(length) > 12 or int(length) > limit):
@@ -63,9 +67,13 @@ class BodyLimit:
 
 
 async def too_large(send, limit: int) -> None:
-    body = f'{{"detail": "request body too large: at most {limit:,} bytes"}}'.encode()
+    await refuse(send, 413, f"request body too large: at most {limit:,} bytes")
+
+
+async def refuse(send, status: int, detail: str) -> None:
+    body = f'{{"detail": "{detail}"}}'.encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": 413, "headers": headers})
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 

@@ -94,7 +94,7 @@ tools' numbers for it; README has the table for every tool and family.
 The built-in model, `embedded`, is a tiny SD 1.x trained by this project on 64×64 scenes: it knows circles, squares,
 triangles and stars in red, green, blue, yellow, white, black, orange and purple, small or large, on the left, right,
 top, bottom or in the centre, on a coloured background (see the examples)."""
-KEYS_HINT = "Ctrl+Enter (Cmd+Enter on a Mac), or Shift+Enter in a prompt box, also generates."
+KEYS_HINT = "Ctrl+Enter (Cmd+Enter on a Mac) generates, wherever you are on the page."
 EMBEDDED_EXAMPLE_LABELS = [
     "Triangle and circle trade places (skips 1, 4, 8, 12)",
     "The background turns yellow (skips 1, 4, 8, 12)",
@@ -102,12 +102,13 @@ EMBEDDED_EXAMPLE_LABELS = [
 ]
 CHECKPOINT_EXAMPLE_LABELS = ["A fox in a snowy forest (skips 1–4)", "An astronaut's portrait (skips 1–4)"]
 KEYS_JS = """() => {
-  document.addEventListener("keydown", (event) => {
+  document.addEventListener("keydown", (event) => {  // capture: before a focused checkbox toggles on Enter
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
       event.preventDefault();
+      event.stopPropagation();
       document.querySelector("#generate")?.click();
     }
-  });
+  }, true);
 }"""
 CSS = """
 #generate {min-height: 3.2em}
@@ -118,7 +119,11 @@ CSS = """
 .stale {opacity: 0.35; transition: opacity 0.2s}  /* the last results while a new render runs */
 #status {border-left: 4px solid var(--error-border-color, #ef4444); padding: 0.2em 0.8em}
 #status.note {border-left-color: var(--border-color-primary, #9ca3af)}
-@media (max-width: 640px) {#cells .grid-container {grid-template-columns: repeat(2, minmax(0, 1fr)) !important}}
+#cells .grid-wrap, #cells .grid-container {max-height: none !important}
+@media (max-width: 640px) {
+  #cells .grid-container {grid-template-columns: repeat(2, minmax(0, 1fr)) !important;
+    grid-template-rows: none !important; grid-auto-rows: auto !important}
+}
 """
 SHOW_RESULTS_JS = """() => {  // on a narrow screen the results sit under the form: bring them (or why not) into view
   if (window.innerWidth >= 900) return;
@@ -229,15 +234,20 @@ def cell_parameters_text(path: str | None) -> str:
         return ""
 
 
-def pick_from_gallery(folder: str | None, b, event: gr.SelectData):
-    """A click on a gallery cell puts that cell into A of the A/B tab."""
+def pick_from_gallery(folder: str | None, event: gr.SelectData):
+    """A click on a gallery cell opens the A/B tab with that cell as A and its row's reference cell as B (another
+    skip of the row when it is the reference): the skip's effect, side by side."""
     metadata = bundle_metadata(folder)
     choices = cell_choices(metadata) if metadata is not None else []
     if not isinstance(event.index, int) or not 0 <= event.index < len(choices):
-        return gr.skip(), gr.skip(), gr.skip()
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
     a = choices[event.index][1]
+    row = a.split(":")[0]
+    b = f"{row}:{metadata['reference_skip']}"
+    if b == a:
+        b = next((value for _, value in choices if value.startswith(f"{row}:") and value != a), a)
     slider, parameters = pick_cells(folder, a, b)
-    return a, slider, parameters
+    return a, b, slider, parameters, gr.Tabs(selected="ab")
 
 
 def similarity_frame(metadata: dict) -> pd.DataFrame:
@@ -261,8 +271,8 @@ def show_analysis(folder: str | None):
     reference = f"0:{metadata['reference_skip']}"
     other = next((value for _, value in choices if value != reference), reference)
     metrics = pd.DataFrame(metrics_rows(metadata), columns=METRICS_HEADERS)
-    metrics[METRICS_HEADERS[3]] = metrics[METRICS_HEADERS[3]].round(1)  # the digits the badges show
-    metrics[METRICS_HEADERS[4]] = metrics[METRICS_HEADERS[4]].round(3)
+    for column, digits in ((METRICS_HEADERS[3], 1), (METRICS_HEADERS[4], 3)):  # the digits the badges show
+        metrics[column] = ["" if pd.isna(value) else f"{value:.{digits}f}" for value in metrics[column]]
     similarity = similarity_frame(metadata)
     low = float(similarity["cosine similarity"].min()) if len(similarity) else -1.0
     slider, parameters = pick_cells(folder, reference, other)
@@ -415,6 +425,7 @@ COPY_LINK_JS = """(prompt, negative_prompt, seed, skips, steps, cfg, width, heig
   const url = new URL(window.location.href.split("?")[0]);
   const values = {prompt, negative_prompt, seed, skips: skips.join(","), steps, cfg, width, height, sampler, syntax};
   for (const [key, value] of Object.entries(values)) url.searchParams.set(key, String(value));
+  if (url.search.length > 12000) return "Too long for a link: shorten the prompts";
   navigator.clipboard?.writeText(url.toString());
   return "Link copied ✓";
 }"""
@@ -717,7 +728,7 @@ def build_demo(
             notes.append(f"the link's skips beyond this model's {len(view_.choices)} were left out")
         form["skips"] = gr.CheckboxGroup(value=ticked or view_.skips)
         form["reference"] = gr.Dropdown(choices=reference_choices(view_, ticked or view_.skips), value=0)
-        text = "Settings from the link." + (" " + "; ".join(notes) + "." if notes else "")
+        text = "Settings from the link." + (" " + sentence("; ".join(notes)) + "." if notes else "")
         form["status"] = message(as_text(text), "note")
         fields = ["prompt", "negative_prompt", "seed", "skips", "steps", "guidance_scale", "width", "height"]
         fields += ["scheduler", "prompt_syntax", "reference", "status"]
@@ -804,7 +815,6 @@ def build_demo(
                 settings_file = gr.File(
                     label="Load settings from an image (PNG from AUTOMATIC1111, Forge, ComfyUI, Fooocus, InvokeAI, "
                     "NovelAI or clipskip)",
-                    file_types=[".png"],
                     elem_id="load-settings",
                     height=120,
                 )
@@ -829,31 +839,35 @@ def build_demo(
                     interactive=False,
                     visible=False,  # until there is a comparison to download
                 )
-                with gr.Tab("Difference"):
-                    difference = image_output("Difference from the reference column", "difference")
-                    metrics = gr.Dataframe(headers=METRICS_HEADERS, label="Per cell", interactive=False, wrap=True)
-                with gr.Tab("Embeddings"):
-                    similarity = gr.LinePlot(
-                        x="CLIP skip",
-                        y="cosine similarity",
-                        color="prompt",
-                        label="How close each layer's conditioning is to the native one (all layers, real tokens)",
-                        y_lim=[-1, 1],
-                        x_axis_format="d",
-                    )
-                with gr.Tab("A/B"):
-                    with gr.Row():
-                        pick_a = gr.Dropdown(label="A (left)")
-                        pick_b = gr.Dropdown(label="B (right)")
-                    slider = gr.ImageSlider(label="Drag to compare", type="filepath", format="png", elem_id="slider")
-                    parameters = gr.Textbox(
-                        label="A's settings as AUTOMATIC1111 writes them (paste into its prompt box, or PNG Info)",
-                        lines=3,
-                        interactive=False,
-                        buttons=["copy"],
-                    )
-                with gr.Tab("Metadata"):
-                    metadata = gr.JSON(label="Metadata (reproduces every cell)", max_height=480)
+                with gr.Tabs() as tabs:
+                    with gr.Tab("Difference"):
+                        difference = image_output("Difference from the reference column", "difference")
+                        metrics = gr.Dataframe(headers=METRICS_HEADERS, label="Per cell", interactive=False, wrap=True)
+                    with gr.Tab("Embeddings"):
+                        similarity = gr.LinePlot(
+                            x="CLIP skip",
+                            y="cosine similarity",
+                            color="prompt",
+                            label="How close each layer's conditioning is to the native one (all layers, real tokens)",
+                            y_lim=[-1, 1],
+                            x_axis_format="d",
+                        )
+                    with gr.Tab("A/B", id="ab"):
+                        with gr.Row():
+                            pick_a = gr.Dropdown(label="A (left)")
+                            pick_b = gr.Dropdown(label="B (right)")
+                        slider = gr.ImageSlider(
+                            label="Drag to compare", type="filepath", format="png", elem_id="slider"
+                        )
+                        parameters = gr.Textbox(
+                            label="A's settings as AUTOMATIC1111 writes them (paste into its prompt box, or PNG Info)",
+                            lines=3,
+                            interactive=False,
+                            buttons=["copy"],
+                            elem_id="parameters",
+                        )
+                    with gr.Tab("Metadata"):
+                        metadata = gr.JSON(label="Metadata (reproduces every cell)", max_height=480)
 
         inputs = [prompt, negative_prompt, seed, skips, steps, guidance_scale, width, height, scheduler, model]
         inputs += [seeds, prompt_rows, reference, prompt_syntax]
@@ -905,7 +919,7 @@ def build_demo(
                 preprocess=False,  # raw values: the handler checks them
             )
         gallery.select(
-            pick_from_gallery, [result_state, pick_b], [pick_a, slider, parameters], api_visibility="private"
+            pick_from_gallery, result_state, [pick_a, pick_b, slider, parameters, tabs], api_visibility="private"
         )
         model.input(  # a visitor's choice only: loading settings sets the model and its skips together
             switch_model, model, [skips, reference, width, height, note], api_visibility="private", preprocess=False

@@ -5,6 +5,7 @@ The screenshots land in test-artifacts/.
 """
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -185,6 +186,14 @@ def test_the_first_minute_on_a_laptop(watched, browser, tmp_path):
     page.get_by_role("button", name="Generate").click()
     settle(page, "#grid img")
     grid = page.locator("#grid img").get_attribute("src")
+    # a gallery click opens A/B with that cell against its row's reference
+    page.locator("#cells .thumbnail-item").nth(1).click()
+    expect(page.get_by_role("tab", name="A/B", selected=True)).to_be_visible()
+    expect(page.locator("#parameters textarea")).to_have_value(re.compile("Clip skip: 4"))
+    # any file reaches the reader: a text file is not marked "Error" by the box, it is named
+    (tmp_path / "notes.txt").write_text("hello")
+    page.locator("#load-settings input[type=file]").set_input_files(str(tmp_path / "notes.txt"))
+    expect(page.locator("#status")).to_contain_text("This file is not a PNG image that can be read")
     # a file without settings: no input marked as an error, the reason beside Generate
     (tmp_path / "bare.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     page.locator("#load-settings input[type=file]").set_input_files(str(tmp_path / "bare.png"))
@@ -206,18 +215,27 @@ def test_the_first_minute_on_a_laptop(watched, browser, tmp_path):
 
 
 def test_every_cell_shows_on_a_phone(watched, browser):
+    from playwright.sync_api import expect
+
     demo, _ = watched
     page = browser.new_page(viewport={"width": 390, "height": 844})
     page.goto(demo.local_url)
     page.get_by_text("Triangle and circle trade places").click()
+    page.get_by_text("Rows and reference").click()
+    page.get_by_label("Seeds, one row each").fill("11, 12")
     page.get_by_role("button", name="Generate").click()
     settle(page, "#cells .thumbnail-item")
     cells = page.locator("#cells .thumbnail-item")
-    assert cells.count() == 4
-    for i in range(4):
+    expect(cells).to_have_count(8)  # two rows of four: they were cut to six in a capped box
+    for i in range(8):
         cells.nth(i).scroll_into_view_if_needed()
         box = cells.nth(i).bounding_box()
         assert box["x"] >= 0 and box["x"] + box["width"] <= 390, box  # none cut off at the side
+        top = page.evaluate(
+            "([x, y]) => document.elementFromPoint(x, y)?.closest('.thumbnail-item') !== null",
+            [box["x"] + box["width"] / 2, box["y"] + box["height"] / 2],
+        )
+        assert top, f"cell {i + 1} is hidden behind something or clipped"
     page.screenshot(path=str(ARTIFACTS / "browser-phone.png"), full_page=True)
     page.close()
 

@@ -344,3 +344,11 @@ def test_a_port_is_in_use_while_a_server_listens_on_it_and_free_after():
         port = other.getsockname()[1]
         assert port_in_use("127.0.0.1", port) and port_in_use("0.0.0.0", port) and port_in_use("localhost", port)
     assert not port_in_use("127.0.0.1", port)
+
+
+def test_an_address_too_long_is_answered_414_not_a_traceback(app):
+    """Gradio's own page handler failed on a 70,000-character link with a traceback and a bare 500."""
+    url, *_ = app
+    answer = httpx.get(f"{url}/?prompt=" + "x" * 20_000)
+    assert answer.status_code == 414 and "address too long" in answer.json()["detail"]
+    assert httpx.get(f"{url}/?prompt=" + "x" * 2_000).status_code == 200  # a real link opens
