@@ -824,7 +824,7 @@ def build_demo(
             with gr.Column(scale=3, min_width=400):
                 grid = image_output("Grid", "grid")
                 gallery = gr.Gallery(
-                    label="Cells (click one to put it into A/B)",
+                    label="Cells (click one to compare it with its row's reference in A/B)",
                     format="png",
                     columns=min(len(view.skips), 6),
                     fit_columns=False,  # one cell stays cell-sized instead of filling the row
