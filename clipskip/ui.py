@@ -357,6 +357,10 @@ def ready_button():
     return gr.update(interactive=True, value="Generate")
 
 
+def idle_stop():
+    return gr.update(interactive=False)  # nothing to stop
+
+
 def busy_button():
     return gr.update(interactive=False, value="Rendering…")
 
@@ -696,17 +700,17 @@ def build_demo(
             grid_, gallery_, metadata_, folder = await run_compare(*values, request=request, progress=progress)
         except gr.Error as error:
             why = message(f"**{error.title}.** {as_text(error.message)}")
-            return fresh, fresh, gr.skip(), gr.skip(), None, why, ready_button()
+            return fresh, fresh, gr.skip(), gr.skip(), None, why, ready_button(), idle_stop()
         grid_ = gr.update(value=grid_, elem_classes=[])
         gallery_ = gr.update(value=gallery_, elem_classes=[], columns=min(len(metadata_["skips"]), 6))
-        return grid_, gallery_, metadata_, folder, folder, message(""), ready_button()
+        return grid_, gallery_, metadata_, folder, folder, message(""), ready_button(), idle_stop()
 
     def stopped(request: gr.Request = None):
         """Stop's answer: the step the render reached; the form and the last results stay."""
         at = steps_at.pop(request.session_hash if request is not None else None)
         text = f"Stopped at step {at[0]} of {at[1]}; nothing was changed." if at else "Nothing was rendering."
         fresh = gr.update(elem_classes=[])
-        return message(text, "note"), ready_button(), fresh, fresh
+        return message(text, "note"), ready_button(), fresh, fresh, idle_stop()
 
     def model_view(model) -> ModelView:
         return describe(model, loaded(model if isinstance(model, str) and model in names else default))
@@ -765,11 +769,8 @@ def build_demo(
                     seed_used = gr.Textbox("", label="Seed used", interactive=False, scale=3, min_width=120)
                 with gr.Row():
                     generate_button = gr.Button("Generate", variant="primary", elem_id="generate", scale=3)
-                    stop = gr.Button("Stop", variant="stop", scale=1)
+                    stop = gr.Button("Stop", variant="stop", scale=1, interactive=False)  # while a render runs
                 status = gr.Markdown("", elem_id="status", visible=False)
-                with gr.Row():
-                    gr.Markdown(KEYS_HINT, elem_classes="caption")
-                    copy_link = gr.Button("Copy a link to these settings", size="sm", scale=0, min_width=200)
                 if names[default] == EMBEDDED:  # examples for the model shown first
                     gr.Examples(
                         EMBEDDED_EXAMPLES,
@@ -784,6 +785,9 @@ def build_demo(
                         label="Examples: click one, then Generate",
                         example_labels=CHECKPOINT_EXAMPLE_LABELS,
                     )
+                with gr.Row():
+                    gr.Markdown(KEYS_HINT, elem_classes="caption")
+                    copy_link = gr.Button("Copy a link to these settings", size="sm", scale=0, min_width=200)
                 prompt_syntax = gr.Dropdown(
                     SYNTAX_CHOICES,
                     value=DEFAULT_SYNTAX,
@@ -882,9 +886,12 @@ def build_demo(
         )
         busy = gr.on(
             [generate_button.click, prompt.submit, negative_prompt.submit],
-            lambda: (busy_button(), gr.update(elem_classes=["stale"]), gr.update(elem_classes=["stale"]), message("")),
+            lambda: (
+                (busy_button(), gr.update(elem_classes=["stale"]), gr.update(elem_classes=["stale"]), message(""))
+                + (gr.update(interactive=True),)
+            ),
             None,
-            [generate_button, grid, gallery, status],
+            [generate_button, grid, gallery, status, stop],
             queue=False,
             show_progress="hidden",
             api_visibility="private",
@@ -892,7 +899,7 @@ def build_demo(
         rendering = busy.then(
             generate,
             inputs,
-            [grid, gallery, metadata, result_state, fresh_state, status, generate_button],
+            [grid, gallery, metadata, result_state, fresh_state, status, generate_button, stop],
             show_progress_on=grid,
             api_visibility="private",
             preprocess=False,
@@ -901,7 +908,7 @@ def build_demo(
         # connection ends the event's stream, which the render sees as well (run_compare's should_stop)
         stop.click(None, None, None, cancels=[rendering], queue=False, api_visibility="private")
         stop.click(  # then says where it stopped (the step stays recorded after the cancellation)
-            stopped, None, [status, generate_button, grid, gallery], queue=False, api_visibility="private"
+            stopped, None, [status, generate_button, grid, gallery, stop], queue=False, api_visibility="private"
         )
         rendering.success(None, js=SHOW_RESULTS_JS)
         rendering.success(
