@@ -11,7 +11,7 @@ init_image (img2img), refiner_*, generation_mode. sd-parsers 0.6 reads the model
 import re
 
 from ..families import SD1, SD2, SDXL
-from .fields import MAX_NAME_CHARS, FormValues, ImageSettings, cut, is_text, shown
+from .fields import MAX_CLIP_SKIP, MAX_NAME_CHARS, FormValues, ImageSettings, cut, is_text, shown
 from .numbering import ToolSkip
 from .png import parse_json
 
@@ -67,10 +67,7 @@ def read(texts: dict[str, str]) -> ImageSettings | None:
     scheduler = data.get("scheduler")
     values.sampler(SAMPLERS.get(scheduler) if isinstance(scheduler, str) else None, scheduler)
     family = model_into(values, data.get("model"))
-    clip_skip = values.number("clip_skip", "clip_skip", data.get("clip_skip"))
-    if clip_skip is not None and clip_skip < 0:
-        values.notes.append(f"clip_skip {shown(clip_skip)} was left out: it counts skipped layers from 0")
-        clip_skip = None
+    clip_skip = values.number("clip_skip", "clip_skip", data.get("clip_skip"), 0, MAX_CLIP_SKIP)  # layers removed
     values.notes += unused(data)
     unread = data.get("clip_skip") is not None and clip_skip is None  # a bad number: the form keeps its skips
     return values.result("InvokeAI", None if unread else ToolSkip("InvokeAI", clip_skip), family)
