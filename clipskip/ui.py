@@ -26,7 +26,7 @@ from .encoding import encoder_layers, vocabulary
 from .families import detect_family
 from .formats import form_for, match_model, read_image
 from .formats.a1111 import MAX_PARAMETERS_CHARS
-from .formats.fields import FormValues, shown
+from .formats.fields import FormValues, cut, shown
 from .formats.png import png_texts
 from .loading import load_pipeline, model_name, pipelines
 from .metadata import cell_caption, metrics_rows
@@ -383,7 +383,7 @@ def rows_state(seeds, prompt_rows):
     listed = seeds.strip() if isinstance(seeds, str) else ""
     if listed:
         return gr.update(label=f"{SEED_LABEL}: replaced by the seed rows below"), gr.update(
-            label=f"{ROWS_LABEL} · on: one row per seed ({shown(listed)[1:-1]})", open=True
+            label=f"{ROWS_LABEL} · on: one row per seed ({cut(listed)})", open=True
         )
     return gr.update(label=SEED_LABEL), gr.update(label=ROWS_LABEL)
 
@@ -486,6 +486,10 @@ def build_demo(
     gate = RenderGate(concurrency)
     steps_at = RenderSteps()
     downloads = Path(get_upload_folder()) / "clipskip-downloads"  # in Gradio's cache: served without a copy
+
+    def offered(model) -> str:
+        """`model` when it is one of the server's names (a client may send anything), else the first."""
+        return model if isinstance(model, str) and model in names else default
 
     def loaded(name: str):
         try:
@@ -605,14 +609,15 @@ def build_demo(
             return ""
         if len(text) > MAX_PROMPT_BOX_CHARS:
             return f"{len(text):,} characters: too long"
-        pipe = loaded(model if isinstance(model, str) and model in names else default)
+        model = offered(model)
+        pipe = loaded(model)
         vocabulary_ = vocabulary(pipe.tokenizer, getattr(pipe, "clipskip_embeddings", {}))
         try:
             used, available = token_count(text, syntax, vocabulary_, negative)
         except ValueError as error:
             return f"⚠ {sentence(str(error))}"
         count = f"{used}/{available} tokens"
-        if names.get(model, default) == EMBEDDED and (unknown := unknown_words(text)):
+        if names[model] == EMBEDDED and (unknown := unknown_words(text)):
             words = ", ".join(f"“{word}”" + (f" (did you mean “{near}”?)" if near else "") for word, near in unknown)
             count += f" · ⚠ the built-in model does not know {words}"
         return count
@@ -647,7 +652,7 @@ def build_demo(
             log.info("refused (No settings in this image): %s", reason)
             return [gr.skip()] * 15 + [message(f"**No settings in this image.** {as_text(reason)}"), None]
         chosen = match_model(found.form["model"], names) if "model" in found.form else None
-        model = chosen or (current_model if isinstance(current_model, str) and current_model in names else default)
+        model = chosen or offered(current_model)
         pipe = loaded(model)
         form, notes = form_for(found, detect_family(pipe))
         if "model" in found.form and chosen is None:
@@ -713,7 +718,7 @@ def build_demo(
         return message(text, "note"), ready_button(), fresh, fresh, idle_stop()
 
     def model_view(model) -> ModelView:
-        return describe(model, loaded(model if isinstance(model, str) and model in names else default))
+        return describe(offered(model), loaded(offered(model)))
 
     def follow_skips(ticked, reference, model):
         """The reference menu offers the skips ticked (and native); one no longer ticked goes back to native."""

@@ -352,3 +352,13 @@ def test_an_address_too_long_is_answered_414_not_a_traceback(app):
     answer = httpx.get(f"{url}/?prompt=" + "x" * 20_000)
     assert answer.status_code == 414 and "address too long" in answer.json()["detail"]
     assert httpx.get(f"{url}/?prompt=" + "x" * 2_000).status_code == 200  # a real link opens
+
+
+def test_the_token_count_takes_any_model_value_a_client_sends(served):
+    """A list for the model made the built-in model's word check raise TypeError (unhashable) in a private event."""
+    demo, *_ = served
+    count = next(fn.fn for fn in demo.fns.values() if getattr(fn.fn, "func", None) is not None)
+    for model in (["embedded"], {"a": 1}, None, "nothing"):
+        assert count("a red cirlce", "a1111", model) == (
+            "5/75 tokens · ⚠ the built-in model does not know “cirlce” (did you mean “circle”?)"
+        )
