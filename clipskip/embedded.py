@@ -10,11 +10,11 @@ CLIP-format byte-level BPE whose vocabulary is learned here from `CORPUS`. The w
 import re
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from diffusers import StableDiffusionPipeline
-from tokenizers import pre_tokenizers
-from transformers import CLIPTokenizer
+if TYPE_CHECKING:  # torch, diffusers and transformers are imported when a pipeline is built: the page starts first
+    from diffusers import StableDiffusionPipeline
+    from transformers import CLIPTokenizer
 
 NAME = "embedded"
 MODEL_DIR = Path(__file__).parent / "toy" / "model"
@@ -61,8 +61,11 @@ def learn_merges(words: list[str]) -> list[tuple[str, str]]:
                 i += 1
 
 
-def build_tokenizer() -> CLIPTokenizer:
+def build_tokenizer() -> "CLIPTokenizer":
     """A CLIP tokenizer (same normalisation, split and byte-level BPE as OpenAI's) with a vocabulary made here."""
+    from tokenizers import pre_tokenizers
+    from transformers import CLIPTokenizer
+
     alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
     merges = learn_merges([piece for word in CORPUS for piece in re.findall(CLIP_PIECES, word)])
     # CLIP's order: every byte, every byte ending a word, the merges in rank order, then the two special tokens.
@@ -71,8 +74,11 @@ def build_tokenizer() -> CLIPTokenizer:
     return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=CLIP_WINDOW)
 
 
-def build_embedded_pipeline() -> StableDiffusionPipeline:
+def build_embedded_pipeline() -> "StableDiffusionPipeline":
     """The embedded pipeline from its committed files, in float32 on the CPU; no network, no training."""
+    import torch
+    from diffusers import StableDiffusionPipeline
+
     if not (MODEL_DIR / "model_index.json").exists():
         raise FileNotFoundError(
             f"the embedded model's files are missing from {MODEL_DIR}; restore them from git "

@@ -14,7 +14,7 @@ import torch
 from . import embedded
 from .families import detect_family
 from .provenance import remember_file
-from .settings import LoadOptions
+from .settings import LoadOptions, model_name
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 SUPPORTED = ("StableDiffusionPipeline", "StableDiffusionXLPipeline")
@@ -112,19 +112,6 @@ def load_pipeline(
 def named(pipe, model: str):
     pipe.clipskip_model_name = model_name(model)  # single files have no name_or_path
     return pipe
-
-
-def model_name(model: str) -> str:
-    """How metadata and the page name a model, as AUTOMATIC1111 names checkpoints: a single file by its file name
-    without extension (`anime-v3`), a folder by its name, a Hub id and `embedded` as they are; never a path."""
-    if model == embedded.NAME:
-        return model
-    path = Path(model).expanduser()
-    if path.is_file():
-        return path.stem
-    if path.is_dir() or model.startswith(("/", ".", "~")):
-        return path.resolve().name or model
-    return model
 
 
 def prepare(pipe, device: torch.device, dtype: torch.dtype, options: LoadOptions):

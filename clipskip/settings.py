@@ -5,6 +5,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .embedded import NAME as EMBEDDED
 from .request import (
     DEFAULT_GUIDANCE,
     DEFAULT_SKIPS,
@@ -41,6 +42,19 @@ class LoadOptions:
     offload: bool = False  # model CPU offload: each component moves to the GPU only while it runs
     compile: bool = False  # torch.compile the UNet: slow first render per image size, faster ones after
     embeddings: tuple[str, ...] = ()  # textual-inversion .safetensors files; prompts name each by its file's stem
+
+
+def model_name(model: str) -> str:
+    """How metadata and the page name a model, as AUTOMATIC1111 names checkpoints: a single file by its file name
+    without extension (`anime-v3`), a folder by its name, a Hub id and `embedded` as they are; never a path."""
+    if model == EMBEDDED:
+        return model
+    path = Path(model).expanduser()
+    if path.is_file():
+        return path.stem
+    if path.is_dir() or model.startswith(("/", ".", "~")):
+        return path.resolve().name or model
+    return model
 
 
 @dataclass(frozen=True)

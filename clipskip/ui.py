@@ -8,6 +8,7 @@ import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -20,15 +21,12 @@ from gradio.utils import get_upload_folder
 from starlette.middleware import Middleware
 
 from .cache import CellCache
-from .comparison import Stopped, compare, native_size
 from .embedded import NAME as EMBEDDED
-from .encoding import encoder_layers, vocabulary
 from .families import detect_family
 from .formats import form_for, match_model, read_image
 from .formats.a1111 import MAX_PARAMETERS_CHARS
 from .formats.fields import FormValues, cut, shown
 from .formats.png import png_texts
-from .loading import load_pipeline, model_name, pipelines
 from .metadata import cell_caption, metrics_rows
 from .outputs import cell_name, write_bundle, zip_path
 from .prompts import token_count
@@ -60,7 +58,8 @@ from .server import (
     port_in_use,
     prune,
 )
-from .settings import AppSettings, app_settings
+from .settings import AppSettings, app_settings, model_name
+from .toy.scenes import SIZE as EMBEDDED_SIZE
 from .toy.scenes import unknown_words
 
 STATE_TTL_S = 3600  # a session's last comparison (a folder name) is forgotten after an hour, as its files are
@@ -154,7 +153,35 @@ class ModelView:
     height: int
 
 
+def compare(pipe, *args, **kwargs):
+    """`clipskip.compare`, imported (with torch and diffusers) on first use: the server listens before either is."""
+    from .comparison import compare as compare_
+
+    return compare_(pipe, *args, **kwargs)
+
+
+def load_pipeline(model: str, **kwargs):
+    """`clipskip.load_pipeline`, imported on first use (see `compare`)."""
+    from .loading import load_pipeline as load_pipeline_
+
+    return load_pipeline_(model, **kwargs)
+
+
+def form_view(note: str, layers: int, native: int, width: int, height: int) -> ModelView:
+    first = max(1, native - 1)  # the native value and its neighbours, four in all where the encoder has them
+    return ModelView(
+        note=note,
+        choices=[(f"{n} (native)" if n == native else str(n), n) for n in range(1, min(layers, 12) + 1)],
+        skips=list(range(first, min(layers, first + 3) + 1)),
+        width=width,
+        height=height,
+    )
+
+
 def describe(name: str, pipe) -> ModelView:
+    from .comparison import native_size
+    from .encoding import encoder_layers
+
     family, layers = detect_family(pipe), encoder_layers(pipe)
     native = family.native_skip
     counts = " and ".join(str(getattr(pipe, encoder).config.num_hidden_layers) for encoder, _ in family.encoders)
@@ -163,15 +190,14 @@ def describe(name: str, pipe) -> ModelView:
         note += " · the built-in model, trained here on coloured shapes: it knows only the scene words of the examples"
     if names := list(getattr(pipe, "clipskip_embeddings", {})):
         note += " · textual inversions: " + ", ".join(f"`{n}`" for n in names)
-    first = max(1, native - 1)  # the native value and its neighbours, four in all where the encoder has them
-    width, height = native_size(pipe)
-    return ModelView(
-        note=note,
-        choices=[(f"{n} (native)" if n == native else str(n), n) for n in range(1, min(layers, 12) + 1)],
-        skips=list(range(first, min(layers, first + 3) + 1)),
-        width=width,
-        height=height,
-    )
+    return form_view(note, layers, native, *native_size(pipe))
+
+
+def loading_view(name: str, model: str) -> ModelView:
+    """The form while the first model loads: the built-in model's own values (a test checks them against
+    `describe`), else SD 1.x's (12 layers, 512x512); the page puts the model's own in when it is loaded."""
+    size = EMBEDDED_SIZE if model == EMBEDDED else 512
+    return form_view(f"Loading model **{name}**… Generate is ready when it is.", 12, 1, size, size)
 
 
 def sentence(message: str) -> str:
@@ -497,7 +523,16 @@ def build_demo(
         except ValueError as error:
             raise refusal(str(error).replace(names[name], name), "This model cannot be used") from None
 
-    view = describe(default, load(names[default]))
+    views: dict[str, ModelView] = {}  # each model's form, once it has been loaded
+
+    def model_view(model) -> ModelView:
+        """The form for `model` (see `offered`), loading it (or waiting for its load) the first time."""
+        model = offered(model)
+        if model not in views:
+            views[model] = describe(model, loaded(model))
+        return views[model]
+
+    view = loading_view(default, names[default])  # the server listens before the model is loaded
 
     @on_zero_gpu
     def render(pipe, *args, **kwargs):
@@ -574,15 +609,17 @@ def build_demo(
             result = work()
             return result, write_bundle(result, downloads)
 
+        from . import comparison  # imported with the pipeline above
+
         def run():  # in a worker thread, holding a render slot: the render, then its files
-            return gate.run(work_and_files, should_stop, lambda: Stopped("stopped"))
+            return gate.run(work_and_files, should_stop, lambda: comparison.Stopped("stopped"))
 
         try:
             result, folder = await asyncio.to_thread(run)
         except asyncio.CancelledError:  # the Stop button, or a client's /cancel: the render ends after this step
             stop.set()
             raise  # its step stays for Stop's message
-        except Stopped:
+        except comparison.Stopped:
             steps_at.pop(session)
             raise refusal("the render was stopped.", "Stopped") from None
         except ValueError as error:
@@ -609,6 +646,8 @@ def build_demo(
             return ""
         if len(text) > MAX_PROMPT_BOX_CHARS:
             return f"{len(text):,} characters: too long"
+        from .encoding import vocabulary
+
         model = offered(model)
         pipe = loaded(model)
         vocabulary_ = vocabulary(pipe.tokenizer, getattr(pipe, "clipskip_embeddings", {}))
@@ -627,7 +666,7 @@ def build_demo(
         if not isinstance(model, str) or model not in names:
             raise refusal(f"unknown model; this server offers: {', '.join(names)}", "Unknown model")
         progress(0, desc=f"Loading {model}")
-        chosen = describe(model, loaded(model))
+        chosen = model_view(model)
         references = [("native", 0)] + [(label, n) for label, n in chosen.choices]
         return (
             gr.CheckboxGroup(choices=chosen.choices, value=chosen.skips),
@@ -662,13 +701,15 @@ def build_demo(
             ticked = [s for s in current_skips if isinstance(s, int)] if isinstance(current_skips, list) else []
             form.update(skips=sorted(set(ticked[:64]) | set(form.get("skips", []))), seeds="", prompt_rows=False)
             form["reference"] = 0
+        from .encoding import encoder_layers
+
         layers = encoder_layers(pipe)
         if beyond := [skip for skip in form["skips"] if not 1 <= skip <= layers]:
             notes.append(f"CLIP skip {beyond[0]} was left out: this model's text encoder has {layers} layers")
             form["skips"] = [skip for skip in form["skips"] if 1 <= skip <= layers] or [1]
             if form.get("reference") in beyond:
                 form["reference"] = 0
-        view_ = describe(model, pipe)
+        view_ = model_view(model)
         form["reference"] = gr.Dropdown(choices=reference_choices(view_, form["skips"]), value=form["reference"])
         form["skips"] = gr.CheckboxGroup(choices=view_.choices, value=form["skips"])
         form["note"] = view_.note
@@ -717,30 +758,36 @@ def build_demo(
         fresh = gr.update(elem_classes=[])
         return message(text, "note"), ready_button(), fresh, fresh, idle_stop()
 
-    def model_view(model) -> ModelView:
-        return describe(offered(model), loaded(offered(model)))
-
     def follow_skips(ticked, reference, model):
         """The reference menu offers the skips ticked (and native); one no longer ticked goes back to native."""
         choices = reference_choices(model_view(model), ticked)
         value = reference if any(reference == n for _, n in choices) else 0
         return gr.Dropdown(choices=choices, value=value)
 
-    def open_link(request: gr.Request):
-        """A link with settings (`?prompt=…&skips=1,4`) fills the form with them when the page opens."""
+    def page_opened(shown_skips, shown_width, shown_height, request: gr.Request):
+        """When a page opens: the model's own form once it is loaded (the page says it is loading until then; what
+        the visitor changed meanwhile stays), then the settings a link carries (`?prompt=…&skips=1,4`)."""
+        try:
+            view_ = model_view(default)  # waits for the first model, which loads while the server listens
+        except gr.Error as error:
+            return [gr.skip()] * 12 + [message(f"**{error.title}.** {as_text(error.message)}"), gr.skip()]
         form, notes = link_settings(request.query_params if request is not None else {})
-        if not form and not notes:
-            return [gr.skip()] * 12
-        view_ = model_view(default)
-        ticked = [skip for skip in form.get("skips", view_.skips) if any(skip == n for _, n in view_.choices)]
+        from_link = bool(form or notes)
+        ticked = view_.skips if shown_skips == view.skips or not isinstance(shown_skips, list) else shown_skips
+        ticked = [skip for skip in form.get("skips", ticked) if any(skip == n for _, n in view_.choices)]
         if "skips" in form and len(ticked) < len(form["skips"]):
             notes.append(f"the link's skips beyond this model's {len(view_.choices)} were left out")
-        form["skips"] = gr.CheckboxGroup(value=ticked or view_.skips)
+        form["skips"] = gr.CheckboxGroup(choices=view_.choices, value=ticked or view_.skips)
         form["reference"] = gr.Dropdown(choices=reference_choices(view_, ticked or view_.skips), value=0)
-        text = "Settings from the link." + (" " + sentence("; ".join(notes)) + "." if notes else "")
-        form["status"] = message(as_text(text), "note")
+        if (shown_width, shown_height) == (view.width, view.height):
+            form.setdefault("width", view_.width)
+            form.setdefault("height", view_.height)
+        if from_link:
+            text = "Settings from the link." + (" " + sentence("; ".join(notes)) + "." if notes else "")
+            form["status"] = message(as_text(text), "note")
+        form |= {"note": view_.note, "generate": ready_button()}
         fields = ["prompt", "negative_prompt", "seed", "skips", "steps", "guidance_scale", "width", "height"]
-        fields += ["scheduler", "prompt_syntax", "reference", "status"]
+        fields += ["scheduler", "prompt_syntax", "reference", "status", "note", "generate"]
         return [form[field] if field in form else gr.skip() for field in fields]
 
     def check_size(width, height, model) -> str:
@@ -773,7 +820,9 @@ def build_demo(
                     reuse = gr.Button("Reuse last", scale=0, min_width=80, size="sm")
                     seed_used = gr.Textbox("", label="Seed used", interactive=False, scale=3, min_width=120)
                 with gr.Row():
-                    generate_button = gr.Button("Generate", variant="primary", elem_id="generate", scale=3)
+                    generate_button = gr.Button(  # until the first model is loaded (see page_opened)
+                        "Loading the model…", variant="primary", elem_id="generate", scale=3, interactive=False
+                    )
                     stop = gr.Button("Stop", variant="stop", scale=1, interactive=False)  # while a render runs
                 status = gr.Markdown("", elem_id="status", visible=False)
                 if names[default] == EMBEDDED:  # examples for the model shown first
@@ -975,12 +1024,14 @@ def build_demo(
             js=COPY_LINK_JS,
         )
         demo.load(
-            open_link,
-            None,
+            page_opened,
+            [skips, width, height],
             [prompt, negative_prompt, seed, skips, steps, guidance_scale, width, height, scheduler, prompt_syntax]
-            + [reference, status],
+            + [reference, status, note, generate_button],
             queue=False,
+            show_progress="hidden",
             api_visibility="private",
+            preprocess=False,  # raw values: the handler checks them
         )
         dice.click(lambda: RANDOM_SEED, None, seed, api_visibility="private")
         reuse.click(reuse_seed, seed_used, seed, api_visibility="private", preprocess=False)
@@ -988,8 +1039,11 @@ def build_demo(
 
 
 def serve(settings: AppSettings, *, prevent_thread_lock: bool = False) -> gr.Blocks:
-    """Load the first model, then serve the app on `settings.host:settings.port`."""
-    pipelines.max_loaded = settings.max_loaded
+    """Serve the app on `settings.host:settings.port` at once and load the first model meanwhile: the page says it is
+    loading, and requests wait for it. The demo's `first_model` is that load (a Future of the pipeline).
+
+    Unless `prevent_thread_lock`, waits for the first model, then serves until the server is closed; raises
+    ValueError (having closed the server) when the first model cannot load, and OSError when the port is taken."""
     load = partial(load_pipeline, device=settings.device, dtype=settings.dtype, options=settings.options)
     cache = CellCache(settings.cache_mb * 2**20) if settings.cache_mb else None
     demo = build_demo(settings.models, load, settings.max_batch, cache, settings.concurrency)
@@ -1006,13 +1060,41 @@ def serve(settings: AppSettings, *, prevent_thread_lock: bool = False) -> gr.Blo
         app_kwargs={"middleware": [Middleware(BodyLimit)]},  # every body bounded before it is parsed
         state_session_capacity=STATE_SESSIONS,
     )
+    demo.first_model = load_in_background(load, settings.models[0], settings.max_loaded)
     prune_gradio_cache()
     print(f"clipskip: serving {', '.join(settings.models)} at {demo.share_url or demo.local_url}", flush=True)
     if not settings.share:
         print("clipskip: add --share for a public link, --host 0.0.0.0 to listen on every interface", flush=True)
     if not prevent_thread_lock:
+        wait_for_first_model(demo)
         demo.block_thread()
     return demo
+
+
+def load_in_background(load: Callable[[str], object], model: str, max_loaded: int) -> Future:
+    """`load(model)` in a thread (torch and diffusers are imported there), so the server answers meanwhile."""
+    first: Future = Future()
+
+    def run():
+        from .loading import pipelines
+
+        pipelines.max_loaded = max_loaded
+        try:
+            first.set_result(load(model))
+        except BaseException as error:  # noqa: BLE001 (handed to whoever waits: main says it and exits)
+            first.set_exception(error)
+
+    threading.Thread(target=run, name="clipskip-first-model", daemon=True).start()
+    return first
+
+
+def wait_for_first_model(demo: gr.Blocks) -> None:
+    """Returns when the first model is loaded; closes the server and raises when it cannot load."""
+    try:
+        demo.first_model.result()
+    except BaseException:
+        demo.close()
+        raise
 
 
 _pruning = threading.Event()
@@ -1032,17 +1114,19 @@ def main(argv: list[str] | None = None) -> int:
     """`python app.py`: exits with status 2 and the reason when the port is taken or the first model cannot load."""
     settings = app_settings(argv)
     busy = f"clipskip: error: port {settings.port} is in use; give another --port, or stop the server listening on it"
-    if port_in_use(settings.host, settings.port):  # before the first model loads, which can take minutes
+    if port_in_use(settings.host, settings.port):  # one line, rather than the traceback of a failed start
         print(busy, file=sys.stderr)
         return 2
     try:
-        serve(settings)
+        demo = serve(settings, prevent_thread_lock=True)
+        wait_for_first_model(demo)
     except ValueError as error:
         print(f"clipskip: error: {error}", file=sys.stderr)
         return 2
-    except OSError:  # Gradio's "Cannot find empty port": taken while the model loaded
+    except OSError:  # Gradio's "Cannot find empty port": taken since it was checked
         if not port_in_use(settings.host, settings.port):
             raise
         print(busy, file=sys.stderr)
         return 2
+    demo.block_thread()
     return 0

@@ -200,26 +200,66 @@ def test_a_busy_port_is_one_line_and_status_2_before_any_model_loads(monkeypatch
     assert (code, captured.out, captured.err) == (2, "", busy_line(port))
 
 
-def test_a_port_taken_while_the_model_loads_is_the_same_line_and_no_server_is_left(pipe, monkeypatch, capsys):
+def test_a_port_taken_after_the_check_is_the_same_line_and_no_server_is_left(monkeypatch, capsys):
     import threading
 
     from clipskip import ui
 
     port = free_port()
     other = socket.socket()
+    checked = ui.port_in_use
 
-    def load_pipeline(*args, **kwargs):  # another server takes the port while this one loads its model
-        other.bind(("127.0.0.1", port))
-        other.listen()
-        return pipe
+    def port_in_use(host, port_):  # another server takes the port right after this one first checked it
+        if other.getsockname()[1] == 0:
+            other.bind((host, port_))
+            other.listen()
+            return False
+        return checked(host, port_)
 
-    monkeypatch.setattr(ui, "load_pipeline", load_pipeline)
+    monkeypatch.setattr(ui, "port_in_use", port_in_use)
     before = set(threading.enumerate())
     with other:
         code = main(["--port", str(port), "--device", "cpu"])
     captured = capsys.readouterr()
     assert (code, captured.out, captured.err) == (2, "", busy_line(port))
     assert set(threading.enumerate()) <= before  # Gradio's server thread ended with its failed start
+
+
+def test_the_server_answers_while_its_first_model_loads_and_the_page_says_so(pipe, monkeypatch):
+    import threading
+
+    from clipskip import ui
+
+    release = threading.Event()
+
+    def load_pipeline(*args, **kwargs):  # a model that takes its time
+        assert release.wait(60)
+        return pipe
+
+    monkeypatch.setattr(ui, "load_pipeline", load_pipeline)
+    demo = ui.serve(settings("embedded"), prevent_thread_lock=True)
+    try:
+        page = httpx.get(demo.local_url, timeout=10)
+        assert page.status_code == 200 and not demo.first_model.done()
+        config = httpx.get(f"{demo.local_url}config", timeout=10).text
+        assert "Loading model **embedded**" in config and "Loading the model…" in config
+        release.set()
+        assert demo.first_model.result(timeout=60) is pipe
+    finally:
+        release.set()
+        demo.close()
+
+
+def test_the_form_shown_while_the_built_in_model_loads_is_its_own(pipe):
+    from clipskip.ui import describe, loading_view
+
+    shown, loaded = loading_view("embedded", "embedded"), describe("embedded", pipe)
+    assert (shown.choices, shown.skips, shown.width, shown.height) == (
+        loaded.choices,
+        loaded.skips,
+        loaded.width,
+        loaded.height,
+    )
 
 
 def test_strangers_text_shows_as_written():
