@@ -6,6 +6,7 @@ carries the whole manifest as JSON under `clipskip`. Reading them back is `clips
 """
 
 import contextlib
+import re
 import secrets
 import shutil
 import time
@@ -21,6 +22,7 @@ from .metadata import to_json
 
 BUNDLE_MAX_AGE_S = 3600  # bundles older than this are removed when the next one is written
 BUNDLE_MAX_TOTAL_BYTES = 512 * 2**20  # and the oldest go while all of them together are larger than this
+BUNDLE_NAME = re.compile(r"clipskip-\d{8}-\d{6}-seed\d{1,10}-[0-9a-f]{16}")  # a bundle folder's name (write_bundle)
 
 
 def cell_parameters(metadata: dict, row: dict, skip: int) -> str:

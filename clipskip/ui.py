@@ -9,7 +9,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from .formats.a1111 import MAX_PARAMETERS_CHARS
 from .formats.fields import FormValues, cut, shown
 from .formats.png import png_texts
 from .metadata import cell_caption, metrics_rows
-from .outputs import cell_name, write_bundle, zip_path
+from .outputs import BUNDLE_NAME, cell_name, write_bundle, zip_path
 from .prompts import token_count
 from .request import (
     DEFAULT_GUIDANCE,
@@ -221,6 +221,24 @@ def cell_choices(metadata: dict) -> list[tuple[str, str]]:
     return [(f"{labels[r]} · skip {skip}", f"{r}:{skip}") for r in range(len(labels)) for skip in metadata["skips"]]
 
 
+FORM_FIELDS = ["prompt", "negative_prompt", "seed", "seeds", "prompt_rows", "skips", "steps", "guidance_scale"]
+FORM_FIELDS += ["width", "height", "scheduler", "model", "reference", "prompt_syntax", "note", "status"]
+
+
+def gallery_items(folder: Path, metadata: dict) -> list[tuple[str, str]]:
+    """The cell files of a comparison with short captions (the grid and the metadata say the rest)."""
+    columns = {column["skip"]: column for column in metadata["columns"]}
+    several = len(metadata["rows"]) > 1
+    return [
+        (
+            str(folder / cell_name(metadata, r, skip)),
+            f"{label} · skip {skip}" if several else cell_caption(columns[skip]),
+        )
+        for r, label in enumerate(short_row_labels(metadata))
+        for skip in metadata["skips"]
+    ]
+
+
 def bundle_metadata(folder: str | None) -> dict | None:
     """The metadata of a comparison this server wrote, or None once its files have been cleaned up."""
     try:
@@ -276,19 +294,11 @@ def pick_from_gallery(folder: str | None, event: gr.SelectData):
     return a, b, slider, parameters, gr.Tabs(selected="ab")
 
 
-def similarity_frame(metadata: dict) -> pd.DataFrame:
-    return pd.DataFrame(
-        [
-            {"CLIP skip": skip, "cosine similarity": value, "prompt": entry["prompt"][:60] or "(empty)"}
-            for entry in metadata["embedding_similarity"]
-            for skip, value in enumerate(entry["cosine"], 1)
-        ]
-    )
-
-
 def show_analysis(folder: str | None):
     """The difference grid, metrics, similarity plot, download and A/B pickers for the session's latest comparison,
     read back from its files: a session keeps only their folder's name."""
+    from .plots import similarity_figure  # matplotlib: imported when first drawn, not while the server starts
+
     metadata = bundle_metadata(folder)
     if metadata is None:
         gr.Warning("This comparison's files were cleaned up (they are kept for an hour); generate it again.")
@@ -299,13 +309,11 @@ def show_analysis(folder: str | None):
     metrics = pd.DataFrame(metrics_rows(metadata), columns=METRICS_HEADERS)
     for column, digits in ((METRICS_HEADERS[3], 1), (METRICS_HEADERS[4], 3)):  # the digits the badges show
         metrics[column] = ["" if pd.isna(value) else f"{value:.{digits}f}" for value in metrics[column]]
-    similarity = similarity_frame(metadata)
-    low = float(similarity["cosine similarity"].min()) if len(similarity) else -1.0
     slider, parameters = pick_cells(folder, reference, other)
     return (
         str(Path(folder) / "difference.png"),
         metrics,
-        gr.LinePlot(similarity, y_lim=[max(-1.0, low - 0.05), 1.0]),  # the curve fills the plot
+        similarity_figure(metadata),
         gr.update(value=str(zip_path(Path(folder))), visible=True),
         gr.Dropdown(choices=choices, value=reference),
         gr.Dropdown(choices=choices, value=other),
@@ -629,16 +637,7 @@ def build_demo(
         for warning in result.warnings:  # a toast shows HTML: the prompt's own words are escaped
             gr.Warning(html.escape(sentence(warning)))
         # the files, not the images: they carry their settings (the grid its manifest, each cell its parameters)
-        columns = {column["skip"]: column for column in result.metadata["columns"]}
-        gallery = [  # short enough for a thumbnail: the grid and the metadata say the rest
-            (
-                str(folder / cell_name(result.metadata, r, skip)),
-                f"{label} · skip {skip}" if len(result.rows) > 1 else cell_caption(columns[skip]),
-            )
-            for r, (label, row) in enumerate(zip(short_row_labels(result.metadata), result.rows, strict=True))
-            for skip in row.images
-        ]
-        return str(folder / "grid.png"), gallery, result.metadata, str(folder)
+        return str(folder / "grid.png"), gallery_items(folder, result.metadata), result.metadata, str(folder)
 
     def count_tokens(text, syntax, model, negative: bool = False) -> str:
         """ "23/75 tokens" for a prompt box, or why its syntax refuses it."""
@@ -685,11 +684,15 @@ def build_demo(
         if path is None:
             return [gr.skip()] * 17
         try:
-            found = read_image(path)
+            return form_from_image(path, current_skips, current_model) + [None]
         except ValueError as error:  # the form stays as it was; the reason stays beside Generate
             reason = sentence(str(error))
             log.info("refused (No settings in this image): %s", reason)
             return [gr.skip()] * 15 + [message(f"**No settings in this image.** {as_text(reason)}"), None]
+
+    def form_from_image(path: Path, current_skips, current_model) -> list:
+        """The form's FORM_FIELDS from a PNG's settings (see load_settings); ValueError when it has none."""
+        found = read_image(path)
         chosen = match_model(found.form["model"], names) if "model" in found.form else None
         model = chosen or offered(current_model)
         pipe = loaded(model)
@@ -715,9 +718,29 @@ def build_demo(
         form["note"] = view_.note
         loaded_from = f"Settings loaded from {found.format}" + (": " + "; ".join(notes) + "." if notes else ".")
         form["status"] = message(as_text(loaded_from), "note")
-        fields = ["prompt", "negative_prompt", "seed", "seeds", "prompt_rows", "skips", "steps", "guidance_scale"]
-        fields += ["width", "height", "scheduler", "model", "reference", "prompt_syntax", "note", "status"]
-        return [form[field] if field in form else gr.skip() for field in fields] + [None]
+        return [form[field] if field in form else gr.skip() for field in FORM_FIELDS]
+
+    def restore(saved, request: gr.Request):
+        """After a reload (Gradio's theme switch reloads the page): the visitor's last comparison, read back from its
+        files, and its settings in the form unless a link brought others. `saved` is the folder's name, from the
+        browser's storage: a stranger's value, so only the name of a folder this server wrote is used."""
+        if not isinstance(saved, str) or not BUNDLE_NAME.fullmatch(saved) or not (downloads / saved).is_dir():
+            return [gr.skip()] * (5 + len(FORM_FIELDS))
+        folder = downloads / saved
+        metadata_ = bundle_metadata(str(folder))
+        if metadata_ is None:
+            return [gr.skip()] * (5 + len(FORM_FIELDS))
+        results = [str(folder / "grid.png"), gallery_items(folder, metadata_), metadata_, str(folder), str(folder)]
+        if link_settings(request.query_params if request is not None else {}) != ({}, []):
+            return results + [gr.skip()] * len(FORM_FIELDS)  # the link's settings stay
+        try:
+            form = form_from_image(folder / "grid.png", [], metadata_["model"])
+        except ValueError:
+            return results + [gr.skip()] * len(FORM_FIELDS)
+        form[FORM_FIELDS.index("status")] = message(
+            "Your last comparison and its settings, kept across the reload.", "note"
+        )
+        return results + form
 
     async def generate(
         prompt,
@@ -764,22 +787,23 @@ def build_demo(
         value = reference if any(reference == n for _, n in choices) else 0
         return gr.Dropdown(choices=choices, value=value)
 
-    def page_opened(shown_skips, shown_width, shown_height, request: gr.Request):
-        """When a page opens: the model's own form once it is loaded (the page says it is loading until then; what
-        the visitor changed meanwhile stays), then the settings a link carries (`?prompt=…&skips=1,4`)."""
+    def page_opened(request: gr.Request):
+        """When a page opens: the model's own form once it is loaded (the page says it is loading until then), then
+        the settings a link carries (`?prompt=…&skips=1,4`). Where the model's form is the one shown while it
+        loaded (the built-in model's), nothing is replaced: what the visitor set meanwhile stays."""
         try:
             view_ = model_view(default)  # waits for the first model, which loads while the server listens
         except gr.Error as error:
-            return [gr.skip()] * 12 + [message(f"**{error.title}.** {as_text(error.message)}"), gr.skip()]
+            return [gr.skip()] * 11 + [message(f"**{error.title}.** {as_text(error.message)}"), gr.skip(), gr.skip()]
         form, notes = link_settings(request.query_params if request is not None else {})
         from_link = bool(form or notes)
-        ticked = view_.skips if shown_skips == view.skips or not isinstance(shown_skips, list) else shown_skips
-        ticked = [skip for skip in form.get("skips", ticked) if any(skip == n for _, n in view_.choices)]
-        if "skips" in form and len(ticked) < len(form["skips"]):
-            notes.append(f"the link's skips beyond this model's {len(view_.choices)} were left out")
-        form["skips"] = gr.CheckboxGroup(choices=view_.choices, value=ticked or view_.skips)
-        form["reference"] = gr.Dropdown(choices=reference_choices(view_, ticked or view_.skips), value=0)
-        if (shown_width, shown_height) == (view.width, view.height):
+        if "skips" in form or view_ != replace(view, note=view_.note):
+            ticked = [skip for skip in form.get("skips", view_.skips) if any(skip == n for _, n in view_.choices)]
+            if "skips" in form and len(ticked) < len(form["skips"]):
+                notes.append(f"the link's skips beyond this model's {len(view_.choices)} were left out")
+            form["skips"] = gr.CheckboxGroup(choices=view_.choices, value=ticked or view_.skips)
+            form["reference"] = gr.Dropdown(choices=reference_choices(view_, ticked or view_.skips), value=0)
+        if (view_.width, view_.height) != (view.width, view.height):
             form.setdefault("width", view_.width)
             form.setdefault("height", view_.height)
         if from_link:
@@ -798,6 +822,7 @@ def build_demo(
         note = gr.Markdown(view.note, elem_classes="caption")
         result_state = gr.State(time_to_live=STATE_TTL_S)  # the folder of the session's latest comparison
         fresh_state = gr.State()  # the folder of a render that just finished; None after a refusal
+        saved = gr.BrowserState(None)  # the latest comparison's folder name, kept across a reload (see restore)
         # set by the examples above them, so made first and placed below
         width = gr.Slider(MIN_SIZE, MAX_SIZE, view.width, step=8, label="Width", min_width=140, render=False)
         height = gr.Slider(MIN_SIZE, MAX_SIZE, view.height, step=8, label="Height", min_width=140, render=False)
@@ -902,13 +927,9 @@ def build_demo(
                         difference = image_output("Difference from the reference column", "difference")
                         metrics = gr.Dataframe(headers=METRICS_HEADERS, label="Per cell", interactive=False, wrap=True)
                     with gr.Tab("Embeddings"):
-                        similarity = gr.LinePlot(
-                            x="CLIP skip",
-                            y="cosine similarity",
-                            color="prompt",
+                        similarity = gr.Plot(
                             label="How close each layer's conditioning is to the native one (all layers, real tokens)",
-                            y_lim=[-1, 1],
-                            x_axis_format="d",
+                            format="png",
                         )
                     with gr.Tab("A/B", id="ab"):
                         with gr.Row():
@@ -966,6 +987,9 @@ def build_demo(
         )
         rendering.success(None, js=SHOW_RESULTS_JS)
         rendering.success(
+            lambda folder: Path(folder).name if folder else gr.skip(), fresh_state, saved, api_visibility="private"
+        )
+        rendering.success(
             show_fresh_analysis,
             fresh_state,
             [difference, metrics, similarity, download, pick_a, pick_b, slider, parameters, seed_used],
@@ -996,11 +1020,12 @@ def build_demo(
                 rows_state, [seeds, prompt_rows], [seed, rows], queue=False, show_progress="hidden",
                 api_visibility="private",
             )  # fmt: skip
+        form_fields = [prompt, negative_prompt, seed, seeds, prompt_rows, skips, steps, guidance_scale, width, height]
+        form_fields += [scheduler, model, reference, prompt_syntax, note, status]
         settings_file.upload(
             load_settings,
             [settings_file, skips, model],
-            [prompt, negative_prompt, seed, seeds, prompt_rows, skips, steps, guidance_scale, width, height]
-            + [scheduler, model, reference, prompt_syntax, note, status, settings_file],
+            [*form_fields, settings_file],
             api_visibility="private",
             preprocess=False,  # raw values: the handler checks them
         )
@@ -1023,15 +1048,28 @@ def build_demo(
             copy_link,
             js=COPY_LINK_JS,
         )
-        demo.load(
+        opened = demo.load(
             page_opened,
-            [skips, width, height],
+            None,
             [prompt, negative_prompt, seed, skips, steps, guidance_scale, width, height, scheduler, prompt_syntax]
             + [reference, status, note, generate_button],
             queue=False,
             show_progress="hidden",
             api_visibility="private",
-            preprocess=False,  # raw values: the handler checks them
+        )
+        opened.then(
+            restore,
+            saved,
+            [grid, gallery, metadata, result_state, fresh_state, *form_fields],
+            queue=False,
+            show_progress="hidden",
+            api_visibility="private",
+            preprocess=False,  # the browser's stored value, raw: the handler checks it
+        ).success(
+            show_fresh_analysis,
+            fresh_state,
+            [difference, metrics, similarity, download, pick_a, pick_b, slider, parameters, seed_used],
+            api_visibility="private",
         )
         dice.click(lambda: RANDOM_SEED, None, seed, api_visibility="private")
         reuse.click(reuse_seed, seed_used, seed, api_visibility="private", preprocess=False)

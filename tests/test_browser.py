@@ -88,6 +88,20 @@ def test_type_untick_generate_and_see_three_columns(page):
     page.screenshot(path=str(ARTIFACTS / "browser-grid.png"), full_page=True)
 
 
+def test_a_reload_keeps_the_last_comparison_and_its_settings_as_the_theme_switch_needs(page):
+    """Gradio's Settings > Display Theme reloads the page with ?__theme=…; the results and the form come back."""
+    grid = page.locator("#grid img").get_attribute("src")
+    page.goto(page.url.split("?")[0] + "?__theme=dark")
+    page.wait_for_selector("#generate:not([disabled])", timeout=60_000)
+    page.wait_for_function(f"() => document.querySelector('#grid img')?.getAttribute('src') === {json.dumps(grid)}")
+    assert page.locator("#cells .thumbnail-item").count() == 3
+    assert page.get_by_label("Prompt", exact=True).input_value() == "a watercolor painting of a fox in a snowy forest"
+    assert page.get_by_label("Seed (−1 = random)").input_value() == "42"
+    assert not page.get_by_label("4", exact=True).is_checked()
+    page.get_by_text("kept across the reload").wait_for()
+    page.screenshot(path=str(ARTIFACTS / "browser-dark-after-reload.png"), full_page=True)
+
+
 def test_a_bad_input_shows_its_message_on_the_page(page):
     for value in ("1 (native)", "2", "3"):
         page.get_by_label(value, exact=True).uncheck()
