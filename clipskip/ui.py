@@ -93,6 +93,7 @@ tools' numbers for it; README has the table for every tool and family.
 The built-in model, `embedded`, is a tiny SD 1.x trained by this project on 64×64 scenes: it knows circles, squares,
 triangles and stars in red, green, blue, yellow, white, black, orange and purple, small or large, on the left, right,
 top, bottom or in the centre, on a coloured background (see the examples)."""
+EMPTY_COUNT = "0/75 tokens"  # an empty prompt's count for every CLIP model, shown before the first model is in
 KEYS_HINT = "Ctrl+Enter (Cmd+Enter on a Mac) generates, wherever you are on the page."
 EMBEDDED_EXAMPLE_LABELS = [
     "Triangle and circle trade places (skips 1, 4, 8, 12)",
@@ -223,6 +224,14 @@ def cell_choices(metadata: dict) -> list[tuple[str, str]]:
 
 FORM_FIELDS = ["prompt", "negative_prompt", "seed", "seeds", "prompt_rows", "skips", "steps", "guidance_scale"]
 FORM_FIELDS += ["width", "height", "scheduler", "model", "reference", "prompt_syntax", "note", "status"]
+
+
+def saved_bundle(root: Path, name) -> Path | None:
+    """The bundle folder `name` under `root` when `name` (a browser's stored value: anything) is a bundle folder's
+    name (`outputs.BUNDLE_NAME`, so never a path) and the folder is still there; else None."""
+    if not isinstance(name, str) or not BUNDLE_NAME.fullmatch(name) or not (root / name).is_dir():
+        return None
+    return root / name
 
 
 def gallery_items(folder: Path, metadata: dict) -> list[tuple[str, str]]:
@@ -724,10 +733,8 @@ def build_demo(
         """After a reload (Gradio's theme switch reloads the page): the visitor's last comparison, read back from its
         files, and its settings in the form unless a link brought others. `saved` is the folder's name, from the
         browser's storage: a stranger's value, so only the name of a folder this server wrote is used."""
-        if not isinstance(saved, str) or not BUNDLE_NAME.fullmatch(saved) or not (downloads / saved).is_dir():
-            return [gr.skip()] * (5 + len(FORM_FIELDS))
-        folder = downloads / saved
-        metadata_ = bundle_metadata(str(folder))
+        folder = saved_bundle(downloads, saved)
+        metadata_ = bundle_metadata(str(folder)) if folder is not None else None
         if metadata_ is None:
             return [gr.skip()] * (5 + len(FORM_FIELDS))
         results = [str(folder / "grid.png"), gallery_items(folder, metadata_), metadata_, str(folder), str(folder)]
@@ -830,9 +837,9 @@ def build_demo(
             with gr.Column(scale=2, min_width=320):
                 model = gr.Dropdown(list(names), value=default, label="Model", visible=len(names) > 1)
                 prompt = gr.Textbox(label="Prompt", lines=2, placeholder="describe the picture, or pick an example")
-                prompt_tokens = gr.Markdown("", elem_classes="caption tokens")
+                prompt_tokens = gr.Markdown(EMPTY_COUNT, elem_classes="caption tokens")
                 negative_prompt = gr.Textbox(label="Negative prompt", lines=1, placeholder="what to avoid")
-                negative_tokens = gr.Markdown("", elem_classes="caption tokens")
+                negative_tokens = gr.Markdown(EMPTY_COUNT, elem_classes="caption tokens")
                 skips = gr.CheckboxGroup(
                     view.choices,
                     value=view.skips,

@@ -302,3 +302,16 @@ def test_a_link_carries_settings_each_checked_as_a_strangers():
     assert len(notes) == 8 and all(note.isprintable() for note in notes)
     assert notes[0] == "the link's prompt (2,001 characters) was left out: it is too long"
     assert link_settings({}) == ({}, [])
+
+
+def test_a_stored_comparison_is_only_ever_a_bundle_folder_of_this_server(tmp_path):
+    from clipskip.ui import saved_bundle
+
+    name = "clipskip-20261129-150347-seed3-af91029b6554c960"
+    assert saved_bundle(tmp_path, name) is None  # cleaned up since
+    (tmp_path / name).mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    assert saved_bundle(tmp_path, name) == tmp_path / name
+    hostile = ["../" + name, name + "/..", f"{name}/../elsewhere", "/etc", "elsewhere", name.upper(), name + "\n"]
+    hostile += [None, 7, [name], {"name": name}, name * 20_000, "clipskip-" + "1" * 100_000]
+    assert [saved_bundle(tmp_path, value) for value in hostile] == [None] * len(hostile)
