@@ -10,7 +10,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
-from functools import partial
+from functools import partial, wraps
 from pathlib import Path
 from typing import Any
 
@@ -643,8 +643,6 @@ def build_demo(
             steps_at.pop(session)
             raise refusal(str(error), "Please change a setting") from None
         steps_at.pop(session)
-        for warning in result.warnings:  # a toast shows HTML: the prompt's own words are escaped
-            gr.Warning(html.escape(sentence(warning)))
         # the files, not the images: they carry their settings (the grid its manifest, each cell its parameters)
         return str(folder / "grid.png"), gallery_items(folder, result.metadata), result.metadata, str(folder)
 
@@ -779,7 +777,10 @@ def build_demo(
             return fresh, fresh, gr.skip(), gr.skip(), None, why, ready_button(), idle_stop()
         grid_ = gr.update(value=grid_, elem_classes=[])
         gallery_ = gr.update(value=gallery_, elem_classes=[], columns=min(len(metadata_["skips"]), 6))
-        return grid_, gallery_, metadata_, folder, folder, message(""), ready_button(), idle_stop()
+        said = " ".join(
+            as_text(sentence(warning)) + ("" if warning.endswith(".") else ".") for warning in metadata_["warnings"]
+        )
+        return grid_, gallery_, metadata_, folder, folder, message(said, "note"), ready_button(), idle_stop()
 
     def stopped(request: gr.Request = None):
         """Stop's answer: the step the render reached; the form and the last results stay."""
@@ -959,8 +960,17 @@ def build_demo(
         inputs += [seeds, prompt_rows, reference, prompt_syntax]
         # /compare for API clients: a refusal is an error they receive (the page's Generate is `generate`)
         api_call = gr.Button(visible=False)
+
+        @wraps(run_compare)  # its parameters are the endpoint's
+        async def api_compare(*args, **kwargs):
+            """`/compare`: `run_compare`, with the render's warnings sent to the client as Gradio warnings."""
+            outputs = await run_compare(*args, **kwargs)
+            for warning in outputs[2]["warnings"]:  # a toast shows HTML: the prompt's own words are escaped
+                gr.Warning(html.escape(sentence(warning)))
+            return outputs
+
         api_call.click(
-            run_compare,
+            api_compare,
             inputs,
             [grid, gallery, metadata, result_state],
             api_name="compare",

@@ -276,3 +276,19 @@ def test_a_copied_link_reopens_the_page_with_its_settings(watched, browser):
     expect(other.get_by_label("12", exact=True)).to_be_checked()
     expect(other.get_by_label("2", exact=True)).not_to_be_checked()
     context.close()
+
+
+def test_a_renders_warning_stays_beside_generate_rather_than_fading(watched, browser):
+    from urllib.parse import urlencode
+
+    from playwright.sync_api import expect
+
+    demo, _ = watched
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    settings = {"prompt": "a small red circle on the left, " * 12, "syntax": "plain", "steps": "1", "skips": "1,2"}
+    page.goto(f"{demo.local_url}?{urlencode(settings)}")
+    page.get_by_role("button", name="Generate").click()
+    settle(page, "#grid img")
+    expect(page.locator("#status")).to_contain_text("The prompt is longer than the text encoder's 77-token window")
+    expect(page.locator("#status")).to_contain_text("dropped:")  # in the message that stays, not in a toast
+    page.close()
