@@ -45,6 +45,7 @@ from .request import (
     RANDOM_SEED,
     SYNTAXES,
     rows_from_form,
+    seed_list,
     short_repr,
 )
 from .samplers import DEFAULT_SAMPLER, SAMPLERS
@@ -467,10 +468,14 @@ class RenderSteps:
 
 
 LINK_FIELDS = ("prompt", "negative_prompt", "seed", "skips", "steps", "cfg", "width", "height", "sampler", "syntax")
+LINK_FIELDS += ("seeds", "rows")  # rows=prompts: one prompt per line, one row each
+LINK_NAMED_KEYS = 3  # unknown keys a note names; the rest are counted
 LINK_SKIPS = re.compile(r"[0-9]{1,2}(?:,[0-9]{1,2}){0,63}")
-COPY_LINK_JS = """(prompt, negative_prompt, seed, skips, steps, cfg, width, height, sampler, syntax) => {
+COPY_LINK_JS = """(prompt, negative_prompt, seed, skips, steps, cfg, width, height, sampler, syntax, seeds, rows) => {
   const url = new URL(window.location.href.split("?")[0]);
   const values = {prompt, negative_prompt, seed, skips: skips.join(","), steps, cfg, width, height, sampler, syntax};
+  if (seeds.trim()) values.seeds = seeds;
+  if (rows) values.rows = "prompts";
   for (const [key, value] of Object.entries(values)) url.searchParams.set(key, String(value));
   if (url.search.length > 12000) return "Too long for a link: shorten the prompts";
   navigator.clipboard?.writeText(url.toString());
@@ -480,9 +485,20 @@ COPY_LINK_JS = """(prompt, negative_prompt, seed, skips, steps, cfg, width, heig
 
 def link_settings(params) -> tuple[dict, list[str]]:
     """The form values a link to the page carries (`COPY_LINK_JS` writes them), each checked as a stranger's; what
-    fails is left out with a note naming it. Only LINK_FIELDS are read, each at most 2,000 characters."""
+    fails is left out with a note naming it. Only LINK_FIELDS are read, each at most 2,000 characters; other keys
+    (but Gradio's own, like `__theme`) are named in a note, and a key given twice is taken at its last value."""
     values = FormValues()
+    keys = list(params.keys()) if hasattr(params, "keys") else []
     given = {key: params.get(key) for key in LINK_FIELDS if isinstance(params.get(key), str)}
+    unknown = [key for key in dict.fromkeys(keys) if key not in LINK_FIELDS and not str(key).startswith("__")]
+    unknown = [key for key in unknown if key != "view"]  # Gradio's ?view=api
+    if unknown:
+        named = ", ".join(shown(key) for key in unknown[:LINK_NAMED_KEYS])
+        more = f" and {len(unknown) - LINK_NAMED_KEYS:,} more" if len(unknown) > LINK_NAMED_KEYS else ""
+        reads = ", ".join(LINK_FIELDS)
+        values.notes.append(f"the link's {named}{more} are not settings of this page (it reads {reads})")
+    if twice := [key for key in LINK_FIELDS if len(getattr(params, "getlist", lambda _: [])(key)) > 1]:
+        values.notes.append(f"the link gives {', '.join(twice)} more than once; the last is used")
     for key, value in list(given.items()):
         if len(value) > MAX_PROMPT_CHARS:
             values.notes.append(f"the link's {key} ({len(value):,} characters) was left out: it is too long")
@@ -506,6 +522,17 @@ def link_settings(params) -> tuple[dict, list[str]]:
             values.form["prompt_syntax"] = syntax
         else:
             values.notes.append(f"the link's syntax {shown(syntax)} was left out: one of {', '.join(SYNTAXES)}")
+    if (seeds := given.get("seeds")) is not None:
+        try:
+            seed_list(seeds)
+            values.form["seeds"] = seeds
+        except ValueError as error:
+            values.notes.append(f"the link's seeds were left out: {error}")
+    if (rows := given.get("rows")) is not None:
+        if rows == "prompts":
+            values.form["prompt_rows"] = True
+        else:
+            values.notes.append(f"the link's rows {shown(rows)} was left out: it is rows=prompts or nothing")
     return values.form, values.notes
 
 
@@ -802,7 +829,7 @@ def build_demo(
         try:
             view_ = model_view(default)  # waits for the first model, which loads while the server listens
         except gr.Error as error:
-            return [gr.skip()] * 11 + [message(f"**{error.title}.** {as_text(error.message)}"), gr.skip(), gr.skip()]
+            return [gr.skip()] * 13 + [message(f"**{error.title}.** {as_text(error.message)}"), gr.skip(), gr.skip()]
         form, notes = link_settings(request.query_params if request is not None else {})
         from_link = bool(form or notes)
         if "skips" in form or view_ != replace(view, note=view_.note):
@@ -819,7 +846,7 @@ def build_demo(
             form["status"] = message(as_text(text), "note")
         form |= {"note": view_.note, "generate": ready_button()}
         fields = ["prompt", "negative_prompt", "seed", "skips", "steps", "guidance_scale", "width", "height"]
-        fields += ["scheduler", "prompt_syntax", "reference", "status", "note", "generate"]
+        fields += ["scheduler", "prompt_syntax", "seeds", "prompt_rows", "reference", "status", "note", "generate"]
         return [form[field] if field in form else gr.skip() for field in fields]
 
     def check_size(width, height, model) -> str:
@@ -1061,7 +1088,8 @@ def build_demo(
             )
         copy_link.click(
             None,
-            [prompt, negative_prompt, seed, skips, steps, guidance_scale, width, height, scheduler, prompt_syntax],
+            [prompt, negative_prompt, seed, skips, steps, guidance_scale, width, height, scheduler, prompt_syntax]
+            + [seeds, prompt_rows],
             copy_link,
             js=COPY_LINK_JS,
         )
@@ -1069,7 +1097,7 @@ def build_demo(
             page_opened,
             None,
             [prompt, negative_prompt, seed, skips, steps, guidance_scale, width, height, scheduler, prompt_syntax]
-            + [reference, status, note, generate_button],
+            + [seeds, prompt_rows, reference, status, note, generate_button],
             queue=False,
             show_progress="hidden",
             api_visibility="private",

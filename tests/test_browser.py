@@ -264,6 +264,8 @@ def test_a_copied_link_reopens_the_page_with_its_settings(watched, browser):
     page.goto(watched[0].local_url)
     page.get_by_text("The background turns yellow").click()
     expect(page.get_by_label("Seed (−1 = random)")).to_have_value("5")
+    page.get_by_text("Rows and reference").click()
+    page.get_by_label("Seeds, one row each").fill("5, 6")
     page.get_by_role("button", name="Copy a link to these settings").click()
     expect(page.get_by_role("button", name="Link copied ✓")).to_be_visible()
     link = page.evaluate("navigator.clipboard.readText()")
@@ -275,6 +277,7 @@ def test_a_copied_link_reopens_the_page_with_its_settings(watched, browser):
     expect(other.get_by_label("Seed (−1 = random)")).to_have_value("5")
     expect(other.get_by_label("12", exact=True)).to_be_checked()
     expect(other.get_by_label("2", exact=True)).not_to_be_checked()
+    expect(other.get_by_text("Rows and reference · on: one row per seed (5, 6)")).to_be_visible()  # rows travel too
     context.close()
 
 

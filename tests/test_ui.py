@@ -280,7 +280,8 @@ def test_a_link_carries_settings_each_checked_as_a_strangers():
 
     form, notes = link_settings(
         {"prompt": "a red circle", "seed": "-1", "skips": "12,1,4,4", "steps": "7", "cfg": "5.5", "width": "72"}
-        | {"height": "64", "sampler": "Euler", "syntax": "comfyui", "other": "ignored"}
+        | {"height": "64", "sampler": "Euler", "syntax": "comfyui", "seeds": "5, 6", "rows": "prompts"}
+        | {"__theme": "dark", "view": "api"}  # Gradio's own
     )
     assert form == {
         "prompt": "a red circle",
@@ -292,6 +293,8 @@ def test_a_link_carries_settings_each_checked_as_a_strangers():
         "height": 64,
         "scheduler": "Euler",
         "prompt_syntax": "comfyui",
+        "seeds": "5, 6",
+        "prompt_rows": True,
     }
     assert notes == []
     form, notes = link_settings(
@@ -302,6 +305,27 @@ def test_a_link_carries_settings_each_checked_as_a_strangers():
     assert len(notes) == 8 and all(note.isprintable() for note in notes)
     assert notes[0] == "the link's prompt (2,001 characters) was left out: it is too long"
     assert link_settings({}) == ({}, [])
+
+
+def test_a_links_unknown_repeated_and_bad_row_keys_are_named():
+    from starlette.datastructures import QueryParams
+
+    from clipskip.ui import link_settings
+
+    form, notes = link_settings(QueryParams("promt=a&seed=1&seed=2&x=1&y=2&z=3&seeds=random:99&rows=seeds"))
+    assert form == {"seed": 2}
+    assert notes == [
+        "the link's 'promt', 'x', 'y' and 1 more are not settings of this page (it reads prompt, negative_prompt, "
+        "seed, skips, steps, cfg, width, height, sampler, syntax, seeds, rows)",
+        "the link gives seed more than once; the last is used",
+        "the link's seeds were left out: random seeds: ask for 1 to 8, not 99",
+        "the link's rows 'seeds' was left out: it is rows=prompts or nothing",
+    ]
+    _, notes = link_settings(QueryParams("&".join(f"k{i}=1" for i in range(5000))))
+    assert notes == [
+        "the link's 'k0', 'k1', 'k2' and 4,997 more are not settings of this page (it reads prompt, negative_prompt, "
+        "seed, skips, steps, cfg, width, height, sampler, syntax, seeds, rows)"
+    ]
 
 
 def test_a_stored_comparison_is_only_ever_a_bundle_folder_of_this_server(tmp_path):
