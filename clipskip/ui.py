@@ -118,6 +118,10 @@ CSS = """
 #cells .grid-wrap {min-height: 0; height: auto; overflow: visible}  /* every row of cells, no scroll box */
 #cells img, #slider img {image-rendering: pixelated}  /* small cells enlarged crisp, as in the grid */
 .stale {opacity: 0.35; transition: opacity 0.2s}  /* the last results while a new render runs */
+#similarity .matplotlib {padding-top: 2.6em}  /* the label off the plot */
+#similarity .matplotlib img {width: 100%; height: auto}
+#metrics th, #metrics th * {word-break: normal !important; overflow-wrap: normal !important; hyphens: none}
+.secondary-wrap input[role=combobox] {padding-right: 1.6em; text-overflow: ellipsis}  /* text off the arrow */
 #status {border-left: 4px solid var(--error-border-color, #ef4444); padding: 0.2em 0.8em}
 #status.note {border-left-color: var(--border-color-primary, #9ca3af)}
 #cells .grid-wrap, #cells .grid-container {max-height: none !important}
@@ -960,11 +964,14 @@ def build_demo(
                 with gr.Tabs() as tabs:
                     with gr.Tab("Difference"):
                         difference = image_output("Difference from the reference column", "difference")
-                        metrics = gr.Dataframe(headers=METRICS_HEADERS, label="Per cell", interactive=False, wrap=True)
+                        metrics = gr.Dataframe(
+                            headers=METRICS_HEADERS, label="Per cell", interactive=False, wrap=True, elem_id="metrics"
+                        )
                     with gr.Tab("Embeddings"):
                         similarity = gr.Plot(
                             label="How close each layer's conditioning is to the native one (all layers, real tokens)",
                             format="png",
+                            elem_id="similarity",
                         )
                     with gr.Tab("A/B", id="ab"):
                         with gr.Row():
