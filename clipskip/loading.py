@@ -21,6 +21,21 @@ SUPPORTED = ("StableDiffusionPipeline", "StableDiffusionXLPipeline")
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
 SDXL_KEY = "conditioner.embedders.1.model.transformer.resblocks.0.attn.in_proj_weight"  # the OpenCLIP-G encoder
 MAX_LOADED = 2  # pipelines kept at once; the least recently used goes first
+# Pipelines where CLIP skip means nothing (or that clipskip cannot skip yet), by class-name prefix, and why
+# (facts: ../shared/prompt-syntax.md; diffusers' pipeline files for the encoders)
+NO_CLIP_SKIP = {
+    "Flux": "Flux conditions on T5 and on CLIP-L's pooled vector, taken from its last layer; CLIP skip does not "
+    "change it (Forge leaves it out of Flux infotext, InvokeAI and SwarmUI disable it)",
+    "StableDiffusion3": "SD 3 and 3.5 (CLIP-L and CLIP-G beside T5) are not supported by clipskip yet",
+    "PixArt": "PixArt conditions on T5 alone: it has no CLIP text encoder whose layers could be skipped",
+    "Sana": "Sana conditions on a Gemma language model: it has no CLIP text encoder whose layers could be skipped",
+    "Kolors": "Kolors conditions on ChatGLM3: it has no CLIP text encoder whose layers could be skipped",
+}
+# a single file's architecture, from a key only it has (the prefix differs between exporters: matched as a suffix)
+SINGLE_FILE_KINDS = {
+    "double_blocks.0.img_attn.qkv.weight": "FluxPipeline",
+    "joint_blocks.0.x_block.attn.qkv.weight": "StableDiffusion3Pipeline",
+}
 
 
 class ModelLoadError(ValueError):
@@ -180,11 +195,16 @@ def pipeline_class(config_source: str, model: str):
     except Exception as error:
         raise ModelLoadError(f"could not load model {model!r}: {explain(error)}") from error
     if class_name not in SUPPORTED:
-        raise ModelLoadError(
-            f"could not load model {model!r}: it is a {class_name}; clipskip compares CLIP skip on Stable Diffusion "
-            "1.x, 2.x and SDXL text-to-image checkpoints"
-        )
+        raise ModelLoadError(unsupported(model, class_name))
     return getattr(diffusers, class_name)
+
+
+def unsupported(model: str, class_name: str) -> str:
+    """Why `model`, a `class_name` pipeline, cannot be compared: the reason for its kind where one is known."""
+    said = f"could not load model {model!r}: it is a {class_name}; "
+    if reason := next((why for prefix, why in NO_CLIP_SKIP.items() if class_name.startswith(prefix)), None):
+        return said + reason
+    return said + "clipskip compares CLIP skip on Stable Diffusion 1.x, 2.x and SDXL text-to-image checkpoints"
 
 
 def from_folder_or_hub(source: str, model: str, dtype: torch.dtype, options: LoadOptions):
@@ -215,8 +235,10 @@ def from_single_file(path: Path, model: str, dtype: torch.dtype, options: LoadOp
     if options.config is not None:
         cls = pipeline_class(options.config, options.config)
     else:
-        sdxl = SDXL_KEY in checkpoint_keys(path)
-        cls = diffusers.StableDiffusionXLPipeline if sdxl else diffusers.StableDiffusionPipeline
+        keys = checkpoint_keys(path)
+        if kind := next((kind for key, kind in SINGLE_FILE_KINDS.items() if any(k.endswith(key) for k in keys)), None):
+            raise ModelLoadError(unsupported(model, kind))
+        cls = diffusers.StableDiffusionXLPipeline if SDXL_KEY in keys else diffusers.StableDiffusionPipeline
     extra = {"config": options.config} if options.config else {}
     if not options.safety_checker and cls.__name__ == SUPPORTED[0]:
         extra["safety_checker"] = None

@@ -123,7 +123,10 @@ def test_missing_paths_and_other_folders_are_clear_errors(tmp_path):
     with pytest.raises(ModelLoadError, match="a diffusers folder has a model_index.json and this one has none"):
         load_pipeline(str(tmp_path), device="cpu")
     (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "FluxPipeline"}))
-    with pytest.raises(ModelLoadError, match="it is a FluxPipeline; clipskip compares CLIP skip on Stable Diffusion"):
+    with pytest.raises(ModelLoadError, match="it is a FluxPipeline; Flux conditions on T5 and on CLIP-L's pooled"):
+        load_pipeline(str(tmp_path), device="cpu")
+    (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "KandinskyPipeline"}))
+    with pytest.raises(ModelLoadError, match="it is a KandinskyPipeline; clipskip compares CLIP skip on Stable Diff"):
         load_pipeline(str(tmp_path), device="cpu")
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(ModelLoadError, match="expected a .safetensors file or a diffusers folder"):
@@ -222,3 +225,19 @@ def test_loaded_pipelines_use_sdpa_attention_and_a_sliced_tiled_vae(saved):
     sdxl = load_pipeline(str(saved["sdxl"]), device="cpu")
     assert {type(p) for p in sdxl.unet.attn_processors.values()} == {AttnProcessor2_0}  # torch's SDPA
     assert sdxl.vae.use_slicing and sdxl.vae.use_tiling
+
+
+@pytest.mark.parametrize(
+    ("key", "reason"),
+    [
+        ("model.diffusion_model.double_blocks.0.img_attn.qkv.weight", "it is a FluxPipeline; Flux conditions on T5"),
+        ("double_blocks.0.img_attn.qkv.weight", "it is a FluxPipeline; Flux conditions on T5"),
+        ("model.diffusion_model.joint_blocks.0.x_block.attn.qkv.weight", "it is a StableDiffusion3Pipeline; SD 3"),
+    ],
+)
+def test_a_single_file_without_clip_skip_is_refused_with_the_reason_before_anything_loads(tmp_path, key, reason):
+    from safetensors.torch import save_file
+
+    save_file({key: torch.zeros(1)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(ModelLoadError, match=f"could not load model '.*other.safetensors': {reason}"):
+        load_pipeline(str(tmp_path / "other.safetensors"), device="cpu")
