@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from . import __version__
-from .analysis import Difference, colour_bar, difference, heat_image, heat_scale
+from .analysis import Difference, colour_bar, differences, heat_image, heat_scale
 from .cache import CellCache, ScopedCache
 from .encoding import Encoding, encode, encoder_layers, extended, layer_choice, layer_similarity, token_window
 from .families import detect_family
@@ -377,11 +377,12 @@ def compare(
             blocked.add((r, skip))
 
     # 6. How far each cell is from its row's reference cell
-    differences: dict[tuple[int, int], Difference] = {}
+    measured: dict[tuple[int, int], Difference] = {}
     for r in range(len(rows)):
-        for skip in request.skips:
-            if {(r, skip), (r, request.reference)}.isdisjoint(blocked):
-                differences[(r, skip)] = difference(images[(r, skip)], images[(r, request.reference)])
+        if (r, request.reference) not in blocked:
+            cells = [(r, skip) for skip in request.skips if (r, skip) not in blocked]
+            row = differences([images[cell] for cell in cells], images[(r, request.reference)])
+            measured.update(zip(cells, row, strict=True))
 
     # 7. Metadata
     metadata = {
@@ -425,10 +426,10 @@ def compare(
                     | ({"blocked": BLOCKED} if (r, skip) in blocked else {})
                     | (
                         {
-                            "mean_abs_diff": round(differences[(r, skip)].mean_abs_diff, 4),
-                            "ssim": round(differences[(r, skip)].ssim, 6),
+                            "mean_abs_diff": round(measured[(r, skip)].mean_abs_diff, 4),
+                            "ssim": round(measured[(r, skip)].ssim, 6),
                         }
-                        if (r, skip) in differences
+                        if (r, skip) in measured
                         else {}
                     )
                     for skip in request.skips
@@ -468,13 +469,13 @@ def compare(
         )
 
     def draw_difference_grid() -> Image.Image:
-        vmax = heat_scale(list(differences.values()))
+        vmax = heat_scale(list(measured.values()))
         cell_w = images[(0, reference)].width
         text = caption_size(cell_w, len(request.skips))  # the colour bar's label, as large as the caption
         heat_rows = [  # the reference cell itself, for orientation; blocked cells as they are
             [
-                heat_image(differences[(r, skip)].heat, vmax)
-                if (r, skip) in differences and skip != reference
+                heat_image(measured[(r, skip)].heat, vmax)
+                if (r, skip) in measured and skip != reference
                 else images[(r, skip)]
                 for skip in request.skips
             ]
@@ -492,7 +493,7 @@ def compare(
                 (r, column[skip]): "reference image"
                 if skip == reference
                 else difference_badge(d.mean_abs_diff, d.ssim)
-                for (r, skip), d in differences.items()
+                for (r, skip), d in measured.items()
             },
             footer=colour_bar(min(grid_width(cell_w, len(request.skips)) - 16, 40 * text), vmax, text),
         )
