@@ -14,7 +14,7 @@ from clipskip import compare
 from clipskip.families import SD1
 from clipskip.formats import read_settings
 from clipskip.formats.png import MAX_CHUNKS, MAX_FILE_BYTES
-from clipskip.outputs import write_bundle, write_outputs, zip_path
+from clipskip.outputs import finish_bundle, start_bundle, write_bundle, write_outputs, zip_path
 from tests.conftest import TINY
 from tests.test_settings_fuzz import INFOTEXT, MANIFEST, chunk, png_file, text_chunk
 
@@ -108,6 +108,30 @@ def test_a_bundle_holds_the_files_and_a_zip_of_them(result, tmp_path):
     assert (folder / "grid.png").exists() and (folder / "row2-skip-1.png").exists()
     other = write_bundle(result, tmp_path)  # the same result, the same second: a name nobody can guess
     assert other != folder and re.fullmatch(r"clipskip-\d{8}-\d{6}-seed\d+-[0-9a-f]{16}", other.name)
+
+
+def test_the_grid_comes_first_with_the_whole_manifest_and_the_rest_after(result, tmp_path):
+    old = write_bundle(result, tmp_path)
+    folder = start_bundle(result, tmp_path)
+    assert [p.name for p in folder.iterdir()] == ["grid.png"]  # nothing else yet: the page shows the grid first
+    assert json.loads(Image.open(folder / "grid.png").info["clipskip"]) == result.metadata
+    assert old.exists()  # cleaning up waits for the rest
+    zipped = finish_bundle(result, folder, max_age_s=-1)
+    assert zipped == zip_path(folder) and not old.exists()
+    with zipfile.ZipFile(zipped) as bundle:
+        kinds = {info.filename: info.compress_type for info in bundle.infolist()}
+        assert sorted(kinds) == sorted(p.name for p in folder.iterdir() if p != zipped)
+        assert kinds.pop("comparison.json") == zipfile.ZIP_DEFLATED  # PNGs are deflated already: stored as they are
+        assert len(kinds) == 6 and set(kinds.values()) == {zipfile.ZIP_STORED}
+        assert bundle.read("grid.png") == (folder / "grid.png").read_bytes()
+
+
+def test_files_hold_the_very_pixels_drawn_and_rendered(result, tmp_path):
+    paths = write_outputs(result, tmp_path)
+    drawn = [result.grid, result.difference_grid] + [image for row in result.rows for image in row.images.values()]
+    for path, image in zip(paths[:-1], drawn, strict=True):  # all but comparison.json
+        with Image.open(path) as saved:
+            assert saved.mode == image.mode and saved.tobytes() == image.tobytes(), path.name
 
 
 def test_old_and_excess_bundles_are_cleaned_up(result, tmp_path):
