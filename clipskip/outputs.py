@@ -15,7 +15,9 @@ import shutil
 import time
 import zipfile
 import zlib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 from PIL import PngImagePlugin
@@ -28,9 +30,12 @@ from .metadata import to_json
 BUNDLE_MAX_AGE_S = 3600  # bundles older than this are removed when the next one is written
 BUNDLE_MAX_TOTAL_BYTES = 512 * 2**20  # and the oldest go while all of them together are larger than this
 BUNDLE_NAME = re.compile(r"clipskip-\d{8}-\d{6}-seed\d{1,10}-[0-9a-f]{16}")  # a bundle folder's name (start_bundle)
-# zlib's run-length strategy: at 1024x1024, a cell encodes 3.6x as fast as with Pillow's default (level 6) into a file
-# of the same size, a grid 2x as fast into one 13 % larger (benchmarks/RESULTS.md). Same pixels: PNG is lossless.
+# How PNGs are compressed (the pixels are the same whatever it is: PNG is lossless). zlib's run-length strategy for
+# renders and the grid: at 1024x1024 a cell encodes 2.2x as fast as at Pillow's default (level 6) into a file of the
+# same size, the grid 2.7x as fast into one 14 % larger. Heat maps have few runs: zlib's fastest level, 2.2x as fast
+# into a file 12 % larger (benchmarks/RESULTS.md).
 PNG_OPTIONS = {"compress_level": 1, "compress_type": zlib.Z_RLE}
+HEAT_PNG_OPTIONS = {"compress_level": 1}
 
 
 def cell_parameters(metadata: dict, row: dict, skip: int) -> str:
@@ -82,9 +87,9 @@ def png_text(**chunks: str) -> PngImagePlugin.PngInfo:
 
 def write_outputs(result, folder: Path) -> list[Path]:
     """grid.png (with the manifest), difference.png, one PNG per cell (with AUTOMATIC1111's `parameters` and ComfyUI's
-    `prompt` and `workflow` graphs), comparison.json; their paths, in that order."""
+    `prompt` and `workflow` graphs), comparison.json; their paths, in that order. Written in parallel threads."""
     folder.mkdir(parents=True, exist_ok=True)
-    return [write_grid(result, folder), *write_others(result, folder)]
+    return in_parallel([lambda: write_grid(result, folder), *other_writers(result, folder)])
 
 
 def write_grid(result, folder: Path) -> Path:
@@ -93,14 +98,14 @@ def write_grid(result, folder: Path) -> Path:
     return path
 
 
-def write_others(result, folder: Path) -> list[Path]:
-    """Everything `write_outputs` writes but the grid, in parallel threads (Pillow's PNG encoder releases the GIL)."""
-    manifest = to_json(result.metadata)
+def other_writers(result, folder: Path) -> list[Callable[[], Path]]:
+    """A function per file `write_outputs` writes but the grid: difference.png, the cells, comparison.json."""
     metadata = result.metadata
+    manifest = to_json(metadata)
 
     def difference_png() -> Path:
         path = folder / "difference.png"
-        result.difference_grid.save(path, pnginfo=png_text(**{MANIFEST_KEY: manifest}), **PNG_OPTIONS)
+        result.difference_grid.save(path, pnginfo=png_text(**{MANIFEST_KEY: manifest}), **HEAT_PNG_OPTIONS)
         return path
 
     def cell_png(r: int, skip: int) -> Path:
@@ -117,11 +122,15 @@ def write_others(result, folder: Path) -> list[Path]:
         path.write_text(manifest + "\n", encoding="utf-8")
         return path
 
-    cells = [(r, skip) for r, row in enumerate(result.rows) for skip in row.images]
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="clipskip-png") as pool:
-        difference = pool.submit(difference_png)  # first: drawing it is the longest task
-        paths = list(pool.map(lambda cell: cell_png(*cell), cells))
-        return [difference.result(), *paths, manifest_json()]
+    cells = [partial(cell_png, r, skip) for r, row in enumerate(result.rows) for skip in row.images]
+    return [difference_png, *cells, manifest_json]
+
+
+def in_parallel(writers: list[Callable[[], Path]]) -> list[Path]:
+    """What each writer returns, in order; run in threads, one per core: Pillow's PNG encoder releases the GIL. The
+    longest go first (the grids, first in the list)."""
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="clipskip-files") as pool:
+        return list(pool.map(lambda write: write(), writers))
 
 
 def clean_up(root: Path, keep: Path, max_age_s: float, max_total_bytes: int) -> None:
@@ -167,7 +176,7 @@ def finish_bundle(
     """The rest of the bundle that `start_bundle(result, ...)` began in `folder`: difference.png, the cell PNGs and
     comparison.json, then the zip of all of them (returned; see `zip_path`), then the clean-up of older bundles
     beside it (see `clean_up`). Raises OSError when the disk refuses."""
-    paths = [folder / "grid.png", *write_others(result, folder)]
+    paths = [folder / "grid.png", *in_parallel(other_writers(result, folder))]
     with zipfile.ZipFile(zip_path(folder), "w") as bundle:
         for path in paths:  # PNGs are compressed already: stored as they are, which takes no time
             bundle.write(path, path.name, zipfile.ZIP_STORED if path.suffix == ".png" else zipfile.ZIP_DEFLATED)
