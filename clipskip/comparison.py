@@ -22,7 +22,7 @@ from .families import detect_family
 from .grid import blocked_cell, caption_size, grid_width, render_grid
 from .loading import free_device_bytes, free_memory
 from .metadata import caption_lines, cell_header, difference_badge, row_labels
-from .provenance import library_versions, weights_hash
+from .provenance import library_versions, weights_hash, weights_identity
 from .request import (
     DEFAULT_GUIDANCE,
     DEFAULT_SKIPS,
@@ -325,7 +325,7 @@ def compare(
     def cache_key(cell: tuple[int, int]) -> tuple:
         (text, used), skip = rows[cell[0]], cell[1]
         return (
-            pipe.name_or_path, weights_hash(pipe), str(device), str(pipe.unet.dtype),
+            pipe.name_or_path, weights_identity(pipe), str(device), str(pipe.unet.dtype),
             text, request.negative_prompt, used, request.steps, request.guidance_scale, request.scheduler,
             width, height, skip, syntax, tuple(sorted((n, ti.sha256) for n, ti in embeddings.items())),
         )  # fmt: skip

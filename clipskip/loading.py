@@ -13,8 +13,8 @@ import torch
 
 from . import embedded
 from .families import detect_family
-from .provenance import remember_file
-from .settings import LoadOptions, model_name
+from .provenance import remember_weights
+from .settings import LoadOptions, hash_cache_file, model_name
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 SUPPORTED = ("StableDiffusionPipeline", "StableDiffusionXLPipeline")
@@ -155,7 +155,9 @@ def prepare(pipe, device: torch.device, dtype: torch.dtype, options: LoadOptions
 
 def build(model: str, dtype: torch.dtype, options: LoadOptions):
     if model == embedded.NAME:
-        return embedded.build_embedded_pipeline()
+        pipe = embedded.build_embedded_pipeline()
+        remember_weights(pipe, hash_cache_file())  # its committed files: hashed once, then kept
+        return pipe
     path = Path(model).expanduser()
     if path.is_dir():
         if not (path / "model_index.json").is_file():
@@ -217,6 +219,7 @@ def from_folder_or_hub(source: str, model: str, dtype: torch.dtype, options: Loa
         raise ModelLoadError(f"could not load model {model!r}: {explain(error)}") from error
     if not options.safety_checker and getattr(pipe, "safety_checker", None) is not None:
         pipe.safety_checker = None
+    remember_weights(pipe, hash_cache_file())  # of the files each component was read from
     return pipe
 
 
@@ -247,7 +250,7 @@ def from_single_file(path: Path, model: str, dtype: torch.dtype, options: LoadOp
     except Exception as error:
         hint = "" if options.config else " (pass --config with a diffusers folder or Hub id of the same architecture)"
         raise ModelLoadError(f"could not load model {model!r}: {explain(error)}{hint}") from error
-    remember_file(pipe, path)  # its hash is then the file's, as AUTOMATIC1111 and Civitai compute it
+    remember_weights(pipe, hash_cache_file(), path)  # its hash is the file's, as AUTOMATIC1111 and Civitai compute it
     return pipe
 
 

@@ -49,7 +49,7 @@ def cell_parameters(metadata: dict, row: dict, skip: int) -> str:
             "CFG scale": f"{m['guidance_scale']:g}",
             "Seed": row["seed"],
             "Size": f"{m['width']}x{m['height']}",
-            "Model hash": m["weights_sha256"][:10],
+            **({"Model hash": m["weights_sha256"][:10]} if m["weights_sha256"] else {}),  # unknown yet: left out
             "Model": m["model"],
             "Clip skip": skip,  # written even when 1, unlike AUTOMATIC1111
             **syntax_fields(m.get("prompt_syntax", "plain")),

@@ -32,6 +32,17 @@ MODEL_HELP = (
 )
 
 
+HASH_CACHE_VARIABLE = "CLIPSKIP_HASH_CACHE"
+
+
+def hash_cache_file(environ=os.environ) -> Path:
+    """The JSON file that keeps weight files' SHA-256 (`provenance.HashCache`): $CLIPSKIP_HASH_CACHE, else
+    clipskip/hashes.json in $XDG_CACHE_HOME, else in ~/.cache."""
+    if environ.get(HASH_CACHE_VARIABLE):
+        return Path(environ[HASH_CACHE_VARIABLE]).expanduser()
+    return Path(environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "clipskip" / "hashes.json"
+
+
 @dataclass(frozen=True)
 class LoadOptions:
     """How to load a model, beyond its name, device and precision."""

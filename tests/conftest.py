@@ -3,8 +3,11 @@
 import ipaddress
 import os
 import socket
+import tempfile
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # set before anything imports huggingface_hub
+# weights hashes are kept in a file: the tests' own, never the one in the home folder
+os.environ["CLIPSKIP_HASH_CACHE"] = os.path.join(tempfile.mkdtemp(prefix="clipskip-tests-"), "hashes.json")
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 
 import pytest  # noqa: E402

@@ -1,10 +1,19 @@
 """Flags and environment variables, read in one place."""
 
 import argparse
+from pathlib import Path
 
 import pytest
 
-from clipskip.settings import AppSettings, LoadOptions, app_settings, cli_parser, load_options, skip_list
+from clipskip.settings import (
+    AppSettings,
+    LoadOptions,
+    app_settings,
+    cli_parser,
+    hash_cache_file,
+    load_options,
+    skip_list,
+)
 
 
 def test_app_defaults_are_local_private_and_embedded():
@@ -145,3 +154,11 @@ def test_cli_options():
     assert load_options(args) == LoadOptions()
     args = cli_parser().parse_args(["--prompt", "x", "--out", "o", "--model", "m.ckpt", "--allow-pickle"])
     assert load_options(args) == LoadOptions(allow_pickle=True)
+
+
+def test_the_hash_cache_is_in_the_user_cache_folder_unless_the_environment_names_another():
+    home = Path.home()
+    assert hash_cache_file({}) == home / ".cache" / "clipskip" / "hashes.json"
+    assert hash_cache_file({"XDG_CACHE_HOME": "/var/cache/me"}) == Path("/var/cache/me/clipskip/hashes.json")
+    named = {"XDG_CACHE_HOME": "/var/cache/me", "CLIPSKIP_HASH_CACHE": "~/h.json"}
+    assert hash_cache_file(named) == home / "h.json"
