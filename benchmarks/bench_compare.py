@@ -13,7 +13,14 @@ answer. On CUDA, `--layouts` measures the UNet and VAE as loaded (eager), in cha
 the UNet compiled by torch.compile (A and C only: B's smaller batch would compile again); `--calibrate` measures the
 UNet's memory per cell, which sets clipskip.comparison.ACTIVATION_BYTES_FACTOR.
 
+`--phases 512,1024` times the work around the pipeline call, for 4 skips at each size with one denoising step:
+everything `compare` does besides the pipeline call (encoding, heat maps, SSIM, metadata); `write_outputs` (both
+grids drawn, 6 PNGs and the JSON); `start_bundle` (grid.png: what the app shows first) and `finish_bundle` (the
+rest, the zip, the clean-up); and from the pipeline call's return to grid.png written. The pipeline call runs once
+per size; the repeats replay its images, so that only the work around it is timed. Medians of --repeats.
+
     python benchmarks/bench_compare.py --model embedded
+    python benchmarks/bench_compare.py --model embedded --size 64 --phases 512,1024
     python benchmarks/bench_compare.py --model sd15-arch --size 256 --steps 4   # SD 1.5's shapes, random weights
     python benchmarks/bench_compare.py --model sd15-arch --size 512 --steps 30 --repeats 5 \
         --layouts eager,channels-last,compile --calibrate   # on a CUDA GPU, float16
@@ -28,6 +35,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import date
 from pathlib import Path
@@ -40,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from clipskip import compare, comparison, load_pipeline  # noqa: E402
 from clipskip.embedded import build_tokenizer  # noqa: E402
 from clipskip.encoding import encode  # noqa: E402
+from clipskip.outputs import finish_bundle, start_bundle, write_outputs  # noqa: E402
 from clipskip.samplers import make_scheduler  # noqa: E402
 
 SKIPS = (1, 2, 3, 4)
@@ -244,6 +253,96 @@ def calibrate(pipe, args) -> list[dict]:
     return rows
 
 
+PHASES = (
+    ("pipeline", "the pipeline call, 1 step (run once; the repeats replay it)"),
+    ("compare", "`compare` besides the pipeline call"),
+    ("write_outputs", "`write_outputs`: both grids, 6 PNGs, the JSON"),
+    ("compare+write", "both together"),
+    ("start_bundle", "`start_bundle`: grid.png"),
+    ("finish_bundle", "`finish_bundle`: the rest, the zip, the clean-up"),
+    ("to_grid", "pipeline call returned → grid.png written"),
+)
+
+
+def phase_times(pipe, size: int, repeats: int) -> dict:
+    """Seconds of each of PHASES (medians) for a 4-skip comparison at `size`×`size`, one denoising step, and the
+    bytes of each file of its bundle. The first pipeline call renders; later ones replay its images."""
+    from diffusers.pipelines.stable_diffusion import StableDiffusionPipelineOutput
+
+    pipeline_class, recorded, marks = type(pipe), {}, {}
+    call = pipeline_class.__call__
+
+    def timed(self, *args, **kwargs):
+        start = time.perf_counter()
+        if "images" not in recorded:
+            recorded["images"] = call(self, *args, **kwargs).images
+            recorded["seconds"] = time.perf_counter() - start
+        for step in range(kwargs["num_inference_steps"]):  # as a render reports its steps
+            kwargs["callback_on_step_end"](self, step, None, {})
+        output = StableDiffusionPipelineOutput([image.copy() for image in recorded["images"]], None)
+        marks["returned"] = time.perf_counter()
+        marks["in_call"] = marks["returned"] - start
+        return output
+
+    def comparison():
+        start = time.perf_counter()
+        result = compare(pipe, PROMPT, negative_prompt=NEGATIVE, seed=SEED, skips=SKIPS, steps=1, width=size,
+                         height=size, scheduler=SAMPLER)  # fmt: skip
+        return result, time.perf_counter() - start - marks["in_call"]
+
+    times = {name: [] for name, _ in PHASES[1:]}
+    pipeline_class.__call__ = timed
+    try:
+        comparison()  # renders, and warms up
+        for _ in range(repeats):
+            result, seconds = comparison()
+            times["compare"].append(seconds)
+            with tempfile.TemporaryDirectory() as root:
+                start = time.perf_counter()
+                write_outputs(result, Path(root))
+                times["write_outputs"].append(time.perf_counter() - start)
+            times["compare+write"].append(seconds + times["write_outputs"][-1])
+            result, _ = comparison()  # a fresh result: its grids are drawn when first read
+            with tempfile.TemporaryDirectory() as root:
+                start = time.perf_counter()
+                folder = start_bundle(result, Path(root))
+                times["start_bundle"].append(time.perf_counter() - start)
+                times["to_grid"].append(time.perf_counter() - marks["returned"])
+                start = time.perf_counter()
+                finish_bundle(result, folder)
+                times["finish_bundle"].append(time.perf_counter() - start)
+                sizes = {
+                    "the zip" if path.suffix == ".zip" else path.name: path.stat().st_size
+                    for path in sorted(folder.iterdir())
+                }
+    finally:
+        pipeline_class.__call__ = call
+    return (
+        {"pipeline": recorded["seconds"]}
+        | {name: statistics.median(v) for name, v in times.items()}
+        | {"bytes": sizes}
+    )
+
+
+def report_phases(sizes: list[int], pipe, args) -> dict:
+    figures = {size: phase_times(pipe, size, args.repeats) for size in sizes}
+    print()
+    print(f"#### The work around the pipeline call: 4 skips, 1 step, medians of {args.repeats}")
+    print()
+    print("| phase | " + " | ".join(f"{size}×{size} (s)" for size in sizes) + " |")
+    print("|---|" + "---|" * len(sizes))
+    for name, label in PHASES:
+        print(f"| {label} | " + " | ".join(f"{figures[size][name]:.3f}" for size in sizes) + " |")
+    for size in sizes:
+        files = figures[size]["bytes"]
+        print()
+        print(f"Files at {size}×{size}: " + ", ".join(f"{name} {files[name] / 1e6:.2f} MB" for name in files))
+    print()
+    print("Targets at 1024: `compare` besides the pipeline call ≤ 0.25 s, `write_outputs` ≤ 1.0 s, pipeline call "
+          "returned → grid.png ≤ 0.5 s; at 512: both together ≤ 0.3 s")  # fmt: skip
+    return figures
+
+
 def attention_processors(pipe) -> list[str]:
     return sorted({type(processor).__name__ for processor in pipe.unet.attn_processors.values()})
 
@@ -294,6 +393,10 @@ def layout_list(text: str) -> list[str]:
     return sorted(layouts, key=LAYOUTS.index)  # compile last: it changes the UNet in place
 
 
+def size_list(text: str) -> list[int]:
+    return [int(size) for size in text.split(",")]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", choices=("embedded", "sd15-arch"), default="embedded")
@@ -308,6 +411,9 @@ def main() -> None:
     parser.add_argument("--calibrate", action="store_true", help="CUDA: the UNet's memory per cell, at three sizes")
     parser.add_argument("--json", help="also write every figure to this file")
     parser.add_argument("--app", action="store_true", help="also time the web app's start-up and first request")
+    parser.add_argument(
+        "--phases", type=size_list, default=[], help="sizes, comma-separated: the work around denoising"
+    )
     parser.add_argument("--memory-of", choices=RUNS, help=argparse.SUPPRESS)  # one run, in a fresh process
     args = parser.parse_args()
 
@@ -389,6 +495,9 @@ def main() -> None:
                 f"{name} {eager / r['time']['A']:.2f}×" for name, r in report["layouts"].items() if name != "eager"
             ]
             print("A's speed against eager: " + " · ".join(faster))
+    if args.phases:
+        report["phases"] = report_phases(args.phases, pipe, args)
+        save(report, args.json)
     if args.app:
         first_page, first_request = app_latency()
         print(f"App: first page {first_page:.1f} s after `python app.py` (target < 10 s); "
