@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clipskip.analysis import BAND_ROWS, colour_bar, differences, heat_image, heat_scale
+from clipskip.analysis import colour_bar, differences, heat_image, heat_scale
 
 
 def noise(seed: int, size=(64, 64)) -> Image.Image:
@@ -69,9 +69,10 @@ def smooth(seed: int, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(Image.fromarray(coarse).resize((size[1], size[0]), Image.BICUBIC))
 
 
-# One band and several (the last one short), odd sizes, other modes: SSIM as scikit-image computes it in float64,
-# the heat map as numpy averages the channels in float32, and the mean absolute difference as an exact fraction.
-@pytest.mark.parametrize("size", [(7, 7), (64, 64), (2 * BAND_ROWS + 13, 75)])
+# The smallest size, odd sizes, other modes: SSIM as scikit-image computes it in float64 (this app calls it in
+# float32: within a unit of the 6th digit, the metadata's last), the heat map as numpy averages the channels in
+# float32, and the mean absolute difference as an exact fraction.
+@pytest.mark.parametrize("size", [(7, 7), (64, 64), (141, 75)])
 def test_metrics_equal_an_independent_computation_of_their_definitions(size):
     from fractions import Fraction
 
@@ -91,7 +92,7 @@ def test_metrics_equal_an_independent_computation_of_their_definitions(size):
     for cell, result in zip(cells, found, strict=True):
         a, b = cell.astype(np.float64), reference.astype(np.float64)
         ssim = structural_similarity(a, b, channel_axis=2, data_range=255)
-        assert abs(result.ssim - ssim) < 1e-12 and round(result.ssim, 6) == round(ssim, 6)
+        assert abs(result.ssim - ssim) < 1e-6
         heat = np.abs(cell.astype(np.float32) - reference.astype(np.float32)).mean(axis=2)
         assert result.heat.dtype == np.float32 and np.array_equal(result.heat, heat)
         exact = Fraction(int(np.abs(cell.astype(int) - reference.astype(int)).sum()), cell.size)
