@@ -28,7 +28,7 @@ from .formats.a1111 import MAX_PARAMETERS_CHARS
 from .formats.fields import FormValues, cut, shown
 from .formats.png import png_texts
 from .metadata import cell_caption, metrics_rows
-from .outputs import BUNDLE_NAME, cell_name, write_bundle, zip_path
+from .outputs import BUNDLE_NAME, cell_name, finish_bundle, start_bundle, zip_path
 from .prompts import token_count
 from .request import (
     DEFAULT_GUIDANCE,
@@ -586,7 +586,7 @@ def build_demo(
     def render(pipe, *args, **kwargs):
         return compare(pipe, *args, **kwargs)
 
-    async def run_compare(
+    async def rendered(
         prompt,
         negative_prompt,
         seed,
@@ -604,10 +604,7 @@ def build_demo(
         request: gr.Request = None,
         progress=gr.Progress(),  # noqa: B008 (Gradio's way)
     ):
-        """Render the prompt at each CLIP skip value (columns), for one seed, several seeds or several prompts (rows).
-
-        Returns the grid, the cells with captions and the metadata."""
-
+        """`run_compare`'s render, and its bundle begun: the comparison and its folder, holding grid.png so far."""
         session = request.session_hash if request is not None else None
 
         def report(step: int, total: int) -> None:
@@ -655,11 +652,11 @@ def build_demo(
 
         def work_and_files():
             result = work()
-            return result, write_bundle(result, downloads)
+            return result, start_bundle(result, downloads)  # the grid first: finish_bundle writes the rest
 
         from . import comparison  # imported with the pipeline above
 
-        def run():  # in a worker thread, holding a render slot: the render, then its files
+        def run():  # in a worker thread, holding a render slot: the render, then its grid
             return gate.run(work_and_files, should_stop, lambda: comparison.Stopped("stopped"))
 
         try:
@@ -674,6 +671,15 @@ def build_demo(
             steps_at.pop(session)
             raise refusal(str(error), "Please change a setting") from None
         steps_at.pop(session)
+        return result, folder
+
+    @wraps(rendered)  # its parameters are the endpoint's
+    async def run_compare(*args, **kwargs):
+        """Render the prompt at each CLIP skip value (columns), for one seed, several seeds or several prompts (rows).
+
+        Returns the grid, the cells with captions and the metadata (and the folder of their files)."""
+        result, folder = await rendered(*args, **kwargs)
+        await asyncio.to_thread(finish_bundle, result, folder)
         # the files, not the images: they carry their settings (the grid its manifest, each cell its parameters)
         return str(folder / "grid.png"), gallery_items(folder, result.metadata), result.metadata, str(folder)
 
@@ -796,22 +802,27 @@ def build_demo(
         request: gr.Request = None,
         progress=gr.Progress(),  # noqa: B008 (Gradio's way)
     ):
-        """The page's Generate: the render `/compare` makes, but a refusal leaves every input and the last results as
-        they were and says why beside Generate, until the next action."""
+        """The page's Generate: the render `/compare` makes, its grid shown as soon as grid.png is written, then the
+        cells and the rest. A refusal leaves every input and the last results as they were and says why beside
+        Generate, until the next action."""
         values = (prompt, negative_prompt, seed, skips, steps, guidance_scale, width, height, scheduler, model)
         values += (seeds, prompt_rows, reference, prompt_syntax)
         fresh = gr.update(elem_classes=[])
         try:
-            grid_, gallery_, metadata_, folder = await run_compare(*values, request=request, progress=progress)
+            result, folder = await rendered(*values, request=request, progress=progress)
         except gr.Error as error:
             why = message(f"**{error.title}.** {as_text(error.message)}")
-            return fresh, fresh, gr.skip(), gr.skip(), None, why, ready_button(), idle_stop()
-        grid_ = gr.update(value=grid_, elem_classes=[])
+            yield fresh, fresh, gr.skip(), gr.skip(), None, why, ready_button(), idle_stop()
+            return
+        yield (gr.update(value=str(folder / "grid.png"), elem_classes=[]),) + (gr.skip(),) * 7  # the grid first
+        await asyncio.to_thread(finish_bundle, result, folder)
+        metadata_, folder = result.metadata, str(folder)
+        gallery_ = gallery_items(Path(folder), metadata_)
         gallery_ = gr.update(value=gallery_, elem_classes=[], columns=min(len(metadata_["skips"]), 6))
         said = " ".join(
             as_text(sentence(warning)) + ("" if warning.endswith(".") else ".") for warning in metadata_["warnings"]
         )
-        return grid_, gallery_, metadata_, folder, folder, message(said, "note"), ready_button(), idle_stop()
+        yield gr.skip(), gallery_, metadata_, folder, folder, message(said, "note"), ready_button(), idle_stop()
 
     def stopped(request: gr.Request = None):
         """Stop's answer: the step the render reached; the form and the last results stay."""
