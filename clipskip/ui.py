@@ -6,6 +6,7 @@ import json
 import re
 import sys
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -1180,10 +1181,13 @@ def load_in_background(load: Callable[[str], object], model: str, max_loaded: in
         from .loading import pipelines
 
         pipelines.max_loaded = max_loaded
+        started = time.perf_counter()
         try:
             first.set_result(load(model))
         except BaseException as error:  # noqa: BLE001 (handed to whoever waits: main says it and exits)
             first.set_exception(error)
+            return
+        print(f"clipskip: {model_name(model)} loaded in {time.perf_counter() - started:.1f} s", flush=True)
 
     threading.Thread(target=run, name="clipskip-first-model", daemon=True).start()
     return first
