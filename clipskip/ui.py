@@ -785,32 +785,14 @@ def build_demo(
         )
         return results + form
 
-    async def generate(
-        prompt,
-        negative_prompt,
-        seed,
-        skips,
-        steps,
-        guidance_scale,
-        width,
-        height,
-        scheduler,
-        model=default,
-        seeds="",
-        prompt_rows=False,
-        reference=0,
-        prompt_syntax=DEFAULT_SYNTAX,
-        request: gr.Request = None,
-        progress=gr.Progress(),  # noqa: B008 (Gradio's way)
-    ):
+    @wraps(rendered)  # the same inputs as /compare
+    async def generate(*args, **kwargs):
         """The page's Generate: the render `/compare` makes, its grid shown as soon as grid.png is written, then the
         cells and the rest. A refusal leaves every input and the last results as they were and says why beside
         Generate, until the next action."""
-        values = (prompt, negative_prompt, seed, skips, steps, guidance_scale, width, height, scheduler, model)
-        values += (seeds, prompt_rows, reference, prompt_syntax)
         fresh = gr.update(elem_classes=[])
         try:
-            result, folder = await rendered(*values, request=request, progress=progress)
+            result, folder = await rendered(*args, **kwargs)
         except gr.Error as error:
             why = message(f"**{error.title}.** {as_text(error.message)}")
             yield fresh, fresh, gr.skip(), gr.skip(), None, why, ready_button(), idle_stop()
