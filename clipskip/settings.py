@@ -2,6 +2,7 @@
 
 import argparse
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -301,7 +302,7 @@ def seeds_argument(text: str) -> list[int]:
 
 def cli_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m clipskip",
+        prog="clipskip" if Path(sys.argv[0]).name == "clipskip" else "python -m clipskip",  # the console script
         description="Render a prompt at several CLIP skip values (columns), for one or several seeds or prompts "
         "(rows), all in one batch, and write a labelled grid, a difference grid, one PNG per cell and "
         "comparison.json.",

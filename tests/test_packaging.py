@@ -42,3 +42,21 @@ def test_the_licence_is_apache_2_0_everywhere_it_is_stated():
     assert PYPROJECT["project"]["license"] == "Apache-2.0"
     front_matter = (ROOT / "README.md").read_text(encoding="utf-8").split("---\n")[1]
     assert "license: apache-2.0" in front_matter.splitlines()
+
+
+def test_the_version_is_written_once_in_the_package_and_read_from_there_by_the_build():
+    import clipskip
+
+    assert "version" in PYPROJECT["project"]["dynamic"] and "version" not in PYPROJECT["project"]
+    module, name = PYPROJECT["tool"]["setuptools"]["dynamic"]["version"]["attr"].rsplit(".", 1)
+    assert getattr(importlib.import_module(module), name) == clipskip.__version__
+
+
+def test_the_help_names_the_command_as_it_was_run(monkeypatch, capsys):
+    from clipskip.__main__ import main
+
+    for argv0, usage in (("/venv/bin/clipskip", "usage: clipskip "), ("/x/clipskip/__main__.py", "usage: python -m")):
+        monkeypatch.setattr("sys.argv", [argv0])
+        with pytest.raises(SystemExit):
+            main(["--help"])
+        assert capsys.readouterr().out.startswith(usage)
