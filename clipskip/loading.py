@@ -238,7 +238,13 @@ def from_single_file(path: Path, model: str, dtype: torch.dtype, options: LoadOp
     if options.config is not None:
         cls = pipeline_class(options.config, options.config)
     else:
-        keys = checkpoint_keys(path)
+        try:
+            keys = checkpoint_keys(path)
+        except Exception as error:  # safetensors' own error for a damaged or foreign file is not a ValueError
+            raise ModelLoadError(
+                f"could not load model {model!r}: it is not a readable checkpoint ({type(error).__name__}: "
+                f"{str(error)[:200]})"
+            ) from error
         if kind := next((kind for key, kind in SINGLE_FILE_KINDS.items() if any(k.endswith(key) for k in keys)), None):
             raise ModelLoadError(unsupported(model, kind))
         cls = diffusers.StableDiffusionXLPipeline if SDXL_KEY in keys else diffusers.StableDiffusionPipeline

@@ -392,9 +392,14 @@ def uploaded_path(file) -> Path | None:
 MARKDOWN_SIGNS = re.compile(r"([\\`*_\[\]()#+\-!|~>{}.])")
 
 
+AUTOLINKS = re.compile(r"(:|www|@)(?=\S)", re.IGNORECASE)  # where GFM autolinks start: a scheme, www., an e-mail
+
+
 def as_text(text: str) -> str:
-    """A stranger's text as Markdown that shows it as written: no HTML tag, link, image or emphasis of its own."""
-    return MARKDOWN_SIGNS.sub(r"\\\1", html.escape(text, quote=False))
+    """A stranger's text as Markdown that shows it as written: no HTML tag, link, image or emphasis of its own, and
+    no address made a link by the Markdown renderer's autolinking (`http://`, `www.`, `a@b.c`): a zero-width space
+    breaks each."""
+    return AUTOLINKS.sub("\\1\u200b", MARKDOWN_SIGNS.sub(r"\\\1", html.escape(text, quote=False)))
 
 
 def message(text: str, kind: str = "refusal"):
@@ -553,9 +558,12 @@ def build_demo(
     max_batch: int | None = None,
     cache: CellCache | None = None,
     concurrency: int = 1,
+    first_model: Future | None = None,
 ) -> gr.Blocks:
     """The app over `models` (the only ones it offers), each loaded by `load` on first use and shared by all;
-    `max_batch` and `cache` go to every comparison, and at most `concurrency` renders run at once."""
+    `max_batch` and `cache` go to every comparison, and at most `concurrency` renders run at once. `first_model`, the
+    first model's load when it runs in the background (see `serve`): until it is done, what only shows the form waits
+    for it without holding a worker thread, or shows the form it had while loading."""
     names = public_names(models)
     default = next(iter(names))
     gate = RenderGate(concurrency)
@@ -582,6 +590,13 @@ def build_demo(
         return views[model]
 
     view = loading_view(default, names[default])  # the server listens before the model is loaded
+
+    def loading() -> bool:
+        return first_model is not None and not first_model.done()
+
+    def shown_view(model) -> ModelView:
+        """`model_view`, but the form shown while loading when the first model is not in yet: never waits for it."""
+        return view if offered(model) == default and loading() else model_view(model)
 
     @on_zero_gpu
     def render(pipe, *args, **kwargs):
@@ -690,6 +705,8 @@ def build_demo(
             return ""
         if len(text) > MAX_PROMPT_BOX_CHARS:
             return f"{len(text):,} characters: too long"
+        if offered(model) == default and loading():  # counted again when the page has the model (page_opened)
+            return "" if text else EMPTY_COUNT
         from .encoding import vocabulary
 
         model = offered(model)
@@ -771,9 +788,11 @@ def build_demo(
         browser's storage: a stranger's value, so only the name of a folder this server wrote is used."""
         folder = saved_bundle(downloads, saved)
         metadata_ = bundle_metadata(str(folder)) if folder is not None else None
-        if metadata_ is None:
-            return [gr.skip()] * (5 + len(FORM_FIELDS))
-        results = [str(folder / "grid.png"), gallery_items(folder, metadata_), metadata_, str(folder), str(folder)]
+        cells = gallery_items(folder, metadata_) if metadata_ is not None else []
+        files = [folder / "grid.png", folder / "difference.png", zip_path(folder)] if folder is not None else []
+        if metadata_ is None or not all(Path(path).is_file() for path in files + [path for path, _ in cells]):
+            return [gr.skip()] * (5 + len(FORM_FIELDS))  # gone, or partly cleaned up: nothing to show
+        results = [str(folder / "grid.png"), cells, metadata_, str(folder), str(folder)]
         if link_settings(request.query_params if request is not None else {}) != ({}, []):
             return results + [gr.skip()] * len(FORM_FIELDS)  # the link's settings stay
         try:
@@ -816,18 +835,23 @@ def build_demo(
 
     def follow_skips(ticked, reference, model):
         """The reference menu offers the skips ticked (and native); one no longer ticked goes back to native."""
-        choices = reference_choices(model_view(model), ticked)
+        choices = reference_choices(shown_view(model), ticked)
         value = reference if any(reference == n for _, n in choices) else 0
         return gr.Dropdown(choices=choices, value=value)
 
-    def page_opened(request: gr.Request):
+    async def page_opened(request: gr.Request):
         """When a page opens: the model's own form once it is loaded (the page says it is loading until then), then
         the settings a link carries (`?prompt=…&skips=1,4`). Where the model's form is the one shown while it
         loaded (the built-in model's), nothing is replaced: what the visitor set meanwhile stays."""
         try:
-            view_ = model_view(default)  # waits for the first model, which loads while the server listens
+            if loading():  # the first model loads while the server listens: wait without a worker thread
+                await asyncio.wrap_future(first_model)
+            view_ = views.get(default) or await asyncio.to_thread(model_view, default)
         except gr.Error as error:
             return [gr.skip()] * 13 + [message(f"**{error.title}.** {as_text(error.message)}"), gr.skip(), gr.skip()]
+        except ValueError as error:  # the first model did not load: the server is closing
+            reason = as_text(sentence(str(error)))
+            return [gr.skip()] * 13 + [message(f"**This model cannot be used.** {reason}"), gr.skip(), gr.skip()]
         form, notes = link_settings(request.query_params if request is not None else {})
         from_link = bool(form or notes)
         if "skips" in form or view_ != replace(view, note=view_.note):
@@ -848,7 +872,7 @@ def build_demo(
         return [form[field] if field in form else gr.skip() for field in fields]
 
     def check_size(width, height, model) -> str:
-        return size_note(model_view(model), width, height)
+        return size_note(shown_view(model), width, height)
 
     with gr.Blocks(title="clipskip: CLIP skip, side by side", delete_cache=(3600, 3600)) as demo:
         gr.Markdown(LEAD)
@@ -1077,7 +1101,7 @@ def build_demo(
         # the token count under each prompt, as AUTOMATIC1111 shows it: tokenizing only, no model pass, no queue
         for box, count, negative in ((prompt, prompt_tokens, False), (negative_prompt, negative_tokens, True)):
             gr.on(
-                [box.change, prompt_syntax.change, model.change, demo.load],
+                [box.change, prompt_syntax.change, model.change],
                 partial(count_tokens, negative=negative),
                 [box, prompt_syntax, model],
                 count,
@@ -1103,6 +1127,11 @@ def build_demo(
             show_progress="hidden",
             api_visibility="private",
         )
+        for box, count, negative in ((prompt, prompt_tokens, False), (negative_prompt, negative_tokens, True)):
+            opened.then(  # what was typed while the model loaded is counted now
+                partial(count_tokens, negative=negative), [box, prompt_syntax, model], count, queue=False,
+                show_progress="hidden", api_visibility="private", preprocess=False,
+            )  # fmt: skip
         opened.then(
             restore,
             saved,
@@ -1130,7 +1159,8 @@ def serve(settings: AppSettings, *, prevent_thread_lock: bool = False) -> gr.Blo
     ValueError (having closed the server) when the first model cannot load, and OSError when the port is taken."""
     load = partial(load_pipeline, device=settings.device, dtype=settings.dtype, options=settings.options)
     cache = CellCache(settings.cache_mb * 2**20) if settings.cache_mb else None
-    demo = build_demo(settings.models, load, settings.max_batch, cache, settings.concurrency)
+    first_model: Future = Future()  # loaded in a thread once the server listens
+    demo = build_demo(settings.models, load, settings.max_batch, cache, settings.concurrency, first_model)
     demo.queue(default_concurrency_limit=settings.concurrency, max_size=settings.max_queue)
     demo.launch(
         server_name=settings.host,
@@ -1144,9 +1174,10 @@ def serve(settings: AppSettings, *, prevent_thread_lock: bool = False) -> gr.Blo
         app_kwargs={"middleware": [Middleware(BodyLimit)]},  # every body bounded before it is parsed
         state_session_capacity=STATE_SESSIONS,
     )
-    demo.first_model = load_in_background(load, settings.models[0], settings.max_loaded)
+    demo.first_model = load_in_background(load, settings.models[0], settings.max_loaded, first_model)
     prune_gradio_cache()
-    print(f"clipskip: serving {', '.join(settings.models)} at {demo.share_url or demo.local_url}", flush=True)
+    url, first = demo.share_url or demo.local_url, model_name(settings.models[0])
+    print(f"clipskip: serving {', '.join(settings.models)} at {url} (loading {first}…)", flush=True)
     if not settings.share:
         print("clipskip: add --share for a public link, --host 0.0.0.0 to listen on every interface", flush=True)
     if not prevent_thread_lock:
@@ -1155,9 +1186,9 @@ def serve(settings: AppSettings, *, prevent_thread_lock: bool = False) -> gr.Blo
     return demo
 
 
-def load_in_background(load: Callable[[str], object], model: str, max_loaded: int) -> Future:
-    """`load(model)` in a thread (torch and diffusers are imported there), so the server answers meanwhile."""
-    first: Future = Future()
+def load_in_background(load: Callable[[str], object], model: str, max_loaded: int, first: Future) -> Future:
+    """`load(model)` in a thread (torch and diffusers are imported there), so the server answers meanwhile; its
+    pipeline or its error goes to `first`, which is returned."""
 
     def run():
         from .loading import pipelines

@@ -241,3 +241,12 @@ def test_a_single_file_without_clip_skip_is_refused_with_the_reason_before_anyth
     save_file({key: torch.zeros(1)}, str(tmp_path / "other.safetensors"))
     with pytest.raises(ModelLoadError, match=f"could not load model '.*other.safetensors': {reason}"):
         load_pipeline(str(tmp_path / "other.safetensors"), device="cpu")
+
+
+@pytest.mark.parametrize(
+    "content", [b"garbage", b"\x00" * 8, (10**12).to_bytes(8, "little") + b"{}", (2).to_bytes(8, "little") + b"[]"]
+)
+def test_a_damaged_safetensors_file_is_a_load_error_naming_it_not_a_crash(tmp_path, content):
+    (tmp_path / "bad.safetensors").write_bytes(content)
+    with pytest.raises(ModelLoadError, match=r"could not load model '.*bad.safetensors': it is not a readable"):
+        load_pipeline(str(tmp_path / "bad.safetensors"), device="cpu")

@@ -1,6 +1,7 @@
 """The app on localhost, driven through gradio_client at /compare: good, bad, bad, good again."""
 
 import json
+import re
 import socket
 import sys
 import types
@@ -266,6 +267,11 @@ def test_strangers_text_shows_as_written():
     """A model name or note from a stranger's PNG reached the page as HTML (a link, an image) or Markdown."""
     from clipskip.ui import as_text
 
+    autolinked = as_text("see http://evil.example, HTTPS://x.example, www.evil.example or me@evil.example")
+    assert not re.search(r"(?i)https?://|www\\?\.|\w@\w", autolinked)  # GFM's autolinks need them unbroken
+    assert autolinked.replace("\u200b", "").replace("\\", "") == (
+        "see http://evil.example, HTTPS://x.example, www.evil.example or me@evil.example"
+    )  # shown as written: only zero-width spaces and Markdown escapes added
     shown = as_text('<a href="//evil.example">here</a> [x](http://e) **b** ![i](x.png) `c`')
     assert "<" not in shown and "](" not in shown and "**" not in shown and "`c`" not in shown
     import markdown_it
