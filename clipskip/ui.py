@@ -591,12 +591,13 @@ def build_demo(
 
     view = loading_view(default, names[default])  # the server listens before the model is loaded
 
-    def loading() -> bool:
-        return first_model is not None and not first_model.done()
+    def loading(model=default) -> bool:
+        """Whether `model` (see `offered`) is the first model and its load in the background is not done."""
+        return offered(model) == default and first_model is not None and not first_model.done()
 
     def shown_view(model) -> ModelView:
         """`model_view`, but the form shown while loading when the first model is not in yet: never waits for it."""
-        return view if offered(model) == default and loading() else model_view(model)
+        return view if loading(model) else model_view(model)
 
     @on_zero_gpu
     def render(pipe, *args, **kwargs):
@@ -705,7 +706,7 @@ def build_demo(
             return ""
         if len(text) > MAX_PROMPT_BOX_CHARS:
             return f"{len(text):,} characters: too long"
-        if offered(model) == default and loading():  # counted again when the page has the model (page_opened)
+        if loading(model):  # counted again when the page has the model (page_opened)
             return "" if text else EMPTY_COUNT
         from .encoding import vocabulary
 
@@ -847,11 +848,13 @@ def build_demo(
             if loading():  # the first model loads while the server listens: wait without a worker thread
                 await asyncio.wrap_future(first_model)
             view_ = views.get(default) or await asyncio.to_thread(model_view, default)
-        except gr.Error as error:
-            return [gr.skip()] * 13 + [message(f"**{error.title}.** {as_text(error.message)}"), gr.skip(), gr.skip()]
-        except ValueError as error:  # the first model did not load: the server is closing
-            reason = as_text(sentence(str(error)))
-            return [gr.skip()] * 13 + [message(f"**This model cannot be used.** {reason}"), gr.skip(), gr.skip()]
+        except (gr.Error, ValueError) as error:  # ValueError: the first model did not load, the server is closing
+            if isinstance(error, gr.Error):
+                title, reason = error.title, error.message
+            else:
+                title, reason = "This model cannot be used", sentence(str(error))
+            why = message(f"**{title}.** {as_text(reason)}")
+            return [gr.skip()] * 13 + [why, gr.skip(), gr.skip()]
         form, notes = link_settings(request.query_params if request is not None else {})
         from_link = bool(form or notes)
         if "skips" in form or view_ != replace(view, note=view_.note):
@@ -1058,12 +1061,8 @@ def build_demo(
         rendering.success(
             lambda folder: Path(folder).name if folder else gr.skip(), fresh_state, saved, api_visibility="private"
         )
-        rendering.success(
-            show_fresh_analysis,
-            fresh_state,
-            [difference, metrics, similarity, download, pick_a, pick_b, slider, parameters, seed_used],
-            api_visibility="private",
-        )
+        analysis = [difference, metrics, similarity, download, pick_a, pick_b, slider, parameters, seed_used]
+        rendering.success(show_fresh_analysis, fresh_state, analysis, api_visibility="private")
         for picker in (pick_a, pick_b):
             picker.change(
                 pick_cells,
@@ -1098,19 +1097,6 @@ def build_demo(
             api_visibility="private",
             preprocess=False,  # raw values: the handler checks them
         )
-        # the token count under each prompt, as AUTOMATIC1111 shows it: tokenizing only, no model pass, no queue
-        for box, count, negative in ((prompt, prompt_tokens, False), (negative_prompt, negative_tokens, True)):
-            gr.on(
-                [box.change, prompt_syntax.change, model.change],
-                partial(count_tokens, negative=negative),
-                [box, prompt_syntax, model],
-                count,
-                queue=False,
-                trigger_mode="always_last",
-                show_progress="hidden",
-                api_visibility="private",
-                preprocess=False,
-            )
         copy_link.click(
             None,
             [prompt, negative_prompt, seed, skips, steps, guidance_scale, width, height, scheduler, prompt_syntax]
@@ -1127,11 +1113,15 @@ def build_demo(
             show_progress="hidden",
             api_visibility="private",
         )
+        # the token count under each prompt, as AUTOMATIC1111 shows it: tokenizing only, no model pass, no queue; also
+        # once the page has the model, for what was typed while it loaded
         for box, count, negative in ((prompt, prompt_tokens, False), (negative_prompt, negative_tokens, True)):
-            opened.then(  # what was typed while the model loaded is counted now
-                partial(count_tokens, negative=negative), [box, prompt_syntax, model], count, queue=False,
-                show_progress="hidden", api_visibility="private", preprocess=False,
+            counting = dict(
+                fn=partial(count_tokens, negative=negative), inputs=[box, prompt_syntax, model], outputs=count,
+                queue=False, show_progress="hidden", api_visibility="private", preprocess=False,
             )  # fmt: skip
+            gr.on([box.change, prompt_syntax.change, model.change], trigger_mode="always_last", **counting)
+            opened.then(**counting)
         opened.then(
             restore,
             saved,
@@ -1140,12 +1130,7 @@ def build_demo(
             show_progress="hidden",
             api_visibility="private",
             preprocess=False,  # the browser's stored value, raw: the handler checks it
-        ).success(
-            show_fresh_analysis,
-            fresh_state,
-            [difference, metrics, similarity, download, pick_a, pick_b, slider, parameters, seed_used],
-            api_visibility="private",
-        )
+        ).success(show_fresh_analysis, fresh_state, analysis, api_visibility="private")
         dice.click(lambda: RANDOM_SEED, None, seed, api_visibility="private")
         reuse.click(reuse_seed, seed_used, seed, api_visibility="private", preprocess=False)
     return demo
@@ -1174,7 +1159,8 @@ def serve(settings: AppSettings, *, prevent_thread_lock: bool = False) -> gr.Blo
         app_kwargs={"middleware": [Middleware(BodyLimit)]},  # every body bounded before it is parsed
         state_session_capacity=STATE_SESSIONS,
     )
-    demo.first_model = load_in_background(load, settings.models[0], settings.max_loaded, first_model)
+    load_in_background(load, settings.models[0], settings.max_loaded, first_model)
+    demo.first_model = first_model
     prune_gradio_cache()
     url, first = demo.share_url or demo.local_url, model_name(settings.models[0])
     print(f"clipskip: serving {', '.join(settings.models)} at {url} (loading {first}…)", flush=True)
@@ -1186,9 +1172,9 @@ def serve(settings: AppSettings, *, prevent_thread_lock: bool = False) -> gr.Blo
     return demo
 
 
-def load_in_background(load: Callable[[str], object], model: str, max_loaded: int, first: Future) -> Future:
+def load_in_background(load: Callable[[str], object], model: str, max_loaded: int, first: Future) -> None:
     """`load(model)` in a thread (torch and diffusers are imported there), so the server answers meanwhile; its
-    pipeline or its error goes to `first`, which is returned."""
+    pipeline or its error goes to `first`."""
 
     def run():
         from .loading import pipelines
@@ -1203,7 +1189,6 @@ def load_in_background(load: Callable[[str], object], model: str, max_loaded: in
         print(f"clipskip: {model_name(model)} loaded in {time.perf_counter() - started:.1f} s", flush=True)
 
     threading.Thread(target=run, name="clipskip-first-model", daemon=True).start()
-    return first
 
 
 def wait_for_first_model(demo: gr.Blocks) -> None:
