@@ -236,20 +236,30 @@ def test_eight_clients_at_once_each_get_their_own_result(pipe):
             assert np.abs(got - np.asarray(expected.images[skip]).astype(int)).max() <= 2
 
 
-def test_a_full_queue_refuses_at_once_with_busy_try_again(pipe):
+def test_a_full_queue_refuses_at_once_with_busy_try_again(pipe, monkeypatch):
+    # the denoiser is held until the refusal is seen, so two small renders can fill the queue
+    entered, release, run = threading.Event(), threading.Event(), type(pipe).__call__
+
+    def held(self, *args, **kwargs):
+        entered.set()
+        release.wait(30)
+        return run(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(pipe), "__call__", held)
     demo = serve(settings(concurrency=1, max_queue=1), prevent_thread_lock=True)
-    slow = GOOD | {"steps": 25, "width": 256, "height": 256, "skips": [1, 2, 3, 4]}
     try:
         client = Client(demo.local_url, verbose=False)
-        running = client.submit(**slow, api_name="/compare")
-        threading.Event().wait(1.0)  # let it start
-        waiting = client.submit(**slow, api_name="/compare")
+        running = client.submit(**GOOD | {"seed": 7001}, api_name="/compare")  # seeds no other test left cached
+        assert entered.wait(10)
+        waiting = client.submit(**GOOD | {"seed": 7002}, api_name="/compare")
         threading.Event().wait(0.5)
         refused = client.submit(**GOOD, api_name="/compare")
         with pytest.raises(QueueError, match="Queue is full! Please try again"):
             refused.result(timeout=5)
-        assert running.result()[2]["seed"] == waiting.result()[2]["seed"] == 42
+        release.set()
+        assert (running.result()[2]["seed"], waiting.result()[2]["seed"]) == (7001, 7002)
     finally:
+        release.set()
         demo.close()
 
 
