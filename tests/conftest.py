@@ -84,3 +84,17 @@ def saved(tmp_path_factory):
         paths[family] = root / family
         paths[f"{family}.safetensors"] = root / f"{family}.safetensors"
     return paths
+
+
+@pytest.fixture(scope="session")
+def sd3_folder(tmp_path_factory):
+    """A tiny SD 3 pipeline (CLIP-L, CLIP-G, T5, a transformer) saved once as a diffusers folder."""
+    folder = tmp_path_factory.mktemp("models") / "sd3"
+    tiny_models.sd3().save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def sd3(sd3_folder):
+    """The tiny SD 3 folder loaded as the app loads models, on CPU."""
+    return load_pipeline(str(sd3_folder), device="cpu")
