@@ -25,13 +25,10 @@ def cell_header(cell: dict) -> list[str]:
     sd3 = "t5" in cell  # what AUTOMATIC1111 does on SD 3 is not known: no label rather than a guess
     if equivalents["AUTOMATIC1111"] != str(cell["skip"]) and not sd3:  # SD 2.x and SDXL: its Clip skip is not ours
         tools.append(f"A1111 {equivalent_text(equivalents['AUTOMATIC1111'])}")
-    t5 = [f"pooled and T5 {cell['t5']}" if cell["t5"] == "unchanged" else f"pooled unchanged · T5 {cell['t5']}"]
-    return [
-        f"CLIP skip {cell['skip']}" + (" (native)" if cell["native"] else ""),
-        f"{layers_text(cell)} · {norm}",
-        *(t5 if sd3 else []),
-        " · ".join(tools),
-    ]
+    lines = [f"CLIP skip {cell['skip']}" + (" (native)" if cell["native"] else ""), f"{layers_text(cell)} · {norm}"]
+    if sd3:
+        lines.append("pooled and T5 unchanged" if cell["t5"] == "unchanged" else f"pooled unchanged · T5 {cell['t5']}")
+    return [*lines, " · ".join(tools)]
 
 
 def equivalent_text(setting: str | None) -> str:

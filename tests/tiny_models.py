@@ -184,6 +184,9 @@ def sd3(t5: bool = True) -> StableDiffusion3Pipeline:
         eos_token_id=1,
         decoder_start_token_id=0,
     )
+    clip_l = CLIPTextModelWithProjection(text_config(tokenizer, SD3_LAYERS, "quick_gelu"))
+    with torch.no_grad():  # SD 3 files carry no CLIP-L projection: diffusers' single-file loader makes it the identity
+        clip_l.text_projection.weight.copy_(torch.eye(32))
     return StableDiffusion3Pipeline(
         transformer=SD3Transformer2DModel(
             sample_size=32,
@@ -212,7 +215,7 @@ def sd3(t5: bool = True) -> StableDiffusion3Pipeline:
             use_quant_conv=False,
             use_post_quant_conv=False,
         ),
-        text_encoder=CLIPTextModelWithProjection(text_config(tokenizer, SD3_LAYERS, "quick_gelu")),
+        text_encoder=clip_l,
         tokenizer=tokenizer,
         text_encoder_2=CLIPTextModelWithProjection(text_config(tokenizer, SD3_LAYERS_2, "gelu", hidden=48)),
         tokenizer_2=build_tokenizer(),
