@@ -265,7 +265,10 @@ def compare(
     `load_pipeline` gives it, `loading.model_name`, else the pipeline's `name_or_path`, else its class name; the app
     passes its public name, so that a server's paths never reach a visitor). `prompt_syntax`
     is how both prompts are read (`clipskip.prompts.SYNTAXES`: "a1111", the default, "a1111-no-norm", "comfyui",
-    "plain"); `embeddings` are the textual inversions prompts may name (default: those loaded with the pipeline)."""
+    "plain"); `embeddings` are the textual inversions prompts may name (default: those loaded with the pipeline).
+    On SD 3 each cell's conditioning is its skip's CLIP-L and CLIP-G layers, padded, then T5's unchanged sequence
+    (`Encoding.conditioning`); it takes `prompt_syntax="plain"` and the Euler sampler (or the model's own) only and
+    raises ValueError for the others before any work."""
     # 1. Check inputs
     max_batch = check_max_batch(max_batch)
     family = detect_family(pipe)

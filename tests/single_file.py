@@ -1,4 +1,5 @@
-"""Writes a diffusers SD 1.x, SD 2.x or SDXL pipeline as one original-LDM-format checkpoint, as Civitai ships them."""
+"""Writes a diffusers SD 1.x, SD 2.x or SDXL pipeline as one original-LDM-format checkpoint, as Civitai ships them, and
+an SD 3 pipeline in Stability AI's single-file layout."""
 
 import re
 

@@ -367,6 +367,8 @@ def test_an_sd3_model_renders_through_the_endpoint_and_its_form_offers_what_work
             "skip 1 · CLIP-L and CLIP-G layers 5/5+7/7",
             "skip 2 · CLIP-L and CLIP-G layers 4/5+6/7",
         ]
+        graph = json.loads(Image.open(gallery[0]["image"]).info["prompt"])  # ComfyUI's: −1 sets CLIP-L and CLIP-G
+        assert graph["10"]["inputs"]["stop_at_clip_layer"] == -1 and graph["3"]["inputs"]["sampler_name"] == "euler"
         with pytest.raises(AppError, match="Sampler 'Euler a' does not work with this model's flow-matching"):
             client.predict(**sd3_form | {"scheduler": "Euler a"}, api_name="/compare")
         with pytest.raises(AppError, match="Prompt_syntax 'a1111' is not offered for SD 3 models"):
