@@ -49,7 +49,7 @@ from .request import (
     seed_list,
     short_repr,
 )
-from .samplers import DEFAULT_SAMPLER, SAMPLERS
+from .samplers import DEFAULT_SAMPLER, SAMPLERS, samplers_for
 from .server import (
     MAX_UPLOAD_BYTES,
     BodyLimit,
@@ -191,7 +191,6 @@ def form_view(note: str, layers: int, native: int, width: int, height: int, **fa
 def describe(name: str, pipe) -> ModelView:
     from .comparison import native_size
     from .encoding import encoder_layers
-    from .samplers import samplers_for
 
     family, layers = detect_family(pipe), encoder_layers(pipe)
     native = family.native_skip
