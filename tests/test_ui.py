@@ -347,7 +347,7 @@ def test_a_stored_comparison_is_only_ever_a_bundle_folder_of_this_server(tmp_pat
     assert [saved_bundle(tmp_path, value) for value in hostile] == [None] * len(hostile)
 
 
-def test_an_sd3_model_renders_through_the_endpoint_and_its_form_offers_what_works(sd3, sd3_folder):
+def test_an_sd3_model_renders_through_the_endpoint_and_its_form_offers_what_works(sd3, sd3_folder, pipe):
     from clipskip.ui import describe, family_menus
 
     view = describe("sd3", sd3)
@@ -357,6 +357,12 @@ def test_an_sd3_model_renders_through_the_endpoint_and_its_form_offers_what_work
     sampler, syntax = family_menus(view)
     assert (sampler.value, [value for _, value in sampler.choices]) == ("Euler", ["Euler"])
     assert (syntax.value, [value for _, value in syntax.choices]) == ("plain", ["plain"])
+    from clipskip.samplers import SAMPLERS
+    from clipskip.ui import SYNTAX_CHOICES
+
+    others = family_menus(describe("embedded", pipe))  # back to every sampler and syntax, the visitor's kept
+    assert [value for _, value in others[0].choices] == list(SAMPLERS) and "value" not in others[0].constructor_args
+    assert [value for _, value in others[1].choices] == [value for _, value in SYNTAX_CHOICES]
     demo = serve(settings(str(sd3_folder)), prevent_thread_lock=True)
     try:
         client = Client(demo.local_url, verbose=False)
