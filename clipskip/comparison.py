@@ -75,6 +75,17 @@ def native_size(pipe) -> tuple[int, int]:
     return size, size
 
 
+def check_size_for(pipe, width: int, height: int) -> None:
+    """Refuse a size the denoiser cannot take (ValueError naming both): SD 3's transformer reads the latent in
+    patch_size² patches, so diffusers asks for multiples of 8·2 = 16 there; a UNet takes any multiple of 8."""
+    multiple = pipe.vae_scale_factor * getattr(denoiser(pipe).config, "patch_size", 1)
+    if width % multiple or height % multiple:
+        raise ValueError(
+            f"width and height must be multiples of {multiple} for this {detect_family(pipe).name} model (its "
+            f"transformer reads the image in {multiple}-pixel patches), not {width}×{height}"
+        )
+
+
 def vae_tiles(pipe, width: int, height: int) -> bool:
     """Whether the VAE decodes in blended tiles, as it does past its native size (see loading.prepare)."""
     latent = max(width, height) // pipe.vae_scale_factor
@@ -293,6 +304,7 @@ def compare(
     embeddings = getattr(pipe, "clipskip_embeddings", {}) if embeddings is None else embeddings
     default_w, default_h = native_size(pipe)
     width, height = request.width or default_w, request.height or default_h
+    check_size_for(pipe, width, height)
     rows = [(text, random.randint(0, MAX_SEED) if s == RANDOM_SEED else s) for text, s in request.rows]
     guided = request.guidance_scale > 1  # diffusers runs the negative branch only then
     device = pipe._execution_device  # found once: diffusers walks every module to find it

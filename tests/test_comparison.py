@@ -479,6 +479,17 @@ def test_sd3_refuses_samplers_and_syntaxes_it_cannot_use_before_any_work(sd3, mo
     assert seen == {}
 
 
+def test_sd3_sizes_must_fit_its_transformers_patches_before_any_work(sd3, monkeypatch):
+    import copy
+
+    as_large = copy.copy(sd3)
+    as_large.vae_scale_factor = 8  # a real SD 3's VAE: 8 × its patch size 2 = 16 pixels a patch
+    seen = spy_on_calls(monkeypatch, type(sd3))
+    with pytest.raises(ValueError, match="width and height must be multiples of 16 for this SD 3 model .*not 72×64"):
+        compare(as_large, "a red circle", skips=[2], **SD3_SETTINGS | {"width": 72})
+    assert seen == {}
+
+
 def test_sd3_memory_bound_counts_the_transformers_width_per_latent_pixel(sd3, pipe):
     # 4 heads of 8 over 2×2-pixel patches: 32 / 4 = 8 channels per latent pixel
     assert comparison.denoiser_channels(sd3.transformer) == 8
