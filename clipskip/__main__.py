@@ -84,6 +84,24 @@ def given_flags(argv: list[str] | None) -> set[str]:
     return set(vars(probe.parse_args(argv)))
 
 
+def family_defaults(args: argparse.Namespace, given: set[str], pipe) -> list[str]:
+    """SD 3 takes the Euler sampler and plain prompts only: those replace the defaults (and an image's values) where no
+    flag named others; returns a note for each (a flag naming others is refused with the reason when rendering)."""
+    from .families import detect_family
+    from .samplers import samplers_for
+
+    notes = []
+    offered = samplers_for(pipe.scheduler)
+    if args.sampler not in offered and "sampler" not in given:
+        args.sampler = next(iter(offered))
+        notes.append(f"sampler {args.sampler}: the one this model's flow-matching scheduler takes")
+    family = detect_family(pipe)
+    if family.t5 is not None and args.prompt_syntax != "plain" and "prompt_syntax" not in given:
+        args.prompt_syntax = "plain"
+        notes.append(f"prompts read as plain: the only syntax offered for {family.name} models")
+    return notes
+
+
 def read_image_file(path: str) -> ImageSettings:
     """--from-image: the settings a PNG carries; its kind is checked before it is opened (a pipe could block)."""
     from .formats import read_image
@@ -173,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"clipskip: settings from {found.format}", file=sys.stderr)
             for note in apply_image(args, given, found, pipe):
                 print(f"clipskip: note: {note}", file=sys.stderr)
+        for note in family_defaults(args, given, pipe):
+            print(f"clipskip: note: {note}", file=sys.stderr)
         prompt = prompts or args.prompt
         result = compare(
             pipe,

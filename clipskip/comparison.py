@@ -18,7 +18,7 @@ from . import __version__
 from .analysis import Difference, colour_bar, differences, heat_image, heat_scale
 from .cache import CellCache, ScopedCache
 from .encoding import Encoding, encode, encoder_layers, extended, layer_choice, layer_similarity, token_window
-from .families import detect_family
+from .families import denoiser, detect_family
 from .grid import blocked_cell, caption_size, grid_width, render_grid
 from .loading import free_device_bytes, free_memory
 from .metadata import caption_lines, cell_header, difference_badge, row_labels
@@ -33,7 +33,7 @@ from .request import (
     ComparisonRequest,
     check_max_batch,
 )
-from .samplers import make_scheduler, sampler_label
+from .samplers import check_model_sampler, make_scheduler, sampler_label
 
 Progress = Callable[[float, int], None]  # (denoising steps done, steps in all); fractional only in uneven chunks
 BLOCKED = "the checkpoint's safety checker flagged this image as NSFW"
@@ -71,8 +71,19 @@ class Comparison:
 
 
 def native_size(pipe) -> tuple[int, int]:
-    size = pipe.unet.config.sample_size * pipe.vae_scale_factor
+    size = denoiser(pipe).config.sample_size * pipe.vae_scale_factor
     return size, size
+
+
+def check_size_for(pipe, width: int, height: int) -> None:
+    """Refuse a size the denoiser cannot take (ValueError naming both): SD 3's transformer reads the latent in
+    patch_size² patches, so diffusers asks for multiples of 8·2 = 16 there; a UNet takes any multiple of 8."""
+    multiple = pipe.vae_scale_factor * getattr(denoiser(pipe).config, "patch_size", 1)
+    if width % multiple or height % multiple:
+        raise ValueError(
+            f"width and height must be multiples of {multiple} for this {detect_family(pipe).name} model (its "
+            f"transformer reads the image in {multiple}-pixel patches), not {width}×{height}"
+        )
 
 
 def vae_tiles(pipe, width: int, height: int) -> bool:
@@ -83,6 +94,11 @@ def vae_tiles(pipe, width: int, height: int) -> bool:
 
 def truncation_warning(which: str, pipe, dropped: str) -> str:
     window = token_window(pipe.tokenizer, pipe.text_encoder)
+    if detect_family(pipe).t5 is not None:
+        return (
+            f"the {which} is longer than CLIP-L's and CLIP-G's {window}-token window; dropped from them (T5 reads up "
+            f"to 256 tokens): “{dropped}”"
+        )
     return f"the {which} is longer than the text encoder's {window}-token window; dropped: “{dropped}”"
 
 
@@ -118,17 +134,28 @@ def cells_that_fit(free_bytes: int, per_cell: int, cells: int) -> int:
     return max(1, min(cells, int(free_bytes * HEADROOM) // per_cell))
 
 
+def denoiser_channels(network) -> int:
+    """The width `cell_bytes` scales with: a UNet's first block's channels; for SD 3's transformer its inner width
+    (heads × head size) per latent pixel, each token covering patch_size² of them. The transformer's figure is an
+    estimate by analogy (a UNet's first block is where its activations peak), not measured like the UNet's."""
+    config = network.config
+    if "block_out_channels" in config:
+        return config.block_out_channels[0]
+    return -(-config.num_attention_heads * config.attention_head_dim // config.patch_size**2)
+
+
 def memory_bound(run, device: torch.device, cells: int, settings: dict) -> int | None:
     """The batch size the free CUDA memory allows, or None where it is not measured (CPU, MPS)."""
     free = free_device_bytes(device)
     if free is None:
         return None
     scale = run.vae_scale_factor
+    network = denoiser(run)
     per_cell = cell_bytes(
         settings["height"] // scale,
         settings["width"] // scale,
-        run.unet.config.block_out_channels[0],
-        run.unet.dtype.itemsize,
+        denoiser_channels(network),
+        network.dtype.itemsize,
         settings["guidance_scale"] > 1,
     )
     return cells_that_fit(free, per_cell, cells)
@@ -180,12 +207,13 @@ def denoise(run, conditioning: dict, seeds: list[int], settings: dict, max_batch
 
 def group_conditioning(cells, rows, positives, negative, zero_negative, empty, length, family) -> dict:
     """The denoiser's conditioning for cells whose prompt and negative prompt are, or are extended to, `length`
-    chunks: each row's prompt at its cell's skip, the negative prompt at the same skip (or zeros), pooled on SDXL."""
+    chunks: each row's prompt at its cell's skip, the negative prompt at the same skip (or zeros), pooled on SDXL and
+    SD 3 (whose T5 sequence follows the CLIP layers: `Encoding.conditioning`)."""
     prompts = [extended(positives[rows[r][0]], length, empty) for r, _ in cells]
-    conditioning = {"prompt_embeds": torch.cat([e.embeddings[k] for e, (_, k) in zip(prompts, cells, strict=True)])}
+    conditioning = {"prompt_embeds": torch.cat([e.conditioning(k) for e, (_, k) in zip(prompts, cells, strict=True)])}
     if negative is not None:
         negative = extended(negative, length, empty)
-        conditioning["negative_prompt_embeds"] = torch.cat([negative.embeddings[k] for _, k in cells])
+        conditioning["negative_prompt_embeds"] = torch.cat([negative.conditioning(k) for _, k in cells])
     elif zero_negative:
         conditioning["negative_prompt_embeds"] = torch.zeros_like(conditioning["prompt_embeds"])
     if family.pooled:
@@ -248,7 +276,10 @@ def compare(
     `load_pipeline` gives it, `loading.model_name`, else the pipeline's `name_or_path`, else its class name; the app
     passes its public name, so that a server's paths never reach a visitor). `prompt_syntax`
     is how both prompts are read (`clipskip.prompts.SYNTAXES`: "a1111", the default, "a1111-no-norm", "comfyui",
-    "plain"); `embeddings` are the textual inversions prompts may name (default: those loaded with the pipeline)."""
+    "plain"); `embeddings` are the textual inversions prompts may name (default: those loaded with the pipeline).
+    On SD 3 each cell's conditioning is its skip's CLIP-L and CLIP-G layers, padded, then T5's unchanged sequence
+    (`Encoding.conditioning`); it takes `prompt_syntax="plain"` and the Euler sampler (or the model's own) only and
+    raises ValueError for the others before any work."""
     # 1. Check inputs
     max_batch = check_max_batch(max_batch)
     family = detect_family(pipe)
@@ -269,9 +300,11 @@ def compare(
         prompt_syntax=prompt_syntax,
     )
     syntax = request.prompt_syntax
+    check_model_sampler(request.scheduler, pipe.scheduler)  # SD 3's flow matching takes its own samplers only
     embeddings = getattr(pipe, "clipskip_embeddings", {}) if embeddings is None else embeddings
     default_w, default_h = native_size(pipe)
     width, height = request.width or default_w, request.height or default_h
+    check_size_for(pipe, width, height)
     rows = [(text, random.randint(0, MAX_SEED) if s == RANDOM_SEED else s) for text, s in request.rows]
     guided = request.guidance_scale > 1  # diffusers runs the negative branch only then
     device = pipe._execution_device  # found once: diffusers walks every module to find it
@@ -285,7 +318,8 @@ def compare(
             warnings.append(truncation_warning("prompt", pipe, positives[text].dropped))
         warnings += [note for note in positives[text].notes if note not in warnings]
     negative, negative_note, zero_negative = None, "unused: CFG scale is 1 or less", False
-    if guided and family.pooled and not request.negative_prompt and pipe.config.force_zeros_for_empty_prompt:
+    zeros_asked = getattr(pipe.config, "force_zeros_for_empty_prompt", False)  # SDXL's option; SD 3 encodes ""
+    if guided and family.pooled and not request.negative_prompt and zeros_asked:
         negative_note = "zeros: an empty negative prompt on a checkpoint that asks for zeros (as diffusers does)"
         zero_negative = True
     elif guided:
@@ -325,7 +359,7 @@ def compare(
     def cache_key(cell: tuple[int, int]) -> tuple:
         (text, used), skip = rows[cell[0]], cell[1]
         return (
-            pipe.name_or_path, weights_identity(pipe), str(device), str(pipe.unet.dtype),
+            pipe.name_or_path, weights_identity(pipe), str(device), str(denoiser(pipe).dtype),
             text, request.negative_prompt, used, request.steps, request.guidance_scale, request.scheduler,
             width, height, skip, syntax, tuple(sorted((n, ti.sha256) for n, ti in embeddings.items())),
         )  # fmt: skip
@@ -449,7 +483,7 @@ def compare(
         "vae_decode": "tiled" if vae_tiles(pipe, width, height) else "whole",
         **({"denoise_chunks": chunking} if chunking else {}),
         "device": str(device),
-        "dtype": str(pipe.unet.dtype).removeprefix("torch."),
+        "dtype": str(denoiser(pipe).dtype).removeprefix("torch."),
         "versions": library_versions(),
     }
 

@@ -161,6 +161,8 @@ def check_for(ti: TextualInversion, pipe) -> None:
     family = detect_family(pipe)
     widths = {encoder: getattr(pipe, encoder).config.hidden_size for encoder, _tokenizer in family.encoders}
     shown = shown_name(Path(ti.path))
+    if family.t5 is not None:  # its prompts are read as "plain", which names no textual inversion
+        raise EmbeddingError(f"refusing {shown}: textual inversions are not offered for {family.name} models")
     if ti.sdxl and not family.pooled:
         raise EmbeddingError(
             f"refusing {shown}: it is an SDXL embedding (clip_l and clip_g), and this {family.name} model takes one "

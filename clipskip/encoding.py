@@ -3,6 +3,9 @@
 Skip N is `hidden_states[-N]`. On SD 1.x and 2.x it goes through the encoder's final layer norm, so skip 1 is
 `last_hidden_state` (AUTOMATIC1111 and ComfyUI agree). On SDXL both encoders give `hidden_states[-N]` without the norm,
 concatenated as the UNet expects, and the pooled embedding stays the second encoder's usual one (ComfyUI's way).
+On SD 3 / 3.5 CLIP-L and CLIP-G give `hidden_states[-N]` without the norm as on SDXL, zero-padded to T5's width and
+followed by T5's sequence (diffusers' `pipeline_stable_diffusion_3.py`); T5 and both pooled outputs are encoded once
+and are the same at every skip.
 diffusers' own `clip_skip` is not used: it crashes with transformers >= 5.6 and never skips the negative prompt.
 """
 
@@ -14,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .families import detect_family
+from .families import denoiser, detect_family
 from .formats.numbering import equivalents
 from .request import check_skips, check_syntax
 
@@ -39,6 +42,7 @@ class LayerChoice:
     encoders: tuple[EncoderLayer, ...]
     final_norm: bool
     equivalents: dict[str, str | None]  # each tool's setting for it (`formats.numbering`), None where it has none
+    t5: str | None = None  # SD 3: what its T5 encoder gives ("unchanged", or "absent: zeros"); None without one
 
     def as_dict(self) -> dict:
         return {
@@ -48,21 +52,30 @@ class LayerChoice:
             "encoders": [vars(e) for e in self.encoders],
             "final_norm": self.final_norm,
             "equivalents": dict(self.equivalents),
-        }
+        } | ({"t5": self.t5} if self.t5 is not None else {})
 
 
 @dataclass
 class Encoding:
-    embeddings: dict[int, torch.Tensor]  # skip -> what the UNet receives, (1, 77·chunks, dim)
-    pooled: torch.Tensor | None  # SDXL's pooled embedding (of the first chunk), the same for every skip
+    embeddings: dict[int, torch.Tensor]  # skip -> the CLIP encoders' layers, concatenated, (1, 77·chunks, dim)
+    pooled: torch.Tensor | None  # SDXL's and SD 3's pooled embedding (of the first chunk), the same for every skip
     dropped: str | None  # "plain" only: the words past the token window, None when the text fits
     real: tuple[int, ...]  # positions of the prompt's own tokens and each chunk's end token (no start, no padding)
     notes: tuple[str, ...] = ()  # what the prompt's syntax did that the user should know (a LoRA tag removed)
     used: tuple[str, ...] = ()  # the textual inversions the text names
+    t5: torch.Tensor | None = None  # SD 3: T5's sequence (1, 256, width), the same for every skip
 
     @property
     def chunks(self) -> int:
         return next(iter(self.embeddings.values())).shape[1] // CHUNK_LENGTH
+
+    def conditioning(self, skip: int) -> torch.Tensor:
+        """What the denoiser receives at `skip`: the CLIP layers, (1, 77·chunks, dim); on SD 3 zero-padded to T5's
+        width and followed by T5's sequence, (1, 77 + 256, T5 width), as diffusers' SD 3 `encode_prompt` builds it."""
+        clip = self.embeddings[skip]
+        if self.t5 is None:
+            return clip
+        return torch.cat([torch.nn.functional.pad(clip, (0, self.t5.shape[-1] - clip.shape[-1])), self.t5], dim=-2)
 
 
 def encoder_layers(pipe) -> int:
@@ -76,6 +89,9 @@ def layer_choice(pipe, skip: int) -> LayerChoice:
     for name, _ in family.encoders:
         layers = getattr(pipe, name).config.num_hidden_layers
         encoders.append(EncoderLayer(name, layers - skip + 1, layers))
+    t5 = None
+    if family.t5 is not None:
+        t5 = "unchanged" if getattr(pipe, family.t5[0], None) is not None else "absent: zeros, as diffusers"
     return LayerChoice(
         skip,
         skip == family.native_skip,
@@ -83,6 +99,7 @@ def layer_choice(pipe, skip: int) -> LayerChoice:
         tuple(encoders),
         family.final_norm,
         equivalents(family, skip),
+        t5,
     )
 
 
@@ -107,6 +124,32 @@ def tokenize(tokenizer, encoder, text: str) -> tuple[torch.Tensor, int, str | No
     return ids, window, tokenizer.decode(full[0, window - 1 : -1], skip_special_tokens=True)
 
 
+T5_LENGTH = 256  # diffusers' SD 3 max_sequence_length
+
+
+def t5_sequence(pipe, text: str, device, dtype: torch.dtype) -> torch.Tensor:
+    """SD 3's T5 conditioning for `text`, (1, 256, width), as diffusers' `_get_t5_prompt_embeds` computes it: padded
+    and truncated to 256 tokens, no attention mask, the last layer; zeros of the transformer's joint attention width
+    when the pipeline was loaded without T5."""
+    encoder_name, tokenizer_name = detect_family(pipe).t5
+    encoder, tokenizer = getattr(pipe, encoder_name, None), getattr(pipe, tokenizer_name, None)
+    if encoder is None:
+        return torch.zeros((1, T5_LENGTH, denoiser(pipe).config.joint_attention_dim), device=device, dtype=dtype)
+    with _tokenizing:
+        ids = tokenizer(text, padding="max_length", max_length=T5_LENGTH, truncation=True, return_tensors="pt")
+    return encoder(ids.input_ids.to(device))[0].to(dtype)
+
+
+def check_family_syntax(family, syntax: str) -> None:
+    """Refuse a prompt syntax the family cannot read exactly: SD 3 takes "plain" only (ValueError)."""
+    if family.t5 is not None and syntax != "plain":
+        raise ValueError(
+            f"prompt_syntax {syntax!r} is not offered for {family.name} models: clipskip reads their prompts as "
+            '"plain" only (as diffusers does), since no weighting of the T5 encoder\'s tokens is defined here; '
+            'choose "plain"'
+        )
+
+
 def encode(
     pipe,
     text: str,
@@ -120,12 +163,14 @@ def encode(
     text's chunks, on `device` (default: the pipeline's execution device, which takes diffusers a walk over every
     module to find). `syntax` is how the text is read (`clipskip.prompts.SYNTAXES`); `embeddings` are the
     textual inversions a prompt may name; `negative` says the text is a negative prompt (AUTOMATIC1111 reads those a
-    little differently). Raises ValueError for a prompt its syntax refuses."""
+    little differently). On SD 3 the CLIP layers are `embeddings`, T5's sequence `t5` (`Encoding.conditioning` joins
+    them). Raises ValueError for a prompt its syntax refuses, or a syntax other than "plain" on SD 3."""
+    family = detect_family(pipe)
+    check_family_syntax(family, syntax)
     if syntax != "plain":
         return encode_chunks(pipe, text, skips, device or pipe._execution_device, syntax, embeddings or {}, negative)
-    family = detect_family(pipe)
     device = device or pipe._execution_device
-    per_encoder = []
+    per_encoder, pooled = [], []
     for encoder_name, tokenizer_name in family.encoders:
         encoder, tokenizer = getattr(pipe, encoder_name), getattr(pipe, tokenizer_name)
         ids, length, dropped = tokenize(tokenizer, encoder, text)  # SDXL's two tokenizers split text alike
@@ -138,11 +183,13 @@ def encode(
             per_encoder.append({skip: final_norm(output.hidden_states[-skip]) for skip in skips})
         else:
             per_encoder.append({skip: output.hidden_states[-skip] for skip in skips})
-    # SDXL: the last encoder's projected pooled output, whatever the skip, as diffusers and ComfyUI use
-    pooled = output.text_embeds.to(pipe.unet.dtype) if family.pooled else None
-    dtype = pipe.unet.dtype
+        if encoder_name in family.pooled:  # the projected pooled output, whatever the skip, as diffusers and ComfyUI
+            pooled.append(output.text_embeds)
+    dtype = denoiser(pipe).dtype
     embeddings = {skip: torch.cat([layers[skip] for layers in per_encoder], dim=-1).to(dtype) for skip in skips}
-    return Encoding(embeddings, pooled, dropped, tuple(range(1, length)))
+    pooled = torch.cat(pooled, dim=-1).to(dtype) if pooled else None
+    t5 = t5_sequence(pipe, text, device, dtype) if family.t5 is not None else None
+    return Encoding(embeddings, pooled, dropped, tuple(range(1, length)), t5=t5)
 
 
 CHUNK_LENGTH = 77  # start token, 75 tokens, end token
@@ -206,7 +253,7 @@ def encode_chunks(
 
     family = detect_family(pipe)
     rule = EMPHASIS[syntax]
-    per_encoder, notes, real, pooled = [], (), (), None
+    per_encoder, notes, real, pooled = [], (), (), []
     for encoder_name, tokenizer_name in family.encoders:
         encoder, tokenizer = getattr(pipe, encoder_name), getattr(pipe, tokenizer_name)
         parsed = parse(text, syntax, vocabulary(tokenizer, embeddings), negative)
@@ -248,10 +295,11 @@ def encode_chunks(
                     f"{skip}; use smaller weights"
                 )
         per_encoder.append(layers)
-        if family.pooled and encoder_name == family.encoders[-1][0]:
-            pooled = output.text_embeds[:1].to(pipe.unet.dtype)  # the first chunk's, as AUTOMATIC1111 and ComfyUI
+        if encoder_name in family.pooled:
+            pooled.append(output.text_embeds[:1])  # the first chunk's, as AUTOMATIC1111 and ComfyUI
         real = tuple(c * CHUNK_LENGTH + i for c, chunk in enumerate(parsed.chunks) for i in range(1, chunk.real + 2))
-    dtype = pipe.unet.dtype
+    dtype = denoiser(pipe).dtype
+    pooled = torch.cat(pooled, dim=-1).to(dtype) if pooled else None
     embeddings_by_skip = {
         skip: torch.cat([layers[skip] for layers in per_encoder], dim=-1).to(dtype) for skip in skips
     }
@@ -269,7 +317,8 @@ def extended(encoding: Encoding, chunks: int, empty: Encoding) -> Encoding:
         skip: torch.cat([tensor, empty.embeddings[skip][:, :CHUNK_LENGTH].repeat(1, missing, 1)], dim=1)
         for skip, tensor in encoding.embeddings.items()
     }
-    return Encoding(padded, encoding.pooled, encoding.dropped, encoding.real, encoding.notes, encoding.used)
+    e = encoding
+    return Encoding(padded, e.pooled, e.dropped, e.real, e.notes, e.used, e.t5)
 
 
 def layer_similarity(encoding: Encoding, reference: int) -> dict[int, float]:
@@ -286,9 +335,11 @@ def layer_similarity(encoding: Encoding, reference: int) -> dict[int, float]:
 
 @torch.no_grad()
 def skip_embeddings(pipe, text: str, skips, prompt_syntax: str = "a1111") -> dict[int, torch.Tensor]:
-    """The conditioning the UNet receives for each skip value, shape (1, 77·chunks, dim), from one pass per encoder
-    over the text's chunks, the text read as `prompt_syntax` says (`clipskip.prompts.SYNTAXES`) with the textual
-    inversions loaded with the pipeline. Raises ValueError for a bad skip, syntax or prompt."""
+    """The conditioning the denoiser receives for each skip value, shape (1, 77·chunks, dim) (SD 3: (1, 77 + 256, T5
+    width), see `Encoding.conditioning`), from one pass per encoder over the text's chunks, the text read as
+    `prompt_syntax` says (`clipskip.prompts.SYNTAXES`; SD 3 takes "plain" only) with the textual inversions loaded
+    with the pipeline. Raises ValueError for a bad skip, syntax or prompt."""
     skips = check_skips(skips, encoder_layers(pipe))
     syntax = check_syntax(prompt_syntax)
-    return encode(pipe, text, skips, syntax=syntax, embeddings=getattr(pipe, "clipskip_embeddings", {})).embeddings
+    encoding = encode(pipe, text, skips, syntax=syntax, embeddings=getattr(pipe, "clipskip_embeddings", {}))
+    return {skip: encoding.conditioning(skip) for skip in skips}

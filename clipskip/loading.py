@@ -12,21 +12,21 @@ from pathlib import Path
 import torch
 
 from . import embedded
-from .families import detect_family
+from .families import denoiser, detect_family
 from .provenance import remember_weights
 from .settings import LoadOptions, hash_cache_file, model_name
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
-SUPPORTED = ("StableDiffusionPipeline", "StableDiffusionXLPipeline")
+SUPPORTED = ("StableDiffusionPipeline", "StableDiffusionXLPipeline", "StableDiffusion3Pipeline")
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
 SDXL_KEY = "conditioner.embedders.1.model.transformer.resblocks.0.attn.in_proj_weight"  # the OpenCLIP-G encoder
+T5_KEY = "t5xxl.transformer.shared.weight"  # SD 3 files that include T5 (diffusers' is_t5_in_single_file)
 MAX_LOADED = 2  # pipelines kept at once; the least recently used goes first
 # Pipelines where CLIP skip means nothing (or that clipskip cannot skip yet), by class-name prefix, and why
 # (facts: ../shared/prompt-syntax.md; diffusers' pipeline files for the encoders)
 NO_CLIP_SKIP = {
     "Flux": "Flux conditions on T5 and on CLIP-L's pooled vector, taken from its last layer; CLIP skip does not "
     "change it (Forge leaves it out of Flux infotext, InvokeAI and SwarmUI disable it)",
-    "StableDiffusion3": "SD 3 and 3.5 (CLIP-L and CLIP-G beside T5) are not supported by clipskip yet",
     "PixArt": "PixArt conditions on T5 alone: it has no CLIP text encoder whose layers could be skipped",
     "Sana": "Sana conditions on a Gemma language model: it has no CLIP text encoder whose layers could be skipped",
     "Kolors": "Kolors conditions on ChatGLM3: it has no CLIP text encoder whose layers could be skipped",
@@ -137,15 +137,17 @@ def prepare(pipe, device: torch.device, dtype: torch.dtype, options: LoadOptions
         pipe.enable_model_cpu_offload(device=device)
     else:
         pipe.to(device)
-    if pipe.unet.dtype != dtype:
+    network = denoiser(pipe)  # the UNet, or SD 3's transformer
+    if network.dtype != dtype:
         pipe.to(dtype=dtype)
     pipe.vae.enable_slicing()  # decode one cell at a time: same pixels, a fraction of the memory
     pipe.vae.enable_tiling()  # only for images larger than the VAE's native size
     if device.type == "cuda":  # 1.18× faster renders and less memory on an H100, same images (benchmarks/RESULTS.md)
-        pipe.unet.to(memory_format=torch.channels_last)
+        if network is getattr(pipe, "unet", None):  # measured for UNets' convolutions; a transformer has few
+            pipe.unet.to(memory_format=torch.channels_last)
         pipe.vae.to(memory_format=torch.channels_last)
     if options.compile:
-        pipe.unet.compile()  # in place, so the pipeline still sees a UNet; compiled on its first call
+        network.compile()  # in place, so the pipeline still sees its denoiser; compiled on its first call
     # the textual inversions prompts may name: read once with the model, checked against its encoders
     from .embeddings import load_embeddings  # here: it reads this module's pickle suffixes
 
@@ -189,7 +191,8 @@ def pickled_only(folder: Path) -> list[str]:
 
 
 def pipeline_class(config_source: str, model: str):
-    """The diffusers class that `model_index.json` names, refusing anything but SD 1.x/2.x and SDXL text-to-image."""
+    """The diffusers class that `model_index.json` names, refusing anything but SD 1.x/2.x, SDXL and SD 3
+    text-to-image."""
     import diffusers
 
     try:
@@ -206,7 +209,7 @@ def unsupported(model: str, class_name: str) -> str:
     said = f"could not load model {model!r}: it is a {class_name}; "
     if reason := next((why for prefix, why in NO_CLIP_SKIP.items() if class_name.startswith(prefix)), None):
         return said + reason
-    return said + "clipskip compares CLIP skip on Stable Diffusion 1.x, 2.x and SDXL text-to-image checkpoints"
+    return said + "clipskip compares CLIP skip on Stable Diffusion 1.x, 2.x, SDXL and 3 text-to-image checkpoints"
 
 
 def from_folder_or_hub(source: str, model: str, dtype: torch.dtype, options: LoadOptions):
@@ -235,22 +238,22 @@ def from_single_file(path: Path, model: str, dtype: torch.dtype, options: LoadOp
         )
     if path.suffix != ".safetensors" and path.suffix not in PICKLE_SUFFIXES:
         raise ModelLoadError(f"could not load model {model!r}: expected a .safetensors file or a diffusers folder")
+    keys = None
     if options.config is not None:
         cls = pipeline_class(options.config, options.config)
     else:
-        try:
-            keys = checkpoint_keys(path)
-        except Exception as error:  # safetensors' own error for a damaged or foreign file is not a ValueError
-            raise ModelLoadError(
-                f"could not load model {model!r}: it is not a readable checkpoint ({type(error).__name__}: "
-                f"{str(error)[:200]})"
-            ) from error
-        if kind := next((kind for key, kind in SINGLE_FILE_KINDS.items() if any(k.endswith(key) for k in keys)), None):
+        keys = readable_keys(path, model)
+        kind = next((kind for key, kind in SINGLE_FILE_KINDS.items() if any(k.endswith(key) for k in keys)), None)
+        if kind is not None and kind not in SUPPORTED:
             raise ModelLoadError(unsupported(model, kind))
-        cls = diffusers.StableDiffusionXLPipeline if SDXL_KEY in keys else diffusers.StableDiffusionPipeline
+        if kind is None:
+            kind = SUPPORTED[1] if SDXL_KEY in keys else SUPPORTED[0]
+        cls = getattr(diffusers, kind)
     extra = {"config": options.config} if options.config else {}
     if not options.safety_checker and cls.__name__ == SUPPORTED[0]:
         extra["safety_checker"] = None
+    if cls.__name__ == SUPPORTED[2] and not any(k.endswith(T5_KEY) for k in keys or readable_keys(path, model)):
+        extra |= {"text_encoder_3": None, "tokenizer_3": None}  # SD 3 files often leave T5 out: run without it
     try:
         pipe = cls.from_single_file(str(path), dtype=dtype, **extra)
     except Exception as error:
@@ -258,6 +261,17 @@ def from_single_file(path: Path, model: str, dtype: torch.dtype, options: LoadOp
         raise ModelLoadError(f"could not load model {model!r}: {explain(error)}{hint}") from error
     remember_weights(pipe, hash_cache_file(), path)  # its hash is the file's, as AUTOMATIC1111 and Civitai compute it
     return pipe
+
+
+def readable_keys(path: Path, model: str) -> set[str]:
+    """The checkpoint's tensor names; ModelLoadError naming `model` when it cannot be read."""
+    try:
+        return checkpoint_keys(path)
+    except Exception as error:  # safetensors' own error for a damaged or foreign file is not a ValueError
+        raise ModelLoadError(
+            f"could not load model {model!r}: it is not a readable checkpoint ({type(error).__name__}: "
+            f"{str(error)[:200]})"
+        ) from error
 
 
 def checkpoint_keys(path: Path) -> set[str]:

@@ -4,8 +4,11 @@ import json
 
 
 def layers_text(cell: dict, of: str = " of ", plus: str = " + ") -> str:
-    """'layer 11 of 12' for one text encoder; 'layers 11/12 + 31/32' for SDXL's two."""
+    """'layer 11 of 12' for one text encoder; 'layers 11/12 + 31/32' for SDXL's two; 'CLIP-L and CLIP-G layers
+    11/12 + 31/32' on SD 3 (whose T5 `cell_header` names)."""
     encoders = cell["encoders"]
+    if "t5" in cell:
+        return "CLIP-L and CLIP-G layers " + plus.join(f"{e['layer']}/{e['layers']}" for e in encoders)
     if len(encoders) == 1:
         return f"layer {encoders[0]['layer']}{of}{encoders[0]['layers']}"
     return "layers " + plus.join(f"{e['layer']}/{e['layers']}" for e in encoders)
@@ -19,13 +22,13 @@ def cell_header(cell: dict) -> list[str]:
         f"ComfyUI {equivalent_text(equivalents['ComfyUI'])}",
         f"diffusers {equivalent_text(equivalents['diffusers'])}",
     ]
-    if equivalents["AUTOMATIC1111"] != str(cell["skip"]):  # SD 2.x and SDXL, where its Clip skip is not the skip
+    sd3 = "t5" in cell  # what AUTOMATIC1111 does on SD 3 is not known: no label rather than a guess
+    if equivalents["AUTOMATIC1111"] != str(cell["skip"]) and not sd3:  # SD 2.x and SDXL: its Clip skip is not ours
         tools.append(f"A1111 {equivalent_text(equivalents['AUTOMATIC1111'])}")
-    return [
-        f"CLIP skip {cell['skip']}" + (" (native)" if cell["native"] else ""),
-        f"{layers_text(cell)} · {norm}",
-        " · ".join(tools),
-    ]
+    lines = [f"CLIP skip {cell['skip']}" + (" (native)" if cell["native"] else ""), f"{layers_text(cell)} · {norm}"]
+    if sd3:
+        lines.append("pooled and T5 unchanged" if cell["t5"] == "unchanged" else f"pooled unchanged · T5 {cell['t5']}")
+    return [*lines, " · ".join(tools)]
 
 
 def equivalent_text(setting: str | None) -> str:

@@ -23,7 +23,8 @@ from weakref import WeakKeyDictionary
 from .settings import hash_cache_file
 
 LIBRARIES = ("torch", "diffusers", "transformers", "gradio")
-COMPONENTS = ("unet", "vae", "text_encoder", "text_encoder_2")  # the modules whose weights the hash covers
+# the modules whose weights the hash covers, those a pipeline has (SD 3: a transformer for the UNet, a third encoder)
+COMPONENTS = ("unet", "vae", "text_encoder", "text_encoder_2", "transformer", "text_encoder_3")
 # The weight files diffusers and transformers load, by name (clipskip asks for no variant): whole or in shards
 WEIGHT_FILE = re.compile(r"(diffusion_pytorch_model|model)(-\d+-of-\d+)?\.(safetensors|bin)")
 SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -128,9 +129,10 @@ def file_sha256(file: Path, cache: HashCache) -> str:
 
 
 def weight_files(pipe) -> list[tuple[str, Path]] | None:
-    """`(component/file name, path)` for each weight file of the pipeline's UNet, VAE and text encoders, as diffusers
-    and transformers loaded them from a folder (a Hub snapshot is one): its .safetensors files by WEIGHT_FILE, or its
-    .bin files where it has none. None where a component came from no folder (a pipeline built in memory)."""
+    """`(component/file name, path)` for each weight file of the pipeline's UNet (or transformer), VAE and text
+    encoders, as diffusers and transformers loaded them from a folder (a Hub snapshot is one): its .safetensors files
+    by WEIGHT_FILE, or its .bin files where it has none. None where a component came from no folder (a pipeline built
+    in memory)."""
     files = []
     for name in COMPONENTS:
         module = getattr(pipe, name, None)

@@ -49,7 +49,7 @@ from .request import (
     seed_list,
     short_repr,
 )
-from .samplers import DEFAULT_SAMPLER, SAMPLERS
+from .samplers import DEFAULT_SAMPLER, SAMPLERS, samplers_for
 from .server import (
     MAX_UPLOAD_BYTES,
     BodyLimit,
@@ -158,6 +158,8 @@ class ModelView:
     skips: list[int]
     width: int
     height: int
+    samplers: tuple[str, ...] = tuple(SAMPLERS)  # those that work on the model (SD 3's flow matching: Euler)
+    plain_only: bool = False  # SD 3: prompts are read as "plain" only
 
 
 def compare(pipe, *args, **kwargs):
@@ -174,7 +176,7 @@ def load_pipeline(model: str, **kwargs):
     return load_pipeline_(model, **kwargs)
 
 
-def form_view(note: str, layers: int, native: int, width: int, height: int) -> ModelView:
+def form_view(note: str, layers: int, native: int, width: int, height: int, **family) -> ModelView:
     first = max(1, native - 1)  # the native value and its neighbours, four in all where the encoder has them
     return ModelView(
         note=note,
@@ -182,6 +184,7 @@ def form_view(note: str, layers: int, native: int, width: int, height: int) -> M
         skips=list(range(first, min(layers, first + 3) + 1)),
         width=width,
         height=height,
+        **family,
     )
 
 
@@ -197,7 +200,21 @@ def describe(name: str, pipe) -> ModelView:
         note += " · the built-in model, trained here on coloured shapes: it knows only the scene words of the examples"
     if names := list(getattr(pipe, "clipskip_embeddings", {})):
         note += " · textual inversions: " + ", ".join(f"`{n}`" for n in names)
-    return form_view(note, layers, native, *native_size(pipe))
+    plain_only = family.t5 is not None
+    if plain_only:
+        t5 = "T5 unchanged by the skip" if getattr(pipe, family.t5[0], None) is not None else "no T5 (zeros instead)"
+        note += f" · pooled and {t5} · prompts read as plain · flow matching: sampler Euler"
+    samplers = tuple(samplers_for(pipe.scheduler))
+    return form_view(note, layers, native, *native_size(pipe), samplers=samplers, plain_only=plain_only)
+
+
+def family_menus(view: ModelView) -> tuple:
+    """The sampler and prompt syntax menus for a model: SD 3 offers Euler and "plain" only, and chooses them; other
+    models every sampler and syntax, the visitor's choice kept."""
+    sampler = {} if DEFAULT_SAMPLER in view.samplers else {"value": view.samplers[0]}
+    syntaxes = [choice for choice in SYNTAX_CHOICES if choice[1] == "plain" or not view.plain_only]
+    syntax = {"value": "plain"} if view.plain_only else {}
+    return gr.Dropdown(choices=list(view.samplers), **sampler), gr.Dropdown(choices=syntaxes, **syntax)
 
 
 def loading_view(name: str, model: str) -> ModelView:
@@ -736,6 +753,7 @@ def build_demo(
             chosen.width,
             chosen.height,
             chosen.note,
+            *family_menus(chosen),
         )
 
     def load_settings(file, current_skips, current_model):
@@ -869,6 +887,9 @@ def build_demo(
         if from_link:
             text = "Settings from the link." + (" " + sentence("; ".join(notes)) + "." if notes else "")
             form["status"] = message(as_text(text), "note")
+        if view_.plain_only or DEFAULT_SAMPLER not in view_.samplers:  # SD 3: its own samplers and syntax
+            menus = dict(zip(("scheduler", "prompt_syntax"), family_menus(view_), strict=True))
+            form = menus | form  # a link's own values stay (and are refused with the reason when rendered)
         form |= {"note": view_.note, "generate": ready_button()}
         fields = ["prompt", "negative_prompt", "seed", "skips", "steps", "guidance_scale", "width", "height"]
         fields += ["scheduler", "prompt_syntax", "seeds", "prompt_rows", "reference", "status", "note", "generate"]
@@ -1075,7 +1096,11 @@ def build_demo(
             pick_from_gallery, result_state, [pick_a, pick_b, slider, parameters, tabs], api_visibility="private"
         )
         model.input(  # a visitor's choice only: loading settings sets the model and its skips together
-            switch_model, model, [skips, reference, width, height, note], api_visibility="private", preprocess=False
+            switch_model,
+            model,
+            [skips, reference, width, height, note, scheduler, prompt_syntax],
+            api_visibility="private",
+            preprocess=False,
         )
         skips.change(follow_skips, [skips, reference, model], reference, queue=False, api_visibility="private")
         for side in (width, height):

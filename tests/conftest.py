@@ -15,7 +15,7 @@ import pytest  # noqa: E402
 from clipskip import loading  # noqa: E402
 from clipskip.loading import load_pipeline  # noqa: E402
 from tests import tiny_models  # noqa: E402
-from tests.single_file import save_single_file  # noqa: E402
+from tests.single_file import save_sd3_single_file, save_single_file  # noqa: E402
 
 TINY = {"steps": 2, "width": 64, "height": 64}  # the built-in model's native size, two denoising steps
 
@@ -84,3 +84,21 @@ def saved(tmp_path_factory):
         paths[family] = root / family
         paths[f"{family}.safetensors"] = root / f"{family}.safetensors"
     return paths
+
+
+@pytest.fixture(scope="session")
+def sd3_folder(tmp_path_factory):
+    """A tiny SD 3 pipeline (CLIP-L, CLIP-G, T5, a transformer) saved once as a diffusers folder, and beside it as
+    single files in Stability AI's layout: `sd3.safetensors` with T5, `sd3-no-t5.safetensors` without."""
+    folder = tmp_path_factory.mktemp("models") / "sd3"
+    model = tiny_models.sd3()
+    model.save_pretrained(folder)
+    save_sd3_single_file(model, folder.parent / "sd3.safetensors")
+    save_sd3_single_file(model, folder.parent / "sd3-no-t5.safetensors", t5=False)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def sd3(sd3_folder):
+    """The tiny SD 3 folder loaded as the app loads models, on CPU."""
+    return load_pipeline(str(sd3_folder), device="cpu")

@@ -1,4 +1,5 @@
-"""Writes a diffusers SD 1.x, SD 2.x or SDXL pipeline as one original-LDM-format checkpoint, as Civitai ships them."""
+"""Writes a diffusers SD 1.x, SD 2.x or SDXL pipeline as one original-LDM-format checkpoint, as Civitai ships them, and
+an SD 3 pipeline in Stability AI's single-file layout."""
 
 import re
 
@@ -116,3 +117,76 @@ def open_clip_to_ldm(encoder) -> dict:
                 key = key.replace(diffusers_name, ldm_name)
             ldm["transformer." + key] = value
     return ldm
+
+
+def save_sd3_single_file(pipe, path, t5: bool = True) -> None:
+    """Write a diffusers StableDiffusion3Pipeline as ONE checkpoint in Stability AI's SD 3 layout, as
+    `sd3.5_medium.safetensors` ships: the MMDiT under `model.diffusion_model.` (inverting diffusers'
+    convert_sd3_transformer_checkpoint_to_diffusers), the VAE under `first_stage_model.`, and the text encoders in
+    transformers' own layout under `text_encoders.clip_l.transformer.`, `text_encoders.clip_g.transformer.` and, with
+    `t5`, `text_encoders.t5xxl.transformer.` (diffusers loads CLIP-L's projection as the identity)."""
+    state = prefixed("model.diffusion_model.", mmdit_to_sai(pipe.transformer))
+    state |= prefixed("first_stage_model.", vae_to_ldm(pipe.vae))
+    state |= prefixed("text_encoders.clip_l.transformer.", pipe.text_encoder.state_dict())
+    state |= prefixed("text_encoders.clip_g.transformer.", pipe.text_encoder_2.state_dict())
+    if t5:
+        t5_state = {key: value.clone() for key, value in pipe.text_encoder_3.state_dict().items()}  # tied: one each
+        state |= prefixed("text_encoders.t5xxl.transformer.", t5_state)
+    save_file({key: value.contiguous() for key, value in state.items()}, str(path))
+
+
+def swapped_halves(value: torch.Tensor) -> torch.Tensor:
+    """diffusers' swap_scale_shift, which is its own inverse: (shift, scale) <-> (scale, shift)."""
+    first, second = value.chunk(2, dim=0)
+    return torch.cat([second, first], dim=0)
+
+
+# diffusers' SD3Transformer2DModel names -> Stability AI's, outside the joint blocks
+MMDIT = {
+    "pos_embed.pos_embed": "pos_embed",
+    "pos_embed.proj": "x_embedder.proj",
+    "time_text_embed.timestep_embedder.linear_1": "t_embedder.mlp.0",
+    "time_text_embed.timestep_embedder.linear_2": "t_embedder.mlp.2",
+    "time_text_embed.text_embedder.linear_1": "y_embedder.mlp.0",
+    "time_text_embed.text_embedder.linear_2": "y_embedder.mlp.2",
+    "context_embedder": "context_embedder",
+    "proj_out": "final_layer.linear",
+    "norm_out.linear": "final_layer.adaLN_modulation.1",
+}
+# within joint block i: diffusers' name -> Stability AI's (q, k and v are stacked into one qkv there)
+JOINT_BLOCK = {
+    "attn.to_out.0": "x_block.attn.proj",
+    "attn.to_add_out": "context_block.attn.proj",
+    "norm1.linear": "x_block.adaLN_modulation.1",
+    "norm1_context.linear": "context_block.adaLN_modulation.1",
+    "ff.net.0.proj": "x_block.mlp.fc1",
+    "ff.net.2": "x_block.mlp.fc2",
+    "ff_context.net.0.proj": "context_block.mlp.fc1",
+    "ff_context.net.2": "context_block.mlp.fc2",
+}
+
+
+def mmdit_to_sai(transformer) -> dict:
+    state = transformer.state_dict()
+    last = transformer.config.num_layers - 1
+    sai = {}
+    for key, value in state.items():
+        name, param = key.rsplit(".", 1) if key != "pos_embed.pos_embed" else (key, None)
+        if name in MMDIT:
+            swap = name == "norm_out.linear"  # diffusers swaps scale and shift in the final norm
+            sai[MMDIT[name] + (f".{param}" if param else "")] = swapped_halves(value) if swap else value
+            continue
+        block, inner = re.fullmatch(r"transformer_blocks\.(\d+)\.(.+)", name).groups()
+        prefix = f"joint_blocks.{block}."
+        if inner in JOINT_BLOCK:
+            swap = inner == "norm1_context.linear" and int(block) == last  # the last context norm, swapped too
+            sai[prefix + JOINT_BLOCK[inner] + f".{param}"] = swapped_halves(value) if swap else value
+        elif inner in ("attn.to_q", "attn.add_q_proj"):  # q, k, v stacked
+            side = "x_block" if inner == "attn.to_q" else "context_block"
+            parts = ("to_q", "to_k", "to_v") if side == "x_block" else ("add_q_proj", "add_k_proj", "add_v_proj")
+            sai[prefix + f"{side}.attn.qkv.{param}"] = torch.cat(
+                [state[f"transformer_blocks.{block}.attn.{part}.{param}"] for part in parts]
+            )
+        elif inner not in ("attn.to_k", "attn.to_v", "attn.add_k_proj", "attn.add_v_proj"):
+            raise KeyError(f"no Stability AI name for {key}")
+    return sai

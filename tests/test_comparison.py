@@ -422,3 +422,75 @@ def test_cuda_free_memory_sets_the_batch_bound_with_the_same_images(cuda_pipe, m
     largest, mean = largest_difference(whole.images, chunked.images)
     print(f"fp16 CUDA, one batch vs chunks of one: max {largest}/255, mean {mean:.4f}")
     assert largest <= 3 and mean <= 0.5
+
+
+SD3_SETTINGS = {"negative_prompt": "blurry", "seed": 3, "prompt_syntax": "plain", "scheduler": "Euler", **TINY}
+
+
+def test_sd3_each_batched_cell_equals_the_cell_rendered_alone_and_says_what_it_used(sd3):
+    together = compare(sd3, "a red circle", skips=[3, 1], **SD3_SETTINGS)
+    assert list(together.images) == [3, 1] and together.images[1].size == (64, 64)  # the transformer's native size
+    for skip in (3, 1):
+        alone = compare(sd3, "a red circle", skips=[skip], **SD3_SETTINGS).images[skip]
+        assert np.abs(pixels(together.images[skip]) - pixels(alone)).max() <= 2
+    assert not np.array_equal(pixels(together.images[1]), pixels(together.images[3]))
+    m = together.metadata
+    assert (m["family"], m["sampler"], m["text_encoder_layers"], m["dtype"]) == ("SD 3", "Euler", 5, "float32")
+    assert m["columns"][1]["t5"] == "unchanged" and m["columns"][1]["equivalents"]["ComfyUI"] == "-1"
+    assert m["weights_sha256"] is None or len(m["weights_sha256"]) == 64
+    assert json.loads(json.dumps(m)) == m
+
+
+def test_sd3_negative_prompt_takes_the_same_clip_layer_with_t5_and_pooled_unchanged(sd3, monkeypatch):
+    seen = spy_on_calls(monkeypatch, type(sd3))
+    compare(sd3, "a red circle", skips=[1, 3], **SD3_SETTINGS)
+    with torch.no_grad():
+        negative, positive = encode(sd3, "blurry", [1, 3]), encode(sd3, "a red circle", [1, 3])
+    for name, encoding in (("prompt_embeds", positive), ("negative_prompt_embeds", negative)):
+        torch.testing.assert_close(seen[name], torch.cat([encoding.conditioning(1), encoding.conditioning(3)]))
+        assert torch.equal(seen[name][0, 77:], seen[name][1, 77:])  # T5's part: the same at every skip
+        assert not seen[name][:, :77, 32 + 48 :].any()  # the CLIP part zero-padded to T5's width
+    torch.testing.assert_close(seen["pooled_prompt_embeds"], torch.cat([positive.pooled] * 2))
+    torch.testing.assert_close(seen["negative_pooled_prompt_embeds"], torch.cat([negative.pooled] * 2))
+
+
+def test_sd3_without_t5_renders_with_zeros_in_its_place_and_says_so(sd3, monkeypatch):
+    import copy
+
+    without_t5 = copy.copy(sd3)
+    without_t5.text_encoder_3 = without_t5.tokenizer_3 = None
+    seen = spy_on_calls(monkeypatch, type(sd3))
+    result = compare(without_t5, "a red circle", skips=[2], **SD3_SETTINGS)
+    assert seen["prompt_embeds"].shape == (1, 77 + 256, 96) and not seen["prompt_embeds"][:, 77:].any()
+    assert result.metadata["columns"][0]["t5"] == "absent: zeros, as diffusers"
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"scheduler": "DDIM"}, "sampler 'DDIM' does not work with this model's flow-matching"),
+        ({"prompt_syntax": "a1111"}, "prompt_syntax 'a1111' is not offered for SD 3 models"),
+    ],
+)
+def test_sd3_refuses_samplers_and_syntaxes_it_cannot_use_before_any_work(sd3, monkeypatch, setting, message):
+    seen = spy_on_calls(monkeypatch, type(sd3))
+    with pytest.raises(ValueError, match=message):
+        compare(sd3, "a red circle", skips=[2], **SD3_SETTINGS | setting)
+    assert seen == {}
+
+
+def test_sd3_sizes_must_fit_its_transformers_patches_before_any_work(sd3, monkeypatch):
+    import copy
+
+    as_large = copy.copy(sd3)
+    as_large.vae_scale_factor = 8  # a real SD 3's VAE: 8 × its patch size 2 = 16 pixels a patch
+    seen = spy_on_calls(monkeypatch, type(sd3))
+    with pytest.raises(ValueError, match="width and height must be multiples of 16 for this SD 3 model .*not 72×64"):
+        compare(as_large, "a red circle", skips=[2], **SD3_SETTINGS | {"width": 72})
+    assert seen == {}
+
+
+def test_sd3_memory_bound_counts_the_transformers_width_per_latent_pixel(sd3, pipe):
+    # 4 heads of 8 over 2×2-pixel patches: 32 / 4 = 8 channels per latent pixel
+    assert comparison.denoiser_channels(sd3.transformer) == 8
+    assert comparison.denoiser_channels(pipe.unet) == pipe.unet.config.block_out_channels[0]  # a UNet: unchanged

@@ -251,3 +251,9 @@ def test_two_files_with_one_name_are_refused_and_one_file_twice_loads_once(pipes
     assert "'style'" in refused(load_embeddings, [first, upper], pipes["sd1"])  # CLIP lower-cases prompts
     again = tmp_path / "a" / ".." / "a" / "style.safetensors"
     assert list(load_embeddings([first, again], pipes["sd1"])) == ["style"]
+
+
+def test_textual_inversions_are_refused_for_sd3(sd3, pipes, tmp_path):
+    path = sdxl_file(tmp_path, sd3, name="clips.safetensors")  # clip_l and clip_g, as wide as SD 3's CLIP encoders
+    message = refused(check_for, load_embedding(path), sd3)
+    assert message == "refusing 'clips.safetensors': textual inversions are not offered for SD 3 models"

@@ -195,3 +195,71 @@ def test_sdxl_skip_limit_is_the_smaller_encoder(saved):
     ]
     assert layer_choice(sdxl, 1).equivalents["diffusers"] is None  # diffusers cannot select SDXL's last layer
     assert layer_choice(sdxl, 4).equivalents["diffusers"] == "clip_skip=2"
+
+
+def sd3_from_its_definition(sd3, text: str, skips) -> tuple[dict[int, torch.Tensor], torch.Tensor]:
+    """SD 3's conditioning as diffusers' pipeline_stable_diffusion_3.py defines it, written out here: CLIP-L's and
+    CLIP-G's layer (their last skip-1 layers removed, no final norm) side by side, zero-padded to T5's width, then
+    T5's last layer over its 256 tokens (zeros without T5); the pooled vector is both encoders' projected outputs."""
+    width = sd3.transformer.config.joint_attention_dim
+    with torch.no_grad():
+        pooled = []
+        for encoder, tokenizer in ((sd3.text_encoder, sd3.tokenizer), (sd3.text_encoder_2, sd3.tokenizer_2)):
+            ids = tokenizer(text, padding="max_length", max_length=77, truncation=True, return_tensors="pt")
+            pooled.append(encoder(ids.input_ids).text_embeds)
+        if sd3.text_encoder_3 is None:
+            t5 = torch.zeros(1, 256, width)
+        else:
+            ids = sd3.tokenizer_3(text, padding="max_length", max_length=256, truncation=True, return_tensors="pt")
+            t5 = sd3.text_encoder_3(ids.input_ids).last_hidden_state
+    conditioning = {}
+    for skip in skips:
+        clip = torch.cat(
+            [
+                truncated_encoder_output(sd3.text_encoder, sd3.tokenizer, text, skip, final_norm=False),
+                truncated_encoder_output(sd3.text_encoder_2, sd3.tokenizer_2, text, skip, final_norm=False),
+            ],
+            dim=-1,
+        )
+        padded = torch.cat([clip, torch.zeros(1, 77, width - clip.shape[-1])], dim=-1)
+        conditioning[skip] = torch.cat([padded, t5], dim=1)
+    return conditioning, torch.cat(pooled, dim=-1)
+
+
+@pytest.mark.parametrize("t5", [True, False], ids=["with T5", "without T5"])
+def test_sd3_skips_are_both_clip_layers_padded_then_t5_and_pooled_stays(sd3, t5):
+    model = copy.copy(sd3)
+    if not t5:  # SD 3 runs without T5: zeros where its sequence would be, as diffusers does
+        model.text_encoder_3 = model.tokenizer_3 = None
+    text = "a red circle on the left"
+    layers = encoder_layers(model)
+    assert layers == 5  # CLIP-L's 5, the smaller of the two CLIP encoders; T5 is never skipped
+    embeddings = skip_embeddings(model, text, range(1, layers + 1), prompt_syntax="plain")
+    with torch.no_grad():
+        pooled = encode(model, text, [1]).pooled
+    expected, expected_pooled = sd3_from_its_definition(model, text, embeddings)
+    for skip, embedding in embeddings.items():
+        assert embedding.shape == (1, 77 + 256, 96)
+        torch.testing.assert_close(embedding, expected[skip], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(pooled, expected_pooled, rtol=1e-5, atol=1e-5)
+    assert not torch.equal(embeddings[1], embeddings[2])
+
+
+def test_sd3_skip_2_is_diffusers_default_and_skip_k_plus_2_its_clip_skip_k(sd3):
+    text = "a blue square"
+    ours = skip_embeddings(sd3, text, [2, 3], prompt_syntax="plain")
+    for skip, clip_skip in ((2, None), (3, 1)):
+        theirs, _, _, _ = sd3.encode_prompt(
+            text, text, text, device="cpu", do_classifier_free_guidance=False, clip_skip=clip_skip
+        )
+        torch.testing.assert_close(ours[skip], theirs)
+    assert layer_choice(sd3, 3).as_dict()["t5"] == "unchanged"
+    assert layer_choice(sd3, 3).equivalents | {"ComfyUI": None} == dict.fromkeys(layer_choice(sd3, 3).equivalents) | {
+        "diffusers": "clip_skip=1"
+    }
+
+
+@pytest.mark.parametrize("syntax", ["a1111", "a1111-no-norm", "comfyui"])
+def test_sd3_refuses_the_chunked_syntaxes_naming_plain(sd3, syntax):
+    with pytest.raises(ValueError, match=f"prompt_syntax '{syntax}' is not offered for SD 3 models.*choose \"plain\""):
+        skip_embeddings(sd3, "a (red:1.2) circle", [2], prompt_syntax=syntax)

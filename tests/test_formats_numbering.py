@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from clipskip.families import SD1, SD2, SDXL
+from clipskip.families import SD1, SD2, SD3, SDXL
 from clipskip.formats.numbering import TOOLS, equivalents, markdown_table, setting, skip_for
 
-LAYERS = {SD1.name: 12, SD2.name: 23, SDXL.name: 12}  # diffusers' encoders (SD 2.x: OpenCLIP-H without its last)
+LAYERS = {SD1.name: 12, SD2.name: 23, SDXL.name: 12, SD3.name: 12}  # diffusers' (SD 2.x: OpenCLIP-H less its last)
 SETTINGS = {  # each tool's own range of settings; None: left out / unset
     "AUTOMATIC1111": [None, *range(1, 13)],
     "Forge": [None, *range(1, 13)],
@@ -23,7 +23,9 @@ SETTINGS = {  # each tool's own range of settings; None: left out / unset
 def layer_used(tool: str, family, value) -> int | None:
     """The index into the diffusers encoder's hidden_states that the tool conditions on for its setting `value`, or
     None where that layer is not in the diffusers encoder. Each line restates one tool's rule."""
-    sd2, sdxl = family is SD2, family is SDXL
+    sd2, sdxl = family is SD2, family is SDXL or family is SD3  # SD 3 counts as SDXL: CLIP-L and CLIP-G, no norm
+    if family is SD3 and tool not in ("ComfyUI", "diffusers"):
+        return None  # what its clip skip does on SD 3 is not in the sources gathered: no layer is claimed
     if tool == "AUTOMATIC1111":
         if sd2:
             return -1  # always OpenCLIP-H's penultimate of 24 layers: the last of diffusers' 23
@@ -61,7 +63,7 @@ def settings_named(text: str | None, tool: str) -> list:
     return [int(part) for part in text.split(" or ")]
 
 
-@pytest.mark.parametrize("family", [SD1, SD2, SDXL], ids=lambda f: f.name)
+@pytest.mark.parametrize("family", [SD1, SD2, SDXL, SD3], ids=lambda f: f.name)
 @pytest.mark.parametrize("tool", TOOLS)
 def test_each_tool_setting_in_the_table_conditions_on_clipskips_layer(tool, family):
     for skip in range(1, LAYERS[family.name] + 1):
@@ -71,7 +73,7 @@ def test_each_tool_setting_in_the_table_conditions_on_clipskips_layer(tool, fami
             assert all(layer_used(tool, family, value) != -skip for value in SETTINGS[tool]), skip
 
 
-@pytest.mark.parametrize("family", [SD1, SD2, SDXL], ids=lambda f: f.name)
+@pytest.mark.parametrize("family", [SD1, SD2, SDXL, SD3], ids=lambda f: f.name)
 @pytest.mark.parametrize("tool", TOOLS)
 def test_reading_a_tools_setting_gives_the_layer_it_used(tool, family):
     for value in SETTINGS[tool]:
@@ -98,11 +100,15 @@ def test_the_facts_users_ask_about():
     assert skip_for("Fooocus", SDXL, None) == (2, None) and skip_for("Fooocus", SD1, 3) == (3, None)
     assert skip_for("NovelAI", SD1, None)[0] == 2
     assert "CLIP-L alone used layer −4" in skip_for("AUTOMATIC1111", SDXL, 4)[1]
+    # SD 3: diffusers' clip_skip k is hidden_states[-(k + 2)], ComfyUI −N; the others' SD 3 numbering is not known
+    assert equivalents(SD3, 3) == dict.fromkeys(TOOLS) | {"ComfyUI": "-3", "diffusers": "clip_skip=1"}
+    assert skip_for("ComfyUI", SD3, None) == (2, None) and skip_for("diffusers", SD3, None) == (2, None)
+    assert skip_for("Forge", SD3, 3)[0] is None and "not known here" in skip_for("Forge", SD3, 3)[1]
 
 
 def test_readmes_tables_are_the_numbering_tables():
     readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
-    for family in (SD1, SD2, SDXL):
+    for family in (SD1, SD2, SDXL, SD3):
         assert markdown_table(family, range(1, 5)) in readme, family.name
 
 

@@ -12,7 +12,7 @@ from huggingface_hub.errors import GatedRepoError, OfflineModeIsEnabled, Reposit
 from safetensors.torch import load_file
 
 from clipskip.encoding import encoder_layers
-from clipskip.families import SD1, SD2, SDXL, detect_family
+from clipskip.families import SD1, SD2, SD3, SDXL, detect_family
 from clipskip.loading import (
     LoadOptions,
     ModelLoadError,
@@ -78,6 +78,52 @@ def test_a_single_file_is_named_by_its_file_name_never_none(saved, tmp_path):
     assert model_name(str(saved["sd1"])) == saved["sd1"].name  # a folder by its name
     assert model_name(str(saved["sd1"]) + "/") == saved["sd1"].name
     assert (model_name("embedded"), model_name("org/model")) == ("embedded", "org/model")  # Hub ids as they are
+
+
+def test_sd3_folders_load_as_sd3_pipelines_with_t5_and_a_sliced_tiled_vae(sd3, sd3_folder):
+    assert type(sd3).__name__ == "StableDiffusion3Pipeline" and detect_family(sd3) is SD3
+    assert encoder_layers(sd3) == 5 and type(sd3.text_encoder_3).__name__ == "T5EncoderModel"
+    assert sd3.vae.use_slicing and sd3.vae.use_tiling
+    assert load_pipeline(str(sd3_folder), device="cpu") is sd3
+
+
+@pytest.mark.parametrize("t5", [True, False], ids=["with T5", "without T5"])
+def test_sd3_single_files_load_with_a_local_config_and_without_t5_where_they_have_none(sd3, sd3_folder, t5):
+    from clipskip import compare
+    from tests.conftest import TINY
+
+    path = sd3_folder.parent / ("sd3.safetensors" if t5 else "sd3-no-t5.safetensors")
+    pipe = load_pipeline(str(path), device="cpu", options=LoadOptions(config=str(sd3_folder)))
+    assert type(pipe).__name__ == "StableDiffusion3Pipeline" and detect_family(pipe) is SD3
+    for component in ("transformer", "vae", "text_encoder", "text_encoder_2", *(("text_encoder_3",) if t5 else ())):
+        assert same_weights(getattr(pipe, component), getattr(sd3, component)), component
+    assert (pipe.text_encoder_3 is None, pipe.tokenizer_3 is None) == (not t5, not t5)
+    result = compare(pipe, "a red circle", seed=1, skips=[2], prompt_syntax="plain", **TINY | {"steps": 1})
+    assert result.metadata["columns"][0]["t5"] == ("unchanged" if t5 else "absent: zeros, as diffusers")
+    assert result.metadata["model"] == path.stem and len(result.metadata["weights_sha256"] or "0" * 64) == 64
+
+
+@pytest.mark.parametrize("t5", [False, True], ids=["without T5", "with T5"])
+def test_an_sd3_single_file_goes_to_diffusers_sd3_loader_without_t5_where_it_has_none(tmp_path, monkeypatch, t5):
+    import diffusers
+    from safetensors.torch import save_file
+
+    tensors = {"model.diffusion_model.joint_blocks.0.x_block.attn.qkv.weight": torch.zeros(1)}
+    if t5:
+        tensors["text_encoders.t5xxl.transformer.shared.weight"] = torch.zeros(1)
+    save_file(tensors, str(tmp_path / "sd3.safetensors"))
+    seen = {}
+
+    def from_single_file(path, **kwargs):
+        seen.update(kwargs, path=path)
+        raise OSError("no configs here")
+
+    monkeypatch.setattr(diffusers.StableDiffusion3Pipeline, "from_single_file", staticmethod(from_single_file))
+    with pytest.raises(ModelLoadError, match=r"sd3.safetensors': OSError: no configs here \(pass --config with"):
+        load_pipeline(str(tmp_path / "sd3.safetensors"), device="cpu")
+    assert seen["path"] == str(tmp_path / "sd3.safetensors")
+    without_t5 = {"text_encoder_3": None, "tokenizer_3": None}  # SD 3 runs without it; diffusers then uses zeros
+    assert {key: seen[key] for key in without_t5 if key in seen} == ({} if t5 else without_t5)
 
 
 def test_a_single_file_without_config_offline_says_to_pass_one(saved):
@@ -232,7 +278,6 @@ def test_loaded_pipelines_use_sdpa_attention_and_a_sliced_tiled_vae(saved):
     [
         ("model.diffusion_model.double_blocks.0.img_attn.qkv.weight", "it is a FluxPipeline; Flux conditions on T5"),
         ("double_blocks.0.img_attn.qkv.weight", "it is a FluxPipeline; Flux conditions on T5"),
-        ("model.diffusion_model.joint_blocks.0.x_block.attn.qkv.weight", "it is a StableDiffusion3Pipeline; SD 3"),
     ],
 )
 def test_a_single_file_without_clip_skip_is_refused_with_the_reason_before_anything_loads(tmp_path, key, reason):

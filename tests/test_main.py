@@ -224,6 +224,20 @@ def test_cli_runs_a_real_checkpoint_folder(saved, tmp_path):
     assert json.loads((out / "comparison.json").read_text())["family"] == "SDXL"
 
 
+def test_cli_renders_sd3_with_its_sampler_and_syntax_and_refuses_others_it_was_given(sd3_folder, tmp_path, capsys):
+    argv = ["--prompt", "a red circle", "--seed", "1", "--skips", "1,2", "--steps", "1", "--model", str(sd3_folder)]
+    argv += ["--device", "cpu"]
+    assert main([*argv, "--out", str(tmp_path / "sd3")]) == 0
+    written = json.loads((tmp_path / "sd3" / "comparison.json").read_text())
+    assert (written["family"], written["sampler"], written["prompt_syntax"]) == ("SD 3", "Euler", "plain")
+    assert written["columns"][0]["t5"] == "unchanged" and written["width"] == 64
+    err = capsys.readouterr().err
+    assert "note: sampler Euler: the one this model's flow-matching scheduler takes" in err
+    assert "note: prompts read as plain: the only syntax offered for SD 3 models" in err
+    assert main([*argv, "--sampler", "DDIM", "--out", str(tmp_path / "ddim")]) == 2
+    assert "clipskip: error: sampler 'DDIM' does not work with this model's flow-matching" in capsys.readouterr().err
+
+
 def test_cli_refuses_pickles_with_the_reason(tmp_path, capsys):
     (tmp_path / "model.ckpt").write_bytes(b"not even a pickle")
     line = refused(

@@ -2,7 +2,7 @@
 
 import json
 
-from clipskip.families import SD1, SDXL
+from clipskip.families import SD1, SD3, SDXL
 from clipskip.formats.numbering import equivalents
 from clipskip.metadata import (
     caption_lines,
@@ -66,6 +66,25 @@ def test_sdxl_header_names_both_encoders():
         "ComfyUI −1 · diffusers — · A1111 —",  # neither diffusers nor AUTOMATIC1111 can select the last layer
     ]
     assert cell_caption(SDXL_CELL) == "skip 1 · layers 12/12+32/32"
+
+
+def test_sd3_header_names_clip_l_and_clip_g_and_says_pooled_and_t5_are_unchanged():
+    cell = SDXL_CELL | {"skip": 3, "equivalents": equivalents(SD3, 3), "t5": "unchanged"}
+    cell["encoders"] = [
+        {"encoder": "text_encoder", "layer": 10, "layers": 12},
+        {"encoder": "text_encoder_2", "layer": 30, "layers": 32},
+    ]
+    assert cell_header(cell) == [
+        "CLIP skip 3",
+        "CLIP-L and CLIP-G layers 10/12 + 30/32 · no final norm",
+        "pooled and T5 unchanged",
+        "ComfyUI −3 · diffusers clip_skip=1",  # AUTOMATIC1111's number on SD 3 is not known: no label claims one
+    ]
+    assert (
+        cell_header(cell | {"t5": "absent: zeros, as diffusers"})[2]
+        == "pooled unchanged · T5 absent: zeros, as diffusers"
+    )
+    assert cell_caption(cell) == "skip 3 · CLIP-L and CLIP-G layers 10/12+30/32"
 
 
 def test_caption_has_prompt_and_every_setting():

@@ -1,8 +1,10 @@
 """Each sampler is a fresh scheduler on the model's own noise schedule; the model's own is named when it matches."""
 
+import re
+
 import pytest
 
-from clipskip.samplers import SAMPLERS, make_scheduler, sampler_label
+from clipskip.samplers import SAMPLERS, make_scheduler, sampler_label, samplers_for
 from tests import tiny_models
 
 # What each AUTOMATIC1111 name means in diffusers, written out here rather than read from SAMPLERS (which a test
@@ -47,3 +49,15 @@ def test_labels(pipe):
     assert sampler_label(None, make_scheduler("DDIM", pipe.scheduler)) == "DDIM"
     plain = make_scheduler("DPM++ 2M", pipe.scheduler)
     assert sampler_label(None, plain) == "DPM++ 2M"
+
+
+def test_a_flow_matching_model_is_offered_its_euler_only_and_other_samplers_are_refused():
+    own = tiny_models.sd3().scheduler  # FlowMatchEulerDiscreteScheduler, shift 3
+    assert list(samplers_for(own)) == ["Euler"]
+    euler = make_scheduler("Euler", own)
+    assert type(euler).__name__ == "FlowMatchEulerDiscreteScheduler" and euler is not own
+    assert euler.config.shift == own.config.shift == 3.0  # the model's own flow schedule
+    assert sampler_label(None, own) == "Euler"
+    for name in set(SAMPLERS) - {"Euler"}:
+        with pytest.raises(ValueError, match=re.escape(f"sampler '{name}' does not work with this model's flow")):
+            make_scheduler(name, own)

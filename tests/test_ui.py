@@ -345,3 +345,39 @@ def test_a_stored_comparison_is_only_ever_a_bundle_folder_of_this_server(tmp_pat
     hostile = ["../" + name, name + "/..", f"{name}/../elsewhere", "/etc", "elsewhere", name.upper(), name + "\n"]
     hostile += [None, 7, [name], {"name": name}, name * 20_000, "clipskip-" + "1" * 100_000]
     assert [saved_bundle(tmp_path, value) for value in hostile] == [None] * len(hostile)
+
+
+def test_an_sd3_model_renders_through_the_endpoint_and_its_form_offers_what_works(sd3, sd3_folder, pipe):
+    from clipskip.ui import describe, family_menus
+
+    view = describe("sd3", sd3)
+    assert view.samplers == ("Euler",) and view.plain_only and (view.width, view.height) == (64, 64)
+    assert view.skips == [1, 2, 3, 4] and view.choices[1] == ("2 (native)", 2) and len(view.choices) == 5
+    assert "SD 3 · text encoder layers: 5 and 7 · native CLIP skip 2 · pooled and T5 unchanged" in view.note
+    sampler, syntax = family_menus(view)
+    assert (sampler.value, [value for _, value in sampler.choices]) == ("Euler", ["Euler"])
+    assert (syntax.value, [value for _, value in syntax.choices]) == ("plain", ["plain"])
+    from clipskip.samplers import SAMPLERS
+    from clipskip.ui import SYNTAX_CHOICES
+
+    others = family_menus(describe("embedded", pipe))  # back to every sampler and syntax, the visitor's kept
+    assert [value for _, value in others[0].choices] == list(SAMPLERS) and "value" not in others[0].constructor_args
+    assert [value for _, value in others[1].choices] == [value for _, value in SYNTAX_CHOICES]
+    demo = serve(settings(str(sd3_folder)), prevent_thread_lock=True)
+    try:
+        client = Client(demo.local_url, verbose=False)
+        sd3_form = GOOD | {"model": "sd3", "skips": [1, 2], "scheduler": "Euler", "prompt_syntax": "plain"}
+        _, gallery, metadata = client.predict(**sd3_form, api_name="/compare")
+        assert (metadata["family"], metadata["sampler"], metadata["prompt_syntax"]) == ("SD 3", "Euler", "plain")
+        assert [item["caption"] for item in gallery] == [
+            "skip 1 · CLIP-L and CLIP-G layers 5/5+7/7",
+            "skip 2 · CLIP-L and CLIP-G layers 4/5+6/7",
+        ]
+        graph = json.loads(Image.open(gallery[0]["image"]).info["prompt"])  # ComfyUI's: −1 sets CLIP-L and CLIP-G
+        assert graph["10"]["inputs"]["stop_at_clip_layer"] == -1 and graph["3"]["inputs"]["sampler_name"] == "euler"
+        with pytest.raises(AppError, match="Sampler 'Euler a' does not work with this model's flow-matching"):
+            client.predict(**sd3_form | {"scheduler": "Euler a"}, api_name="/compare")
+        with pytest.raises(AppError, match="Prompt_syntax 'a1111' is not offered for SD 3 models"):
+            client.predict(**sd3_form | {"prompt_syntax": "a1111"}, api_name="/compare")
+    finally:
+        demo.close()

@@ -20,7 +20,7 @@ import json
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from ..families import SD1, SD2, SDXL
+from ..families import SD1, SD2, SD3, SDXL
 from .fields import MAX_CLIP_SKIP, FormValues, ImageSettings, cut, model_stem, number_in_range, shown
 from .numbering import ToolSkip, setting
 from .png import parse_json
@@ -524,7 +524,7 @@ def later_pass_note(graph: dict[str, Node], number: int, key: str, node: Node, p
 
 # 2. Writing
 
-FAMILIES = {family.name: family for family in (SD1, SD2, SDXL)}
+FAMILIES = {family.name: family for family in (SD1, SD2, SDXL, SD3)}  # SD 3: the file must hold its encoders
 # node type -> its outputs (name, type), as ComfyUI's RETURN_TYPES
 OUTPUTS = {
     "CheckpointLoaderSimple": (("MODEL", "MODEL"), ("CLIP", "CLIP"), ("VAE", "VAE")),

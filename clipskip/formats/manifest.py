@@ -1,14 +1,14 @@
 """This app's own manifest (the grid PNG's `clipskip` text: a comparison's whole metadata), read back into the form.
 Pure Python."""
 
-from ..families import SD1, SD2, SDXL
+from ..families import SD1, SD2, SD3, SDXL
 from ..request import MAX_GUIDANCE, MAX_PROMPT_CHARS, MAX_ROWS, MAX_SEED, MAX_SIZE, MAX_STEPS, MIN_SIZE, check_syntax
 from ..samplers import SAMPLERS
 from .fields import MAX_CLIP_SKIP, MAX_NAME_CHARS, ImageSettings, checked, checked_text, shown
 from .png import parse_json
 
 KEY = "clipskip"
-FAMILY_NAMES = (SD1.name, SD2.name, SDXL.name)
+FAMILY_NAMES = (SD1.name, SD2.name, SDXL.name, SD3.name)
 MAX_BYTES = 512 * 2**10  # 8 rows of 2,000-character prompts, each written twice, in CJK: about 150 KB
 MAX_DEPTH = 16  # a manifest nests 5 deep
 MAX_BRACKETS = 2**14  # one of 8 rows and 64 skips has about 2,000; json.loads takes 0.3 µs each

@@ -16,6 +16,10 @@ the encoder as diffusers checkpoints have it (SD 2.x: 23 layers). Each tool's ru
 - diffusers (`encode_prompt`): `clip_skip` k selects `hidden_states[-(k+1)]` on SD 1.x/2.x and `[-(k+2)]` on SDXL.
 - InvokeAI: `clip_skip` s removes s layers: N − 1, and N − 2 on SDXL (it then takes the penultimate layer).
 - SD.Next: its clip skip N is clipskip's N on SD 1.x/2.x; on SDXL it selects `hidden_states[-(N+1)]`: N − 1.
+- SD 3 / 3.5 (diffusers' `pipeline_stable_diffusion_3.py`, `../shared/prompt-syntax.md`): CLIP-L and CLIP-G both at
+  `hidden_states[-N]`, no final norm, native 2. ComfyUI's CLIPSetLastLayer −N sets both (−2 without the node);
+  diffusers' `clip_skip` k selects `[-(k+2)]` (unset: −2). What AUTOMATIC1111, Forge, InvokeAI and SD.Next do with
+  their clip skip on SD 3 is not in the sources gathered: no equivalent is claimed for them.
 - Read only: Fooocus counts as ComfyUI does (its N is CLIPSetLastLayer −N; default 2); NovelAI records none (its
   models condition on the penultimate layer, the origin of "clip skip 2").
 """
@@ -23,10 +27,11 @@ the encoder as diffusers checkpoints have it (SD 2.x: 23 layers). Each tool's ru
 import re
 from dataclasses import dataclass
 
-from ..families import SD1, SD2, SDXL, Family
+from ..families import SD1, SD2, SD3, SDXL, Family
 
 TOOLS = ("AUTOMATIC1111", "Forge", "ComfyUI", "diffusers", "InvokeAI", "SD.Next")
-FAMILIES = (SD1, SD2, SDXL)
+FAMILIES = (SD1, SD2, SDXL, SD3)
+SD3_KNOWN = ("ComfyUI", "diffusers")  # the tools whose clip skip on SD 3 the sources gathered describe
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,8 @@ def setting(tool: str, family: Family, skip: int) -> str | None:
     Raises KeyError for a tool not in TOOLS.
     """
     sd2, sdxl = family.name == SD2.name, family.name == SDXL.name
+    if family.name == SD3.name and tool in TOOLS and tool not in SD3_KNOWN:
+        return None
     if tool == "AUTOMATIC1111":
         if sd2:
             return "any (no effect on SD 2.x)" if skip == 1 else None
@@ -85,6 +92,8 @@ def skip_for(tool: str, family: Family, value: int | None) -> tuple[int | None, 
     The skip may still exceed the chosen model's layers: the caller checks that. Raises KeyError for an unknown tool.
     """
     sd2, sdxl = family.name == SD2.name, family.name == SDXL.name
+    if family.name == SD3.name and tool in TOOLS and tool not in SD3_KNOWN:
+        return None, f"what {tool}'s clip skip selects on SD 3 models is not known here, so no skip was loaded from it"
     if tool == "AUTOMATIC1111":
         if sd2:
             note = (
