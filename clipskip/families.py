@@ -11,11 +11,14 @@ class Family:
     native_skip: int  # the skip the family was trained with
     diffusers_offset: int  # diffusers' clip_skip k selects hidden_states[-(k + offset)]; unset selects -offset
     pooled: bool  # whether the UNet also takes the last encoder's pooled (projected) embedding
+    labels: tuple[str, ...] = ("L",)  # each encoder's letter in a per-encoder skip ("L1/G2"), in `encoders`' order
 
 
 SD1 = Family("SD 1.x", (("text_encoder", "tokenizer"),), True, 1, 1, False)
-SD2 = Family("SD 2.x", (("text_encoder", "tokenizer"),), True, 1, 1, False)
-SDXL = Family("SDXL", (("text_encoder", "tokenizer"), ("text_encoder_2", "tokenizer_2")), False, 2, 2, True)
+SD2 = Family("SD 2.x", (("text_encoder", "tokenizer"),), True, 1, 1, False, ("H",))  # OpenCLIP ViT-H
+SDXL = Family(
+    "SDXL", (("text_encoder", "tokenizer"), ("text_encoder_2", "tokenizer_2")), False, 2, 2, True, ("L", "G")
+)
 
 
 def detect_family(pipe) -> Family:

@@ -16,6 +16,9 @@ the encoder as diffusers checkpoints have it (SD 2.x: 23 layers). Each tool's ru
 - diffusers (`encode_prompt`): `clip_skip` k selects `hidden_states[-(k+1)]` on SD 1.x/2.x and `[-(k+2)]` on SDXL.
 - InvokeAI: `clip_skip` s removes s layers: N − 1, and N − 2 on SDXL (it then takes the penultimate layer).
 - SD.Next: its clip skip N is clipskip's N on SD 1.x/2.x; on SDXL it selects `hidden_states[-(N+1)]`: N − 1.
+- Fractional skips (N + f) are SD.Next's alone (its float slider, `hidden_states[-(N+1)]` counted as on SDXL above);
+  a skip per encoder (`L3/G2`) is AUTOMATIC1111's Clip skip 3 on SDXL with "Clip skip SDXL: CLIP-L too" on, where
+  CLIP-G stays at 2 and CLIP-L's value is whole. Every other tool has none.
 - Read only: Fooocus counts as ComfyUI does (its N is CLIPSetLastLayer −N; default 2); NovelAI records none (its
   models condition on the penultimate layer, the origin of "clip skip 2").
 """
@@ -24,6 +27,7 @@ import re
 from dataclasses import dataclass
 
 from ..families import SD1, SD2, SDXL, Family
+from ..skips import Skip, number_text
 
 TOOLS = ("AUTOMATIC1111", "Forge", "ComfyUI", "diffusers", "InvokeAI", "SD.Next")
 FAMILIES = (SD1, SD2, SDXL)
@@ -34,7 +38,8 @@ class ToolSkip:
     """One tool's CLIP skip setting as an image's metadata records it."""
 
     tool: str  # one of TOOLS, or "Fooocus" or "NovelAI"
-    value: int | None  # the tool's own number; None when the file leaves it out (the tool's default then)
+    value: int | Skip | None  # the tool's own number (a Skip: SD.Next's fraction, this app's own notation); None
+    # when the file leaves it out (the tool's default then)
 
 
 def offset(family: Family) -> int:
@@ -43,11 +48,16 @@ def offset(family: Family) -> int:
     return family.diffusers_offset
 
 
-def setting(tool: str, family: Family, skip: int) -> str | None:
-    """What `tool` calls clipskip's `skip` on `family`, as its UI shows it; None where it has no equivalent.
+def setting(tool: str, family: Family, skip: int | Skip) -> str | None:
+    """What `tool` calls clipskip's `skip` on `family`, as its UI shows it; None where it has no equivalent. `skip` is
+    an int or a `clipskip.skips.Skip` (fractional, or one per encoder: `other_setting`).
 
     Raises KeyError for a tool not in TOOLS.
     """
+    if isinstance(skip, Skip):
+        if not skip.whole:
+            return other_setting(tool, family, skip)
+        skip = skip.json
     sd2, sdxl = family.name == SD2.name, family.name == SDXL.name
     if tool == "AUTOMATIC1111":
         if sd2:
@@ -73,18 +83,39 @@ def setting(tool: str, family: Family, skip: int) -> str | None:
     raise KeyError(tool)
 
 
-def equivalents(family: Family, skip: int) -> dict[str, str | None]:
+def other_setting(tool: str, family: Family, skip: Skip) -> str | None:
+    """`setting` for a fractional or per-encoder skip: SD.Next's float for a fractional one (one less on SDXL);
+    AUTOMATIC1111's Clip skip N with "CLIP-L too" on for `LN/G2` on SDXL (N whole); None for the rest."""
+    if tool not in TOOLS:
+        raise KeyError(tool)
+    sdxl = family.name == SDXL.name
+    if skip.uniform:
+        return number_text(skip.hundredths[0] - (100 if sdxl else 0)) if tool == "SD.Next" else None
+    clip_l, clip_g = skip.hundredths
+    if tool == "AUTOMATIC1111" and sdxl and clip_g == 200 and clip_l % 100 == 0:
+        return f"{clip_l // 100} (CLIP-L too: on)"
+    return None
+
+
+def equivalents(family: Family, skip: int | Skip) -> dict[str, str | None]:
     """Every tool's setting for clipskip's `skip` on `family` (see `setting`), in TOOLS order."""
     return {tool: setting(tool, family, skip) for tool in TOOLS}
 
 
-def skip_for(tool: str, family: Family, value: int | None) -> tuple[int | None, str | None]:
+def skip_for(tool: str, family: Family, value: int | Skip | None) -> tuple[int | Skip | None, str | None]:
     """clipskip's skip for a tool's setting `value` on `family` (None: the file leaves it out), and a note where the
     tool did something other than its number says, or where the setting has no equivalent (skip None then).
 
     The skip may still exceed the chosen model's layers: the caller checks that. Raises KeyError for an unknown tool.
     """
     sd2, sdxl = family.name == SD2.name, family.name == SDXL.name
+    if isinstance(value, Skip) and tool == "clipskip":
+        return value, None
+    if isinstance(value, Skip) and tool == "SD.Next":  # its fractional skip
+        skip = Skip((value.hundredths[0] + (100 if sdxl else 0),))
+        if skip.hundredths[0] < 100:
+            return None, f"SD.Next's Clip skip {value} is below 1, which selects no layer here"
+        return skip, None
     if tool == "AUTOMATIC1111":
         if sd2:
             note = (
@@ -103,8 +134,8 @@ def skip_for(tool: str, family: Family, value: int | None) -> tuple[int | None, 
             )
             if value not in (None, 1, 2):
                 note += (
-                    f"; with its option 'Clip skip SDXL: CLIP-L too' on, CLIP-L alone used layer −{value}, which "
-                    "needs a skip per encoder (not offered yet)"
+                    f"; with its option 'Clip skip SDXL: CLIP-L too' on, CLIP-L alone used layer −{value}: that is "
+                    f"L{value}/G2 here (the AUTOMATIC1111 SDXL preset)"
                 )
             return 2, note
         return (1 if value is None else value), None
