@@ -268,7 +268,7 @@ def compare(
         max_skip=layers,
         native_skip=family.native_skip,
         prompt_syntax=prompt_syntax,
-        labels=family.labels,
+        family=family,
     )
     syntax = request.prompt_syntax
     embeddings = getattr(pipe, "clipskip_embeddings", {}) if embeddings is None else embeddings

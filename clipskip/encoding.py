@@ -347,6 +347,6 @@ def skip_embeddings(pipe, text: str, skips, prompt_syntax: str = "a1111") -> dic
     keyed by the int for a whole skip and by `Skip` for the others (`Skip.key`), the text read as `prompt_syntax`
     says (`clipskip.prompts.SYNTAXES`) with the textual inversions loaded with the pipeline. Raises ValueError for a
     bad skip, syntax or prompt."""
-    skips = [skip.key for skip in check_skips(skips, encoder_layers(pipe), detect_family(pipe).labels)]
+    skips = [skip.key for skip in check_skips(skips, encoder_layers(pipe), detect_family(pipe))]
     syntax = check_syntax(prompt_syntax)
     return encode(pipe, text, skips, syntax=syntax, embeddings=getattr(pipe, "clipskip_embeddings", {})).embeddings

@@ -10,9 +10,10 @@ import re
 import reprlib
 from dataclasses import dataclass
 
+from .families import SDXL, Family
 from .prompts import SYNTAXES  # how a prompt is read; re-exported for the checks and flags
 from .samplers import SAMPLERS
-from .skips import Skip, parse_skip
+from .skips import A1111_SDXL, Skip, a1111_sdxl, parse_skip
 
 RANDOM_SEED = -1
 MAX_SEED = 2**32 - 1
@@ -206,11 +207,12 @@ def check_rows(prompts: tuple, seeds: tuple) -> None:
         )
 
 
-def check_skips(skips, max_skip: int, labels: tuple[str, ...] = ()) -> tuple[Skip, ...]:
+def check_skips(skips, max_skip: int, family: Family | None = None) -> tuple[Skip, ...]:
     """The skips (`clipskip.skips.Skip`; a whole one equals its int), in the order given: a list, tuple or range of
     at most `max_skip` values (counted before any is read), each one of `parse_skip`'s notations ("2", 1.5, "L1/G2",
-    {"L": 1, "G": 2}), each encoder's value from 1 to `max_skip`, each column once (`L2/G2` is 2). `labels` are the
-    family's encoder letters (`Family.labels`): a per-encoder skip needs ("L", "G"), and is refused otherwise."""
+    {"L": 1, "G": 2}) or the preset "a1111-sdxl" (its four columns, SDXL only), each encoder's value from 1 to
+    `max_skip`, each column once (`L2/G2` is 2). A per-encoder skip needs a `family` with both CLIP encoders
+    (`Family.labels` ("L", "G")), and is refused otherwise."""
     if not isinstance(skips, (list, tuple, range)):
         raise ValueError(f"the CLIP skip values must be a list of whole numbers, not {short_repr(skips)}")
     if not skips:
@@ -219,7 +221,20 @@ def check_skips(skips, max_skip: int, labels: tuple[str, ...] = ()) -> tuple[Ski
         raise ValueError(
             f"give at most {max_skip} CLIP skip values (each of 1 to {max_skip} once), not {len(skips):,}"
         )
+    if any(isinstance(skip, str) and skip.strip().lower() == A1111_SDXL for skip in skips):
+        if family is None or family.name != SDXL.name:
+            raise ValueError(
+                f"the {A1111_SDXL} preset (AUTOMATIC1111's Clip skip 1 to 4 with 'Clip skip SDXL: CLIP-L too') is for "
+                f"SDXL models; this one is {family.name if family else 'not SDXL'}"
+            )
+        preset = a1111_sdxl()
+        skips = [
+            s
+            for skip in skips
+            for s in (preset if isinstance(skip, str) and skip.strip().lower() == A1111_SDXL else [skip])
+        ]
     values, seen = [], set()
+    labels = family.labels if family is not None else ()
     for given in skips:
         skip = parse_skip(given, "each CLIP skip", short_repr)
         if not all(100 <= h <= 100 * max_skip for h in skip.hundredths):
@@ -323,14 +338,14 @@ class ComparisonRequest:
         max_skip: int,
         native_skip: int = 1,
         prompt_syntax=DEFAULT_SYNTAX,
-        labels: tuple[str, ...] = (),
+        family: Family | None = None,
     ) -> "ComparisonRequest":
         """`prompt` and `seed` are one value or a list (rows); `reference` None is the native skip if asked for;
-        `labels` are the family's encoder letters (per-encoder skips need two: `check_skips`)."""
+        `family` is the model's (per-encoder skips and the a1111-sdxl preset need SDXL: `check_skips`)."""
         prompts = tuple(as_text("prompt", p) for p in rows_of(prompt))
         seeds = tuple(check_seed(s) for s in rows_of(seed))
         check_rows(prompts, seeds)
-        skips = check_skips(skips, max_skip, labels)
+        skips = check_skips(skips, max_skip, family)
         return cls(
             prompts=prompts,
             negative_prompt=as_text("negative prompt", negative_prompt),
