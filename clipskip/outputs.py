@@ -1,7 +1,8 @@
 """A comparison on disk: PNGs that carry their own settings, the JSON manifest, a zip.
 
 Every cell PNG has an AUTOMATIC1111-compatible `parameters` text (so AUTOMATIC1111's PNG Info, Civitai and this app
-read it) and ComfyUI's two graphs (dropped on ComfyUI, they rebuild the cell with its own nodes); the grid PNG
+read it) and ComfyUI's two graphs (dropped on ComfyUI, they rebuild the cell with its own nodes; none for a fractional
+or per-encoder column, which ComfyUI has no setting for); the grid PNG
 carries the whole manifest as JSON under `clipskip`. Reading them back is `clipskip.formats`. Pure PIL and Python.
 
 A page shows the grid first: `start_bundle` writes only grid.png, `finish_bundle` the rest; `write_bundle` does both.

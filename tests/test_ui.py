@@ -68,8 +68,9 @@ def test_compare_endpoint_good_bad_bad_good(client):
 
 def test_endpoint_parameters_are_named_as_documented(client):
     parameters = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/compare"]["parameters"]
-    assert [p["parameter_name"] for p in parameters] == [*GOOD, "seeds", "prompt_rows", "reference", "prompt_syntax"]
-    assert [p["parameter_has_default"] for p in parameters][-5:] == [True] * 5  # model, rows, reference, syntax
+    names = [*GOOD, "seeds", "prompt_rows", "reference", "prompt_syntax", "more_skips"]
+    assert [p["parameter_name"] for p in parameters] == names
+    assert [p["parameter_has_default"] for p in parameters][-6:] == [True] * 6  # model, rows, reference, syntax, more
 
 
 def test_a_random_seed_is_reported_and_renders_the_same_cell(client, pipe):
@@ -311,6 +312,8 @@ def test_a_link_carries_settings_each_checked_as_a_strangers():
     assert len(notes) == 8 and all(note.isprintable() for note in notes)
     assert notes[0] == "the link's prompt (2,001 characters) was left out: it is too long"
     assert link_settings({}) == ({}, [])
+    form, notes = link_settings({"skips": "2,l1/g2,1.5,L1/G2"})  # fractional and per-encoder columns: More columns
+    assert (form, notes) == ({"skips": [2], "more_skips": "L1/G2, 1.5"}, [])
 
 
 def test_a_links_unknown_repeated_and_bad_row_keys_are_named():
@@ -345,3 +348,37 @@ def test_a_stored_comparison_is_only_ever_a_bundle_folder_of_this_server(tmp_pat
     hostile = ["../" + name, name + "/..", f"{name}/../elsewhere", "/etc", "elsewhere", name.upper(), name + "\n"]
     hostile += [None, 7, [name], {"name": name}, name * 20_000, "clipskip-" + "1" * 100_000]
     assert [saved_bundle(tmp_path, value) for value in hostile] == [None] * len(hostile)
+
+
+def test_the_api_and_more_columns_take_fractional_skips_and_the_page_offers_them_as_reference(client):
+    _, gallery, metadata = client.predict(**GOOD | {"skips": [1, "1.5"], "more_skips": "2.25"}, api_name="/compare")
+    assert metadata["skips"] == [1, "1.5", "2.25"]
+    assert [item["caption"] for item in gallery][1] == "skip 1.5 · between layers 12 and 11/12"
+    with pytest.raises(AppError, match="Each value of More columns must be a whole number, not 'L1'"):
+        client.predict(**GOOD | {"more_skips": "1.5, L1"}, api_name="/compare")
+    with pytest.raises(AppError, match="CLIP skip L1/G2 gives each CLIP text encoder its own layer, but this model"):
+        client.predict(**GOOD | {"more_skips": "L1/G2"}, api_name="/compare")
+
+
+def test_more_columns_are_checked_joined_offered_and_split_back():
+    from clipskip.ui import a1111_sdxl_columns, form_view, merged_skips, reference_choices, split_columns
+
+    assert merged_skips([1, 2], " 1.5, L1/G2 ,") == [1, 2, "1.5", "L1/G2"]
+    assert merged_skips([1], "") == [1] and merged_skips([1], None) == [1]
+    with pytest.raises(ValueError, match="^More columns is 5,000 characters long; at most 400"):
+        merged_skips([1], "1" * 5000)
+    with pytest.raises(ValueError, match="^More columns must be text"):
+        merged_skips([1], ["1.5"])
+    view = form_view("", 12, 2, 1024, 1024, "SDXL")
+    assert reference_choices(view, [2], "1.5, x, 2, L1/G2") == [
+        ("native (else the first)", 0),
+        ("2 (native)", 2),
+        ("1.5", "1.5"),
+        ("L1/G2", "L1/G2"),
+    ]
+    assert split_columns([2, "L1/G2", "1.5", 3]) == ([2, 3], "L1/G2, 1.5")
+    ticked, more, status = a1111_sdxl_columns("SDXL")
+    assert (ticked.value, more) == ([], "L1/G2, 2, L3/G2, L4/G2")
+    assert "without the option it renders every SDXL image at skip 2" in status["value"]
+    _, _, refused = a1111_sdxl_columns("SD 1.x")
+    assert refused["value"] == "**The AUTOMATIC1111 SDXL preset is for SDXL models**; this model is SD 1.x."
