@@ -6,7 +6,7 @@ import json
 def layers_text(cell: dict, of: str = " of ", plus: str = " + ") -> str:
     """'layer 11 of 12' for one text encoder; 'layers 11/12 + 31/32' for SDXL's two. A fractional skip blends two
     layers: 'between layers 11 and 10 of 12', 'layers 11–10/12 + 31–30/32'; a column with a skip per encoder names
-    each: 'L layer 12/12 + G layer 31/32'."""
+    each: 'layers L 12/12 + G 31/32'."""
     encoders = cell["encoders"]
     if len(encoders) == 1:
         e = encoders[0]
@@ -18,7 +18,7 @@ def layers_text(cell: dict, of: str = " of ", plus: str = " + ") -> str:
         for e in encoders
     ]
     if any("skip" in e for e in encoders):
-        return plus.join(f"{e['skip'][0]} layer {part}" for e, part in zip(encoders, parts, strict=True))
+        return "layers " + plus.join(f"{e['skip'][0]} {part}" for e, part in zip(encoders, parts, strict=True))
     return "layers " + plus.join(parts)
 
 

@@ -993,7 +993,7 @@ def build_demo(
                     label="CLIP skip values (one column each)",
                     info="skip N uses the N-th layer from the end of each text encoder",
                 )
-                with gr.Row(equal_height=True):
+                with gr.Row():
                     more_skips = gr.Textbox(
                         "",
                         label=MORE_LABEL,

@@ -154,7 +154,7 @@ def test_labels_and_numbering_say_each_encoders_layer(sdxl, pipe):
     assert [(e["skip"], e["layer"], e["layers"]) for e in column["encoders"]] == [("L1", 5, 5), ("G2", 6, 7)]
     assert column["equivalents"]["AUTOMATIC1111"] == "1 (CLIP-L too: on)"
     assert set(column["equivalents"].values()) == {"1 (CLIP-L too: on)", None}
-    header = ["CLIP skip L1/G2", "L layer 5/5 + G layer 6/7 · no final norm", "A1111 1, CLIP-L too"]
+    header = ["CLIP skip L1/G2", "layers L 5/5 + G 6/7 · no final norm", "A1111 1, CLIP-L too"]
     assert cell_header(column) == header
     fractional = layer_choice(pipe, "1.25").as_dict()
     assert fractional["hidden_states"] == [-1, -2]
