@@ -236,9 +236,8 @@ def cell_choices(metadata: dict) -> list[tuple[str, str]]:
     return [(f"{labels[r]} · skip {skip}", f"{r}:{skip}") for r in range(len(labels)) for skip in metadata["skips"]]
 
 
-FORM_FIELDS = ["prompt", "negative_prompt", "seed", "seeds", "prompt_rows", "skips", "more_skips", "steps"]
-FORM_FIELDS += ["guidance_scale"]
-FORM_FIELDS += ["width", "height", "scheduler", "model", "reference", "prompt_syntax", "note", "status"]
+FORM_FIELDS = ["prompt", "negative_prompt", "seed", "seeds", "prompt_rows", "skips", "steps", "guidance_scale"]
+FORM_FIELDS += ["width", "height", "scheduler", "model", "reference", "prompt_syntax", "note", "status", "more_skips"]
 
 
 def saved_bundle(root: Path, name) -> Path | None:
@@ -699,11 +698,13 @@ def build_demo(
         prompt_rows=False,
         reference=0,
         prompt_syntax=DEFAULT_SYNTAX,
-        more_skips="",
         request: gr.Request = None,
         progress=gr.Progress(),  # noqa: B008 (Gradio's way)
+        more_skips="",
     ):
-        """`run_compare`'s render, and its bundle begun: the comparison and its folder, holding grid.png so far."""
+        """`run_compare`'s render, and its bundle begun: the comparison and its folder, holding grid.png so far.
+        `more_skips` is the page's "More columns" text, after Gradio's request and progress so that /compare's
+        parameters stay as they were (API clients give every column in `skips`, as text where it is not whole)."""
         session = request.session_hash if request is not None else None
 
         def report(step: int, total: int) -> None:
@@ -835,7 +836,7 @@ def build_demo(
             reason = sentence(str(error))
             log.info("refused (No settings in this image): %s", reason)
             why = message(f"**No settings in this image.** {as_text(reason)}")
-            return [gr.skip()] * (len(FORM_FIELDS) - 1) + [why, None]
+            return [why if field == "status" else gr.skip() for field in FORM_FIELDS] + [None]
 
     def form_from_image(path: Path, current_skips, current_model) -> list:
         """The form's FORM_FIELDS from a PNG's settings (see load_settings); ValueError when it has none."""
@@ -1116,7 +1117,7 @@ def build_demo(
                         metadata = gr.JSON(label="Metadata (reproduces every cell)", max_height=480)
 
         inputs = [prompt, negative_prompt, seed, skips, steps, guidance_scale, width, height, scheduler, model]
-        inputs += [seeds, prompt_rows, reference, prompt_syntax, more_skips]
+        inputs += [seeds, prompt_rows, reference, prompt_syntax]
         # /compare for API clients: a refusal is an error they receive (the page's Generate is `generate`)
         api_call = gr.Button(visible=False)
 
@@ -1149,7 +1150,7 @@ def build_demo(
         )
         rendering = busy.then(
             generate,
-            inputs,
+            [*inputs, more_skips],  # after Gradio's request and progress: see `rendered`
             [grid, gallery, metadata, result_state, fresh_state, status, generate_button, stop],
             show_progress_on=grid,
             api_visibility="private",
@@ -1202,9 +1203,8 @@ def build_demo(
                 rows_state, [seeds, prompt_rows], [seed, rows], queue=False, show_progress="hidden",
                 api_visibility="private",
             )  # fmt: skip
-        form_fields = [prompt, negative_prompt, seed, seeds, prompt_rows, skips, more_skips, steps, guidance_scale]
-        form_fields += [width, height]
-        form_fields += [scheduler, model, reference, prompt_syntax, note, status]
+        form_fields = [prompt, negative_prompt, seed, seeds, prompt_rows, skips, steps, guidance_scale, width, height]
+        form_fields += [scheduler, model, reference, prompt_syntax, note, status, more_skips]
         settings_file.upload(
             load_settings,
             [settings_file, skips, model],

@@ -68,9 +68,8 @@ def test_compare_endpoint_good_bad_bad_good(client):
 
 def test_endpoint_parameters_are_named_as_documented(client):
     parameters = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/compare"]["parameters"]
-    names = [*GOOD, "seeds", "prompt_rows", "reference", "prompt_syntax", "more_skips"]
-    assert [p["parameter_name"] for p in parameters] == names
-    assert [p["parameter_has_default"] for p in parameters][-6:] == [True] * 6  # model, rows, reference, syntax, more
+    assert [p["parameter_name"] for p in parameters] == [*GOOD, "seeds", "prompt_rows", "reference", "prompt_syntax"]
+    assert [p["parameter_has_default"] for p in parameters][-5:] == [True] * 5  # model, rows, reference, syntax
 
 
 def test_a_random_seed_is_reported_and_renders_the_same_cell(client, pipe):
@@ -350,14 +349,12 @@ def test_a_stored_comparison_is_only_ever_a_bundle_folder_of_this_server(tmp_pat
     assert [saved_bundle(tmp_path, value) for value in hostile] == [None] * len(hostile)
 
 
-def test_the_api_and_more_columns_take_fractional_skips_and_the_page_offers_them_as_reference(client):
-    _, gallery, metadata = client.predict(**GOOD | {"skips": [1, "1.5"], "more_skips": "2.25"}, api_name="/compare")
+def test_the_api_takes_fractional_skips_as_text_and_refuses_a_skip_per_encoder_on_sd1(client):
+    _, gallery, metadata = client.predict(**GOOD | {"skips": [1, "1.5", 2.25]}, api_name="/compare")
     assert metadata["skips"] == [1, "1.5", "2.25"]
     assert [item["caption"] for item in gallery][1] == "skip 1.5 · between layers 12 and 11/12"
-    with pytest.raises(AppError, match="Each value of More columns must be a whole number, not 'L1'"):
-        client.predict(**GOOD | {"more_skips": "1.5, L1"}, api_name="/compare")
     with pytest.raises(AppError, match="CLIP skip L1/G2 gives each CLIP text encoder its own layer, but this model"):
-        client.predict(**GOOD | {"more_skips": "L1/G2"}, api_name="/compare")
+        client.predict(**GOOD | {"skips": ["L1/G2"]}, api_name="/compare")
 
 
 def test_more_columns_are_checked_joined_offered_and_split_back():
@@ -369,6 +366,8 @@ def test_more_columns_are_checked_joined_offered_and_split_back():
         merged_skips([1], "1" * 5000)
     with pytest.raises(ValueError, match="^More columns must be text"):
         merged_skips([1], ["1.5"])
+    with pytest.raises(ValueError, match="^each value of More columns must be a whole number, not 'L1'"):
+        merged_skips([1], "1.5, L1")
     view = form_view("", 12, 2, 1024, 1024, "SDXL")
     assert reference_choices(view, [2], "1.5, x, 2, L1/G2") == [
         ("native (else the first)", 0),
