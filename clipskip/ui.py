@@ -948,7 +948,7 @@ def build_demo(
             return [gr.skip()] * 13 + [why, gr.skip(), gr.skip(), gr.skip()]
         form, notes = link_settings(request.query_params if request is not None else {})
         from_link = bool(form or notes)
-        if "skips" in form or view_ != replace(view, note=view_.note):
+        if "skips" in form or view_ != replace(view, note=view_.note, family=view_.family):
             ticked = [skip for skip in form.get("skips", view_.skips) if any(skip == n for _, n in view_.choices)]
             if "skips" in form and len(ticked) < len(form["skips"]):
                 notes.append(f"the link's skips beyond this model's {len(view_.choices)} were left out")
@@ -994,16 +994,15 @@ def build_demo(
                     label="CLIP skip values (one column each)",
                     info="skip N uses the N-th layer from the end of each text encoder",
                 )
-                with gr.Row():
+                with gr.Row(equal_height=True):  # one line: Generate stays in a laptop's first screen
                     more_skips = gr.Textbox(
                         "",
                         label=MORE_LABEL,
-                        placeholder="1.5, L1/G2",
-                        info="fractions blend two layers (SD.Next); L1/G2 gives SDXL's CLIP-L and CLIP-G each one",
-                        scale=3,
+                        placeholder="1.5 (blends layers, as SD.Next), L1/G2 (SDXL: one per encoder)",
+                        scale=4,
                         min_width=200,
                     )
-                    preset = gr.Button("AUTOMATIC1111 SDXL", size="sm", scale=1, min_width=120)
+                    preset = gr.Button("AUTOMATIC1111 SDXL", size="sm", scale=0, min_width=150)
                 with gr.Row(equal_height=True):
                     seed = gr.Number(RANDOM_SEED, label=SEED_LABEL, scale=3, min_width=120)
                     dice = gr.Button("Random", scale=0, min_width=80, size="sm")

@@ -146,6 +146,8 @@ def test_per_encoder_and_fractional_skips_on_sdxl_take_each_encoders_layer_witho
     for skip, (l_skip, g_skip) in zip(ours, [(1, 2), (3, 1.5), (2.5, 2.5), (2, 2)], strict=True):
         expected = torch.cat([blend(clip_l, l_skip), blend(clip_g, g_skip)], dim=-1)
         torch.testing.assert_close(ours[skip], expected, rtol=1e-5, atol=1e-5)
+    chunked = skip_embeddings(sdxl, TEXT, ["L1/G2", "2.5"])  # AUTOMATIC1111's reading: the same for this prompt
+    assert all(torch.equal(chunked[skip], ours[skip]) for skip in chunked)
 
 
 def test_labels_and_numbering_say_each_encoders_layer(sdxl, pipe):
