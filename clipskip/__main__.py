@@ -10,6 +10,7 @@ from pathlib import Path
 from .formats.fields import MODEL_EXTENSIONS, ImageSettings
 from .request import DEFAULT_SKIPS, MAX_PROMPT_CHARS, MAX_ROWS, seed_list, short_repr
 from .settings import PATH_SHOWN_CHARS, cli_parser, load_options
+from .skips import from_number, parse_skip
 
 HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
 IMAGE_FIELDS = {  # form field -> the flag's destination
@@ -150,12 +151,14 @@ def apply_image(args: argparse.Namespace, given: set[str], found: ImageSettings,
     if form.get("seeds") and not {"seed", "seeds"} & given:
         args.seeds = seed_list(form["seeds"])
     layers = encoder_layers(pipe)
-    if beyond := [skip for skip in form["skips"] if skip > layers]:
+    columns = [parse_skip(skip) for skip in form["skips"]]  # ints, or text: "1.5", "L1/G2"
+    if beyond := [skip for skip in columns if max(skip.hundredths) > 100 * layers]:
         notes.append(f"CLIP skip {beyond[0]} was left out: this model's text encoder has {layers} layers")
-    skips = [skip for skip in form["skips"] if skip <= layers]
+    skips = [skip.json for skip in columns if max(skip.hundredths) <= 100 * layers]
     if "skips" not in given and skips:
         own = "reference" in form  # this app's grid: its skips and reference as they were
-        args.skips = skips if own else sorted({s for s in DEFAULT_SKIPS if s <= layers} | set(skips))
+        others = [from_number(s) for s in DEFAULT_SKIPS if s <= layers]
+        args.skips = skips if own else [s.json for s in sorted(set(others) | set(map(parse_skip, skips)))]
         if "reference" not in given:
             args.reference = (form["reference"] or None) if own else skips[0]
     return notes

@@ -34,6 +34,7 @@ from .request import (
     check_max_batch,
 )
 from .samplers import check_model_sampler, make_scheduler, sampler_label
+from .skips import Skip
 
 Progress = Callable[[float, int], None]  # (denoising steps done, steps in all); fractional only in uneven chunks
 BLOCKED = "the checkpoint's safety checker flagged this image as NSFW"
@@ -43,7 +44,7 @@ BLOCKED = "the checkpoint's safety checker flagged this image as NSFW"
 class Row:
     prompt: str
     seed: int
-    images: dict[int, Image.Image]  # skip value -> image, in the order asked
+    images: dict[int | Skip, Image.Image]  # skip -> image, in the order asked: an int for a whole one (Skip.key)
 
 
 @dataclass
@@ -65,7 +66,7 @@ class Comparison:
         return self.draw_difference_grid()
 
     @property
-    def images(self) -> dict[int, Image.Image]:
+    def images(self) -> dict[int | Skip, Image.Image]:
         """The first row's images by skip value: all of them when there is one prompt and one seed."""
         return self.rows[0].images
 
@@ -298,6 +299,7 @@ def compare(
         max_skip=layers,
         native_skip=family.native_skip,
         prompt_syntax=prompt_syntax,
+        family=family,
     )
     syntax = request.prompt_syntax
     check_model_sampler(request.scheduler, pipe.scheduler)  # SD 3's flow matching takes its own samplers only
@@ -309,11 +311,13 @@ def compare(
     guided = request.guidance_scale > 1  # diffusers runs the negative branch only then
     device = pipe._execution_device  # found once: diffusers walks every module to find it
 
-    # 2. Encode each prompt once (every layer: the similarity view needs them all) and the negative prompt once
+    # 2. Encode each prompt once (every whole layer, which the similarity view needs, and the fractional and
+    #    per-encoder columns, from the same pass) and the negative prompt once
     warnings = []
     positives = {}
+    every_layer = [*range(1, layers + 1), *(skip for skip in request.skips if not skip.whole)]
     for text in dict.fromkeys(text for text, _ in rows):
-        positives[text] = encode(pipe, text, range(1, layers + 1), device, syntax, embeddings)
+        positives[text] = encode(pipe, text, every_layer, device, syntax, embeddings)
         if positives[text].dropped:
             warnings.append(truncation_warning("prompt", pipe, positives[text].dropped))
         warnings += [note for note in positives[text].notes if note not in warnings]
@@ -335,7 +339,7 @@ def compare(
     if any(e.chunks != lengths[text] for text, e in positives.items()) or (
         negative is not None and negative.chunks != max(lengths.values())
     ):
-        empty = encode(pipe, "", range(1, layers + 1), device, syntax, embeddings)
+        empty = encode(pipe, "", every_layer, device, syntax, embeddings)
 
     # 3. The cells to denoise: within a row, a skip whose conditioning equals an earlier skip's is rendered once
     same_as, unique = {}, []
@@ -428,8 +432,8 @@ def compare(
         "negative_prompt": request.negative_prompt,
         "seed": rows[0][1],
         "rows_by": "prompt" if len(request.prompts) > 1 else "seed",
-        "skips": list(request.skips),
-        "reference_skip": request.reference,
+        "skips": [skip.json for skip in request.skips],  # whole skips as ints; "1.5", "L1/G2" as text
+        "reference_skip": request.reference.json,
         "steps": request.steps,
         "guidance_scale": request.guidance_scale,
         "sampler": sampler_label(request.scheduler, pipe.scheduler),
@@ -454,9 +458,9 @@ def compare(
                 "seed": used,
                 "seed_requested": requested,
                 "cells": [
-                    {"skip": skip}
+                    {"skip": skip.json}
                     | ({"cached": True} if (r, skip) in cached else {})
-                    | ({"same_as": same_as[(r, skip)]} if (r, skip) in same_as else {})
+                    | ({"same_as": same_as[(r, skip)].json} if (r, skip) in same_as else {})
                     | ({"blocked": BLOCKED} if (r, skip) in blocked else {})
                     | (
                         {
@@ -475,7 +479,11 @@ def compare(
             {
                 "prompt": text,
                 "reference_skip": family.native_skip,
-                "cosine": [round(c, 6) for c in layer_similarity(encoding, family.native_skip).values()],
+                "cosine": [
+                    round(c, 6)
+                    for layer, c in layer_similarity(encoding, family.native_skip).items()
+                    if isinstance(layer, int)  # every whole layer, not the other columns' blends
+                ],
             }
             for text, encoding in positives.items()
         ],
@@ -533,6 +541,6 @@ def compare(
         )
 
     result_rows = [
-        Row(text, used, {skip: images[(r, skip)] for skip in request.skips}) for r, (text, used) in enumerate(rows)
+        Row(text, used, {skip.key: images[(r, skip)] for skip in request.skips}) for r, (text, used) in enumerate(rows)
     ]
     return Comparison(result_rows, metadata, warnings, draw_grid, draw_difference_grid)

@@ -6,6 +6,8 @@ concatenated as the UNet expects, and the pooled embedding stays the second enco
 On SD 3 / 3.5 CLIP-L and CLIP-G give `hidden_states[-N]` without the norm as on SDXL, zero-padded to T5's width and
 followed by T5's sequence (diffusers' `pipeline_stable_diffusion_3.py`); T5 and both pooled outputs are encoded once
 and are the same at every skip.
+A fractional skip N + f blends `(1 − f)·hidden_states[-N] + f·hidden_states[-(N+1)]` before the norm (SD.Next's
+definition); a per-encoder skip (`L1/G2`, `clipskip.skips`) takes each encoder's layer from its own value.
 diffusers' own `clip_skip` is not used: it crashes with transformers >= 5.6 and never skips the negative prompt.
 """
 
@@ -20,6 +22,7 @@ import torch
 from .families import denoiser, detect_family
 from .formats.numbering import equivalents
 from .request import check_skips, check_syntax
+from .skips import Skip, number_text, parse_skip
 
 if TYPE_CHECKING:
     from .embeddings import TextualInversion
@@ -31,14 +34,27 @@ class EncoderLayer:
     layer: int  # counted 1..layers from the first transformer layer
     layers: int
 
+    def as_dict(self) -> dict:
+        return {name: value for name, value in vars(self).items() if value is not None}
+
+
+@dataclass(frozen=True)
+class EncoderSkip(EncoderLayer):
+    """An encoder's layer in a fractional or per-encoder column: which value it takes and the layers it blends."""
+
+    skip: str | None = None  # this encoder's own skip, where the column gives each encoder its own ("L1/G2")
+    next_layer: int | None = None  # a fractional skip: the layer below `layer`, blended in ...
+    weight: float | None = None  # ... with this weight (`layer` gets 1 − weight)
+
 
 @dataclass(frozen=True)
 class LayerChoice:
     """Which layer one skip value selects in each text encoder, and what other tools call the same setting."""
 
-    skip: int
+    skip: Skip | int
     native: bool  # the skip the model family was trained with
-    hidden_states: int  # the index into each encoder's hidden_states
+    hidden_states: int | list[int] | None  # the index into each encoder's hidden_states: [-N, -(N+1)] blended for a
+    # fractional skip; None where each encoder has its own (`encoders[i].skip`)
     encoders: tuple[EncoderLayer, ...]
     final_norm: bool
     equivalents: dict[str, str | None]  # each tool's setting for it (`formats.numbering`), None where it has none
@@ -46,10 +62,10 @@ class LayerChoice:
 
     def as_dict(self) -> dict:
         return {
-            "skip": self.skip,
+            "skip": self.skip.json if isinstance(self.skip, Skip) else self.skip,
             "native": self.native,
             "hidden_states": self.hidden_states,
-            "encoders": [vars(e) for e in self.encoders],
+            "encoders": [e.as_dict() for e in self.encoders],
             "final_norm": self.final_norm,
             "equivalents": dict(self.equivalents),
         } | ({"t5": self.t5} if self.t5 is not None else {})
@@ -57,7 +73,7 @@ class LayerChoice:
 
 @dataclass
 class Encoding:
-    embeddings: dict[int, torch.Tensor]  # skip -> the CLIP encoders' layers, concatenated, (1, 77·chunks, dim)
+    embeddings: dict  # skip (as given to encode) -> the CLIP encoders' layers, concatenated, (1, 77·chunks, dim)
     pooled: torch.Tensor | None  # SDXL's and SD 3's pooled embedding (of the first chunk), the same for every skip
     dropped: str | None  # "plain" only: the words past the token window, None when the text fits
     real: tuple[int, ...]  # positions of the prompt's own tokens and each chunk's end token (no start, no padding)
@@ -83,24 +99,65 @@ def encoder_layers(pipe) -> int:
     return min(getattr(pipe, name).config.num_hidden_layers for name, _ in detect_family(pipe).encoders)
 
 
-def layer_choice(pipe, skip: int) -> LayerChoice:
+def layer_choice(pipe, skip) -> LayerChoice:
+    """The layers `skip` (an int, or any `clipskip.skips.parse_skip` notation) selects in each encoder of `pipe`.
+    Raises ValueError for a per-encoder skip on a family with one text encoder."""
     family = detect_family(pipe)
+    column = parse_skip(skip)
+    parts = column.parts(family.labels)
     encoders = []
-    for name, _ in family.encoders:
+    for (name, _), letter, part in zip(family.encoders, family.labels, parts, strict=True):
         layers = getattr(pipe, name).config.num_hidden_layers
-        encoders.append(EncoderLayer(name, layers - skip + 1, layers))
+        whole, fraction = int(part), part - int(part)
+        if column.whole:
+            encoders.append(EncoderLayer(name, layers - whole + 1, layers))
+            continue
+        encoders.append(
+            EncoderSkip(
+                name,
+                layers - whole + 1,
+                layers,
+                None if column.uniform else f"{letter}{number_text(int(part * 100))}",
+                layers - whole if fraction else None,
+                float(fraction) if fraction else None,
+            )
+        )
+    if column.whole:
+        hidden_states = -int(parts[0])
+    elif column.uniform:
+        hidden_states = [-int(parts[0]), -int(parts[0]) - 1]
+    else:
+        hidden_states = None
     t5 = None
     if family.t5 is not None:
         t5 = "unchanged" if getattr(pipe, family.t5[0], None) is not None else "absent: zeros, as diffusers"
     return LayerChoice(
-        skip,
-        skip == family.native_skip,
-        -skip,
+        skip if column.whole else column,
+        column == family.native_skip,
+        hidden_states,
         tuple(encoders),
         family.final_norm,
-        equivalents(family, skip),
+        equivalents(family, skip if column.whole else column),
         t5,
     )
+
+
+def layer_output(hidden_states, skip, final_norm=None) -> torch.Tensor:
+    """One encoder's conditioning at `skip` (an int or Fraction from 1 to the encoder's layer count) from its
+    `hidden_states` (T + 1 tensors, (batch, tokens, dim)): `hidden_states[-N]` for a whole N; for N + f,
+    `(1 − f)·hidden_states[-N] + f·hidden_states[-(N+1)]` (SD.Next's fractional clip skip); then `final_norm` where
+    the family applies it (None: not)."""
+    whole = int(skip)
+    z = hidden_states[-whole]
+    if skip != whole:
+        weight = float(skip - whole)
+        z = (1 - weight) * z + weight * hidden_states[-(whole + 1)]
+    return final_norm(z) if final_norm is not None else z
+
+
+def skip_parts(skips, labels: tuple[str, ...]) -> dict:
+    """Each skip (as given: an int stays the dict's key) with each encoder's value, in `labels`' order."""
+    return {skip: parse_skip(skip).parts(labels) for skip in skips}
 
 
 def token_window(tokenizer, encoder) -> int:
@@ -170,19 +227,18 @@ def encode(
     if syntax != "plain":
         return encode_chunks(pipe, text, skips, device or pipe._execution_device, syntax, embeddings or {}, negative)
     device = device or pipe._execution_device
+    parts = skip_parts(skips, family.labels)
     per_encoder, pooled = [], []
-    for encoder_name, tokenizer_name in family.encoders:
+    for e, (encoder_name, tokenizer_name) in enumerate(family.encoders):
         encoder, tokenizer = getattr(pipe, encoder_name), getattr(pipe, tokenizer_name)
         ids, length, dropped = tokenize(tokenizer, encoder, text)  # SDXL's two tokenizers split text alike
         mask = None
         if getattr(encoder.config, "use_attention_mask", False):  # as diffusers' encode_prompt does
             mask = (ids != tokenizer.pad_token_id).long().to(device)
         output = encoder(ids.to(device), attention_mask=mask, output_hidden_states=True)
-        if family.final_norm:
-            final_norm = getattr(encoder, "text_model", encoder).final_layer_norm  # transformers >= 5.6: no text_model
-            per_encoder.append({skip: final_norm(output.hidden_states[-skip]) for skip in skips})
-        else:
-            per_encoder.append({skip: output.hidden_states[-skip] for skip in skips})
+        # transformers >= 5.6: no text_model
+        final_norm = getattr(encoder, "text_model", encoder).final_layer_norm if family.final_norm else None
+        per_encoder.append({skip: layer_output(output.hidden_states, p[e], final_norm) for skip, p in parts.items()})
         if encoder_name in family.pooled:  # the projected pooled output, whatever the skip, as diffusers and ComfyUI
             pooled.append(output.text_embeds)
     dtype = denoiser(pipe).dtype
@@ -253,8 +309,9 @@ def encode_chunks(
 
     family = detect_family(pipe)
     rule = EMPHASIS[syntax]
+    parts = skip_parts(skips, family.labels)
     per_encoder, notes, real, pooled = [], (), (), []
-    for encoder_name, tokenizer_name in family.encoders:
+    for e, (encoder_name, tokenizer_name) in enumerate(family.encoders):
         encoder, tokenizer = getattr(pipe, encoder_name), getattr(pipe, tokenizer_name)
         parsed = parse(text, syntax, vocabulary(tokenizer, embeddings), negative)
         notes = parsed.notes
@@ -282,9 +339,8 @@ def encode_chunks(
             _overrides.reset(token)
         final_norm = getattr(encoder, "text_model", encoder).final_layer_norm if family.final_norm else None
         layers = {}
-        for skip in skips:
-            z = output.hidden_states[-skip]
-            z = final_norm(z) if final_norm is not None else z
+        for skip, p in parts.items():
+            z = layer_output(output.hidden_states, p[e], final_norm)
             empty = z[-1:] if rule == "comfyui" else None
             z = z[:-1] if rule == "comfyui" else z
             layers[skip] = emphasise(z, weights[: len(z)], rule, empty).reshape(1, -1, z.shape[-1])
@@ -334,12 +390,14 @@ def layer_similarity(encoding: Encoding, reference: int) -> dict[int, float]:
 
 
 @torch.no_grad()
-def skip_embeddings(pipe, text: str, skips, prompt_syntax: str = "a1111") -> dict[int, torch.Tensor]:
+def skip_embeddings(pipe, text: str, skips, prompt_syntax: str = "a1111") -> dict[int | Skip, torch.Tensor]:
     """The conditioning the denoiser receives for each skip value, shape (1, 77·chunks, dim) (SD 3: (1, 77 + 256, T5
-    width), see `Encoding.conditioning`), from one pass per encoder over the text's chunks, the text read as
-    `prompt_syntax` says (`clipskip.prompts.SYNTAXES`; SD 3 takes "plain" only) with the textual inversions loaded
-    with the pipeline. Raises ValueError for a bad skip, syntax or prompt."""
-    skips = check_skips(skips, encoder_layers(pipe))
+    width), see `Encoding.conditioning`), from one pass per encoder over the text's chunks; `skips` in any notation of
+    `clipskip.skips.parse_skip` (2, 1.5, "L1/G2", {"L": 1, "G": 2}), keyed by the int for a whole skip and by `Skip`
+    for the others (`Skip.key`), the text read as `prompt_syntax` says (`clipskip.prompts.SYNTAXES`; SD 3 takes
+    "plain" only) with the textual inversions loaded with the pipeline. Raises ValueError for a bad skip, syntax or
+    prompt."""
+    skips = [skip.key for skip in check_skips(skips, encoder_layers(pipe), detect_family(pipe))]
     syntax = check_syntax(prompt_syntax)
     encoding = encode(pipe, text, skips, syntax=syntax, embeddings=getattr(pipe, "clipskip_embeddings", {}))
     return {skip: encoding.conditioning(skip) for skip in skips}

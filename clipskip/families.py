@@ -13,12 +13,19 @@ class Family:
     pooled: tuple[str, ...] = ()  # the encoders whose projected pooled outputs, concatenated, the denoiser also takes
     t5: tuple[str, str] | None = None  # T5 encoder and tokenizer: its sequence follows the CLIP layers
     denoiser: str = "unet"  # the pipeline's attribute holding the denoising network
+    labels: tuple[str, ...] = ("L",)  # each encoder's letter in a per-encoder skip ("L1/G2"), in `encoders`' order
 
 
 SD1 = Family("SD 1.x", (("text_encoder", "tokenizer"),), True, 1, 1)
-SD2 = Family("SD 2.x", (("text_encoder", "tokenizer"),), True, 1, 1)
+SD2 = Family("SD 2.x", (("text_encoder", "tokenizer"),), True, 1, 1, labels=("H",))  # OpenCLIP ViT-H
 SDXL = Family(
-    "SDXL", (("text_encoder", "tokenizer"), ("text_encoder_2", "tokenizer_2")), False, 2, 2, ("text_encoder_2",)
+    "SDXL",
+    (("text_encoder", "tokenizer"), ("text_encoder_2", "tokenizer_2")),
+    False,
+    2,
+    2,
+    ("text_encoder_2",),
+    labels=("L", "G"),
 )
 # diffusers' pipeline_stable_diffusion_3.py: CLIP-L and CLIP-G at hidden_states[-2] (clip_skip k: [-(k + 2)]), no final
 # norm; both pooled outputs concatenated; T5-XXL's last layer (zeros when the pipeline has no T5) after the CLIP tokens
@@ -31,6 +38,7 @@ SD3 = Family(
     ("text_encoder", "text_encoder_2"),
     ("text_encoder_3", "tokenizer_3"),
     "transformer",
+    ("L", "G"),
 )
 
 

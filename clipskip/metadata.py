@@ -5,30 +5,54 @@ import json
 
 def layers_text(cell: dict, of: str = " of ", plus: str = " + ") -> str:
     """'layer 11 of 12' for one text encoder; 'layers 11/12 + 31/32' for SDXL's two; 'CLIP-L and CLIP-G layers
-    11/12 + 31/32' on SD 3 (whose T5 `cell_header` names)."""
+    11/12 + 31/32' on SD 3 (whose T5 `cell_header` names). A fractional skip blends two layers: 'between layers 11 and
+    10 of 12', 'layers 11–10/12 + 31–30/32'; a column with a skip per encoder names each: 'layers L 12/12 +
+    G 31/32'."""
     encoders = cell["encoders"]
-    if "t5" in cell:
-        return "CLIP-L and CLIP-G layers " + plus.join(f"{e['layer']}/{e['layers']}" for e in encoders)
     if len(encoders) == 1:
-        return f"layer {encoders[0]['layer']}{of}{encoders[0]['layers']}"
-    return "layers " + plus.join(f"{e['layer']}/{e['layers']}" for e in encoders)
+        e = encoders[0]
+        if "next_layer" in e:
+            return f"between layers {e['layer']} and {e['next_layer']}{of}{e['layers']}"
+        return f"layer {e['layer']}{of}{e['layers']}"
+    parts = [
+        f"{e['layer']}–{e['next_layer']}/{e['layers']}" if "next_layer" in e else f"{e['layer']}/{e['layers']}"
+        for e in encoders
+    ]
+    prefix = "CLIP-L and CLIP-G layers " if "t5" in cell else "layers "
+    if any("skip" in e for e in encoders):
+        return prefix + plus.join(f"{e['skip'][0]} {part}" for e, part in zip(encoders, parts, strict=True))
+    return prefix + plus.join(parts)
 
 
 def cell_header(cell: dict) -> list[str]:
-    """Header lines over one column: the skip, the layer it selects, and the other tools' names for it."""
+    """Header lines over one column: the skip, the layer it selects, and the other tools' names for it (for a
+    fractional or per-encoder skip, the tools that have one: SD.Next, AUTOMATIC1111 with "CLIP-L too"); on SD 3 what
+    its pooled embedding and T5 give."""
     norm = "final norm" if cell["final_norm"] else "no final norm"
     equivalents = cell["equivalents"]
-    tools = [
-        f"ComfyUI {equivalent_text(equivalents['ComfyUI'])}",
-        f"diffusers {equivalent_text(equivalents['diffusers'])}",
-    ]
     sd3 = "t5" in cell  # what AUTOMATIC1111 does on SD 3 is not known: no label rather than a guess
-    if equivalents["AUTOMATIC1111"] != str(cell["skip"]) and not sd3:  # SD 2.x and SDXL: its Clip skip is not ours
-        tools.append(f"A1111 {equivalent_text(equivalents['AUTOMATIC1111'])}")
+    if isinstance(cell["skip"], str):  # fractional, or one per encoder
+        tools = [tool_text(tool, setting) for tool, setting in equivalents.items() if setting is not None]
+        tools = tools or ["no other tool has it"]
+    else:
+        tools = [
+            f"ComfyUI {equivalent_text(equivalents['ComfyUI'])}",
+            f"diffusers {equivalent_text(equivalents['diffusers'])}",
+        ]
+        if equivalents["AUTOMATIC1111"] != str(cell["skip"]) and not sd3:  # SD 2.x, SDXL: its Clip skip is not ours
+            tools.append(f"A1111 {equivalent_text(equivalents['AUTOMATIC1111'])}")
     lines = [f"CLIP skip {cell['skip']}" + (" (native)" if cell["native"] else ""), f"{layers_text(cell)} · {norm}"]
     if sd3:
         lines.append("pooled and T5 unchanged" if cell["t5"] == "unchanged" else f"pooled unchanged · T5 {cell['t5']}")
     return [*lines, " · ".join(tools)]
+
+
+def tool_text(tool: str, setting: str) -> str:
+    """'A1111 3, CLIP-L too' for AUTOMATIC1111's Clip skip with its SDXL option on; else 'SD.Next 1.5'."""
+    name = "A1111" if tool == "AUTOMATIC1111" else tool
+    if setting.endswith("(CLIP-L too: on)"):
+        return f"{name} {equivalent_text(setting)}, CLIP-L too"
+    return f"{name} {equivalent_text(setting)}"
 
 
 def equivalent_text(setting: str | None) -> str:

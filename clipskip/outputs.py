@@ -1,7 +1,8 @@
 """A comparison on disk: PNGs that carry their own settings, the JSON manifest, a zip.
 
 Every cell PNG has an AUTOMATIC1111-compatible `parameters` text (so AUTOMATIC1111's PNG Info, Civitai and this app
-read it) and ComfyUI's two graphs (dropped on ComfyUI, they rebuild the cell with its own nodes); the grid PNG
+read it) and ComfyUI's two graphs (dropped on ComfyUI, they rebuild the cell with its own nodes; none for a fractional
+or per-encoder column, which ComfyUI has no setting for); the grid PNG
 carries the whole manifest as JSON under `clipskip`. Reading them back is `clipskip.formats`. Pure PIL and Python.
 
 A page shows the grid first: `start_bundle` writes only grid.png, `finish_bundle` the rest; `write_bundle` does both.
@@ -22,10 +23,12 @@ from pathlib import Path
 
 from PIL import PngImagePlugin
 
-from .formats.a1111 import write_parameters
-from .formats.comfyui import cell_graphs
+from .formats.a1111 import OWN_SKIP, write_parameters
+from .formats.comfyui import FAMILIES, cell_graphs
 from .formats.manifest import KEY as MANIFEST_KEY
+from .formats.numbering import setting
 from .metadata import to_json
+from .skips import parse_skip
 
 BUNDLE_MAX_AGE_S = 3600  # bundles older than this are removed when the next one is written
 BUNDLE_MAX_TOTAL_BYTES = 512 * 2**20  # and the oldest go while all of them together are larger than this
@@ -38,7 +41,20 @@ PNG_OPTIONS = {"compress_level": 1, "compress_type": zlib.Z_RLE}
 HEAT_PNG_OPTIONS = {"compress_level": 1}
 
 
-def cell_parameters(metadata: dict, row: dict, skip: int) -> str:
+def clip_skip_fields(metadata: dict, skip) -> dict:
+    """AUTOMATIC1111's "Clip skip" for a cell: the skip itself when whole (written even when 1, unlike AUTOMATIC1111).
+    A fractional or per-encoder column has no whole number: "Clip skip" then holds what the tool that has the setting
+    would read (AUTOMATIC1111's N for `LN/G2` on SDXL, with "Clip skip SDXL: CLIP-L too" on; SD.Next's fraction) or
+    is left out, and this app's own field (`formats.a1111.OWN_SKIP`) always holds the exact column."""
+    column = parse_skip(skip)
+    if column.whole:
+        return {"Clip skip": column.json}
+    family = FAMILIES[metadata["family"]]
+    theirs = setting("AUTOMATIC1111", family, column) or setting("SD.Next", family, column)
+    return ({"Clip skip": theirs.split(" (")[0]} if theirs else {}) | {OWN_SKIP: str(column)}
+
+
+def cell_parameters(metadata: dict, row: dict, skip) -> str:
     m = metadata
     return write_parameters(
         row["prompt"],
@@ -51,7 +67,7 @@ def cell_parameters(metadata: dict, row: dict, skip: int) -> str:
             "Size": f"{m['width']}x{m['height']}",
             **({"Model hash": m["weights_sha256"][:10]} if m["weights_sha256"] else {}),  # unknown yet: left out
             "Model": m["model"],
-            "Clip skip": skip,  # written even when 1, unlike AUTOMATIC1111
+            **clip_skip_fields(m, skip),
             **syntax_fields(m.get("prompt_syntax", "plain")),
             **(
                 {"TI hashes": ", ".join(f"{n}: {h}" for n, h in m["textual_inversions"].items())}
@@ -74,8 +90,10 @@ def syntax_fields(syntax: str) -> dict:
     }[syntax]
 
 
-def cell_name(metadata: dict, row_index: int, skip: int) -> str:
-    return f"skip-{skip}.png" if len(metadata["rows"]) == 1 else f"row{row_index + 1}-skip-{skip}.png"
+def cell_name(metadata: dict, row_index: int, skip) -> str:
+    """skip-2.png, skip-1.5.png, skip-L1-G2.png; rowR-skip-… with several rows. `skip` as the metadata writes it."""
+    text = parse_skip(skip).file_text
+    return f"skip-{text}.png" if len(metadata["rows"]) == 1 else f"row{row_index + 1}-skip-{text}.png"
 
 
 def png_text(**chunks: str) -> PngImagePlugin.PngInfo:
@@ -110,11 +128,11 @@ def other_writers(result, folder: Path) -> list[Callable[[], Path]]:
 
     def cell_png(r: int, skip: int) -> Path:
         path = folder / cell_name(metadata, r, skip)
-        graph, editor = cell_graphs(metadata, metadata["rows"][r], skip)
         parameters = cell_parameters(metadata, metadata["rows"][r], skip)
-        result.rows[r].images[skip].save(
-            path, pnginfo=png_text(parameters=parameters, prompt=graph, workflow=editor), **PNG_OPTIONS
-        )
+        graphs = {}
+        if setting("ComfyUI", FAMILIES[metadata["family"]], skip) is not None:  # none for fractional, per encoder
+            graphs = dict(zip(("prompt", "workflow"), cell_graphs(metadata, metadata["rows"][r], skip), strict=True))
+        result.rows[r].images[skip].save(path, pnginfo=png_text(parameters=parameters, **graphs), **PNG_OPTIONS)
         return path
 
     def manifest_json() -> Path:

@@ -21,7 +21,7 @@ def similarity_figure(metadata: dict) -> Figure:
     axes = figure.add_subplot()
     axes.patch.set_alpha(0)
     entries = metadata["embedding_similarity"]
-    compared = metadata["skips"]
+    compared = [skip for skip in metadata["skips"] if isinstance(skip, int)]  # fractional, per-encoder: no layer
     values = [value for entry in entries for value in entry["cosine"]]
     for i, entry in enumerate(entries):
         colour = SERIES[i % len(SERIES)]
@@ -30,7 +30,8 @@ def similarity_figure(metadata: dict) -> Figure:
         label = text if len(text) <= PROMPT_CHARS else text[: PROMPT_CHARS - 1] + "…"
         axes.plot(skips, entry["cosine"], color=colour, linewidth=1.6, marker=".", markersize=4, label=label)
         marked = [(skip, entry["cosine"][skip - 1]) for skip in compared if skip <= len(entry["cosine"])]
-        axes.scatter(*zip(*marked, strict=True), s=46, color=colour, edgecolors="white", linewidths=0.8, zorder=3)
+        if marked:
+            axes.scatter(*zip(*marked, strict=True), s=46, color=colour, edgecolors="white", linewidths=0.8, zorder=3)
         if i == 0:  # the values once, for the first prompt: more would overlap
             for skip, value in marked:
                 axes.annotate(

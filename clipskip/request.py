@@ -10,8 +10,10 @@ import re
 import reprlib
 from dataclasses import dataclass
 
+from .families import SDXL, Family
 from .prompts import SYNTAXES  # how a prompt is read; re-exported for the checks and flags
 from .samplers import SAMPLERS
+from .skips import A1111_SDXL, Skip, a1111_sdxl, parse_skip
 
 RANDOM_SEED = -1
 MAX_SEED = 2**32 - 1
@@ -205,9 +207,12 @@ def check_rows(prompts: tuple, seeds: tuple) -> None:
         )
 
 
-def check_skips(skips, max_skip: int) -> tuple[int, ...]:
-    """The skips as ints, in the order given: a list, tuple or range of at most `max_skip` values (counted before
-    any is converted), each from 1 to `max_skip`, each once."""
+def check_skips(skips, max_skip: int, family: Family | None = None) -> tuple[Skip, ...]:
+    """The skips (`clipskip.skips.Skip`; a whole one equals its int), in the order given: a list, tuple or range of
+    at most `max_skip` values (counted before any is read), each one of `parse_skip`'s notations ("2", 1.5, "L1/G2",
+    {"L": 1, "G": 2}) or the preset "a1111-sdxl" (its four columns, SDXL only), each encoder's value from 1 to
+    `max_skip`, each column once (`L2/G2` is 2). A per-encoder skip needs a `family` with both CLIP encoders
+    (`Family.labels` ("L", "G")), and is refused otherwise."""
     if not isinstance(skips, (list, tuple, range)):
         raise ValueError(f"the CLIP skip values must be a list of whole numbers, not {short_repr(skips)}")
     if not skips:
@@ -216,18 +221,33 @@ def check_skips(skips, max_skip: int) -> tuple[int, ...]:
         raise ValueError(
             f"give at most {max_skip} CLIP skip values (each of 1 to {max_skip} once), not {len(skips):,}"
         )
-    values, seen = [], set()
-    for skip in skips:
-        value = as_int("each CLIP skip", skip)
-        if not 1 <= value <= max_skip:
+    if any(isinstance(skip, str) and skip.strip().lower() == A1111_SDXL for skip in skips):
+        if family is None or family.name != SDXL.name:
             raise ValueError(
-                f"CLIP skip {short_repr(skip)} is out of range: this text encoder has {max_skip} layers, so use 1 to "
-                f"{max_skip}"
+                f"the {A1111_SDXL} preset (AUTOMATIC1111's Clip skip 1 to 4 with 'Clip skip SDXL: CLIP-L too') is for "
+                f"SDXL models; this one is {family.name if family else 'not SDXL'}"
             )
-        if value in seen:
-            raise ValueError(f"CLIP skip {value} is listed twice; list each value once")
-        seen.add(value)
-        values.append(value)
+        preset = a1111_sdxl()
+        skips = [
+            s
+            for skip in skips
+            for s in (preset if isinstance(skip, str) and skip.strip().lower() == A1111_SDXL else [skip])
+        ]
+    values, seen = [], set()
+    labels = family.labels if family is not None else ()
+    for given in skips:
+        skip = parse_skip(given, "each CLIP skip", short_repr)
+        if not all(100 <= h <= 100 * max_skip for h in skip.hundredths):
+            shown = short_repr(given) if isinstance(given, numbers.Real) else str(skip)
+            raise ValueError(
+                f"CLIP skip {shown} is out of range: this text encoder has {max_skip} layers, so use 1 to {max_skip}"
+            )
+        if labels:
+            skip.parts(labels)  # a per-encoder skip on a family without both CLIP encoders is refused
+        if skip in seen:
+            raise ValueError(f"CLIP skip {skip} is listed twice; list each value once")
+        seen.add(skip)
+        values.append(skip)
     return tuple(values)
 
 
@@ -238,14 +258,17 @@ def check_steps(value) -> int:
     return steps
 
 
-def check_reference(value, skips: tuple[int, ...], native_skip: int) -> int:
-    """The skip every other column is compared with: one of `skips`; None is the native skip if compared, else the
-    first."""
+def check_reference(value, skips: tuple[Skip, ...], native_skip: int) -> Skip:
+    """The skip every other column is compared with: one of `skips` (any of `parse_skip`'s notations); None is the
+    native skip if compared, else the first."""
     if value is None:
-        return native_skip if native_skip in skips else skips[0]
-    if as_int("reference skip", value) not in skips:
-        raise ValueError(f"the reference skip {short_repr(value)} is not among the skips compared ({skips})")
-    return as_int("reference skip", value)
+        return next((skip for skip in skips if skip == native_skip), skips[0])
+    reference = parse_skip(value, "reference skip", short_repr)
+    if reference not in skips:
+        shown = short_repr(value) if isinstance(value, numbers.Real) else str(reference)
+        skips_text = "(" + ", ".join(str(skip) for skip in skips) + ("," if len(skips) == 1 else "") + ")"
+        raise ValueError(f"the reference skip {shown} is not among the skips compared ({skips_text})")
+    return skips[skips.index(reference)]
 
 
 def check_max_batch(value) -> int | None:
@@ -282,13 +305,13 @@ class ComparisonRequest:
     prompts: tuple[str, ...]
     negative_prompt: str
     seeds: tuple[int, ...]
-    skips: tuple[int, ...]
+    skips: tuple[Skip, ...]  # the columns; a whole skip equals its int
     steps: int
     guidance_scale: float
     width: int | None
     height: int | None
     scheduler: str | None
-    reference: int  # the column the difference view compares every other column with
+    reference: Skip  # the column the difference view compares every other column with
     prompt_syntax: str = DEFAULT_SYNTAX
 
     @property
@@ -315,12 +338,14 @@ class ComparisonRequest:
         max_skip: int,
         native_skip: int = 1,
         prompt_syntax=DEFAULT_SYNTAX,
+        family: Family | None = None,
     ) -> "ComparisonRequest":
-        """`prompt` and `seed` are one value or a list (rows); `reference` None is the native skip if asked for."""
+        """`prompt` and `seed` are one value or a list (rows); `reference` None is the native skip if asked for;
+        `family` is the model's (per-encoder skips and the a1111-sdxl preset need SDXL: `check_skips`)."""
         prompts = tuple(as_text("prompt", p) for p in rows_of(prompt))
         seeds = tuple(check_seed(s) for s in rows_of(seed))
         check_rows(prompts, seeds)
-        skips = check_skips(skips, max_skip)
+        skips = check_skips(skips, max_skip, family)
         return cls(
             prompts=prompts,
             negative_prompt=as_text("negative prompt", negative_prompt),

@@ -19,6 +19,7 @@ from .request import (
     short_repr,
 )
 from .samplers import DEFAULT_SAMPLER, SAMPLERS
+from .skips import A1111_SDXL, parse_skip
 
 DEFAULT_PORT = 7860
 LOCAL_ONLY = "127.0.0.1"
@@ -278,19 +279,33 @@ def app_settings(argv: list[str] | None = None, environ=os.environ) -> AppSettin
     )
 
 
-def skip_list(text: str) -> tuple[int, ...]:
-    """--skips: its length is checked before any number is read; compare checks the values."""
+def skip_list(text: str) -> tuple[int | str, ...]:
+    """--skips: "1,2,3,4", "1,1.5,L1/G2" or "a1111-sdxl" (`clipskip.skips`); its length is checked before any value is
+    read. Whole numbers become ints, the other values their canonical text ("1.5", "L1/G2"); compare checks the
+    range and the model."""
+    accepted = "expected CLIP skips separated by commas, like 1,2,3,4 or 1,1.5,L1/G2, or a1111-sdxl"
     if len(text) > MAX_SKIPS_CHARS:
         raise argparse.ArgumentTypeError(
-            f"expected whole numbers separated by commas, like 1,2,3,4; got {len(text):,} characters, more than "
-            f"the {MAX_SKIPS_CHARS} any list of skips needs"
+            f"{accepted}; got {len(text):,} characters, more than the {MAX_SKIPS_CHARS} any list of skips needs"
         )
+    values = []
+    for part in text.split(","):
+        if part.strip().lower() == A1111_SDXL:
+            values.append(A1111_SDXL)
+            continue
+        try:
+            values.append(parse_skip(part.strip()).json)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{accepted}; got {short_repr(text)}") from None
+    return tuple(values)
+
+
+def skip_argument(text: str) -> int | str:
+    """--reference: one skip in any notation ("2", "1.5", "L1/G2"), as `skip_list` gives it."""
     try:
-        return tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected whole numbers separated by commas, like 1,2,3,4; got {short_repr(text)}"
-        ) from None
+        return parse_skip(text[:MAX_SKIPS_CHARS]).json
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def seeds_argument(text: str) -> list[int]:
@@ -331,7 +346,7 @@ def cli_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--reference",
-        type=whole_argument,
+        type=skip_argument,
         help="the skip value the difference view compares with (default: the model's native one, if listed)",
     )
     parser.add_argument(
@@ -339,7 +354,9 @@ def cli_parser() -> argparse.ArgumentParser:
         type=skip_list,
         default=DEFAULT_SKIPS,
         help="CLIP skip values, one column each, in this order (default: 1,2,3,4); "
-        "skip N uses the N-th layer from the end (on SD 1.x: AUTOMATIC1111 N, ComfyUI -N, diffusers clip_skip N-1)",
+        "skip N uses the N-th layer from the end (on SD 1.x: AUTOMATIC1111 N, ComfyUI -N, diffusers clip_skip N-1); "
+        "1.5 blends layers as SD.Next does; L1/G2 gives SDXL's CLIP-L and CLIP-G each its own; a1111-sdxl is "
+        "AUTOMATIC1111's Clip skip 1-4 on SDXL with 'CLIP-L too' (L1/G2,2,L3/G2,L4/G2)",
     )
     parser.add_argument(
         "--steps", type=whole_argument, default=DEFAULT_STEPS, help=f"denoising steps (default: {DEFAULT_STEPS})"

@@ -61,6 +61,7 @@ from .server import (
     prune,
 )
 from .settings import AppSettings, app_settings, model_name
+from .skips import A1111_SDXL, a1111_sdxl, from_number, parse_skip, skip_texts
 from .toy.scenes import SIZE as EMBEDDED_SIZE
 from .toy.scenes import unknown_words
 
@@ -91,6 +92,11 @@ NUMBERS = """Skip *N* conditions the image on the text encoder's *N*-th layer fr
 AUTOMATIC1111's "Clip skip" *N*, ComfyUI's `CLIPSetLastLayer` −*N* (−(*N*+1) on SD 2.x), diffusers' `clip_skip` =
 *N*−1 (*N*−2 on SDXL). The negative prompt is skipped alike. Each column's header names its layer and the other
 tools' numbers for it; README has the table for every tool and family.
+
+More columns: *N*.*f* (up to two decimals) blends layers *N* and *N*+1 from the end, `(1 − f)·[-N] + f·[-(N+1)]`,
+as SD.Next does; on SDXL `L1/G2` gives CLIP-L skip 1 and CLIP-G skip 2. The AUTOMATIC1111 SDXL button gives the
+columns AUTOMATIC1111 renders for its Clip skip 1–4 with "Clip skip SDXL: CLIP-L too" on (`L1/G2, 2, L3/G2, L4/G2`);
+without that option it renders every SDXL image at skip 2.
 
 The built-in model, `embedded`, is a tiny SD 1.x trained by this project on 64×64 scenes: it knows circles, squares,
 triangles and stars in red, green, blue, yellow, white, black, orange and purple, small or large, on the left, right,
@@ -160,6 +166,7 @@ class ModelView:
     height: int
     samplers: tuple[str, ...] = tuple(SAMPLERS)  # those that work on the model (SD 3's flow matching: Euler)
     plain_only: bool = False  # SD 3: prompts are read as "plain" only
+    family: str = ""  # the model's family name; "" while it loads
 
 
 def compare(pipe, *args, **kwargs):
@@ -176,7 +183,7 @@ def load_pipeline(model: str, **kwargs):
     return load_pipeline_(model, **kwargs)
 
 
-def form_view(note: str, layers: int, native: int, width: int, height: int, **family) -> ModelView:
+def form_view(note: str, layers: int, native: int, width: int, height: int, **details) -> ModelView:
     first = max(1, native - 1)  # the native value and its neighbours, four in all where the encoder has them
     return ModelView(
         note=note,
@@ -184,7 +191,7 @@ def form_view(note: str, layers: int, native: int, width: int, height: int, **fa
         skips=list(range(first, min(layers, first + 3) + 1)),
         width=width,
         height=height,
-        **family,
+        **details,
     )
 
 
@@ -205,7 +212,9 @@ def describe(name: str, pipe) -> ModelView:
         t5 = "T5 unchanged by the skip" if getattr(pipe, family.t5[0], None) is not None else "no T5 (zeros instead)"
         note += f" · pooled and {t5} · prompts read as plain · flow matching: sampler Euler"
     samplers = tuple(samplers_for(pipe.scheduler))
-    return form_view(note, layers, native, *native_size(pipe), samplers=samplers, plain_only=plain_only)
+    return form_view(
+        note, layers, native, *native_size(pipe), family=family.name, samplers=samplers, plain_only=plain_only
+    )
 
 
 def family_menus(view: ModelView) -> tuple:
@@ -246,7 +255,7 @@ def cell_choices(metadata: dict) -> list[tuple[str, str]]:
 
 
 FORM_FIELDS = ["prompt", "negative_prompt", "seed", "seeds", "prompt_rows", "skips", "steps", "guidance_scale"]
-FORM_FIELDS += ["width", "height", "scheduler", "model", "reference", "prompt_syntax", "note", "status"]
+FORM_FIELDS += ["width", "height", "scheduler", "model", "reference", "prompt_syntax", "note", "status", "more_skips"]
 
 
 def saved_bundle(root: Path, name) -> Path | None:
@@ -279,7 +288,7 @@ def bundle_metadata(folder: str | None) -> dict | None:
         return None
 
 
-CHOICE = re.compile(r"(\d{1,2}):(\d{1,3})")
+CHOICE = re.compile(r"(\d{1,2}):([0-9LGlg./]{1,24})")  # "row:skip", the skip as the metadata writes it
 
 
 def cell_image(folder: str | None, choice) -> str | None:
@@ -288,7 +297,10 @@ def cell_image(folder: str | None, choice) -> str | None:
     match = CHOICE.fullmatch(choice) if isinstance(choice, str) else None
     if metadata is None or match is None:
         return None
-    row, skip = int(match[1]), int(match[2])
+    try:
+        row, skip = int(match[1]), parse_skip(match[2]).json
+    except ValueError:
+        return None
     if row >= len(metadata["rows"]) or skip not in metadata["skips"]:
         return None
     return str(Path(folder) / cell_name(metadata, row, skip))
@@ -459,10 +471,72 @@ def rows_state(seeds, prompt_rows):
     return gr.update(label=SEED_LABEL), gr.update(label=ROWS_LABEL)
 
 
-def reference_choices(view: ModelView, ticked) -> list[tuple[str, int]]:
-    """The difference view's reference: the model's native skip (0), or one of the skips ticked."""
+def reference_choices(view: ModelView, ticked, more="") -> list[tuple[str, int | str]]:
+    """The difference view's reference: the model's native skip (0), one of the skips ticked, or one of the columns
+    of `more` (the "More columns" text; values it cannot read are left out: Generate says why)."""
     ticked = set(ticked) if isinstance(ticked, list) else set()
-    return [("native (else the first)", 0)] + [(label, n) for label, n in view.choices if n in ticked]
+    choices = [("native (else the first)", 0)] + [(label, n) for label, n in view.choices if n in ticked]
+    for skip in more_columns(more):
+        if all(skip != value for _, value in choices):
+            choices.append((str(skip), skip.json))
+    return choices
+
+
+MORE_LABEL = "More columns"
+
+
+def more_columns(text) -> list:
+    """The columns of the "More columns" text that read as skips (`clipskip.skips.parse_skip`), in order, the
+    a1111-sdxl preset as its four; the rest are left out (`merged_skips` refuses them)."""
+    if not isinstance(text, str):
+        return []
+    try:
+        parts = skip_texts(text, MORE_LABEL)
+    except ValueError:
+        return []
+    columns = []
+    for part in parts:
+        try:
+            columns += a1111_sdxl() if part.lower() == A1111_SDXL else [parse_skip(part)]
+        except ValueError:
+            continue
+    return columns
+
+
+def merged_skips(ticked, more):
+    """The columns to render: the boxes ticked, then the "More columns" text's ("1.5, L1/G2", "a1111-sdxl"), each as
+    `compare` takes it. The text is checked for type and length before it is split; a value it cannot read is a
+    ValueError naming the field. `ticked` passes through unchanged for `compare` to check."""
+    if more is None or (isinstance(more, str) and not more.strip()):
+        return ticked
+    if not isinstance(more, str):
+        raise ValueError(f"{MORE_LABEL} must be text, like 1.5, L1/G2; not {shown(more)}")
+    parts = skip_texts(more, MORE_LABEL)
+    for part in parts:
+        if part.lower() != A1111_SDXL:
+            parse_skip(part, f"each value of {MORE_LABEL}", shown)
+    return [*ticked, *parts] if isinstance(ticked, list) else ticked
+
+
+def split_columns(skips: list) -> tuple[list[int], str]:
+    """A form's skips (ints, or text as the manifest writes it) as the boxes to tick and the "More columns" text."""
+    columns = [parse_skip(skip) for skip in skips]
+    return [skip.json for skip in columns if skip.whole], ", ".join(str(skip) for skip in columns if not skip.whole)
+
+
+def a1111_sdxl_columns(family: str):
+    """The "AUTOMATIC1111 SDXL" button: no box ticked and AUTOMATIC1111's Clip skip 1 to 4 on SDXL with "Clip skip
+    SDXL: CLIP-L too" in More columns (L1/G2, 2, L3/G2, L4/G2), in its order; on another family the form stays and
+    the message says why."""
+    if family != "SDXL":
+        why = f"this model is {family}" if family else "the model is still loading"
+        return gr.skip(), gr.skip(), message(f"**The AUTOMATIC1111 SDXL preset is for SDXL models**; {why}.")
+    columns = ", ".join(str(skip) for skip in a1111_sdxl())
+    note = (
+        "AUTOMATIC1111's Clip skip 1–4 on SDXL with its option “Clip skip SDXL: CLIP-L too” on (CLIP-L at N, CLIP-G "
+        "at 2); without the option it renders every SDXL image at skip 2."
+    )
+    return gr.CheckboxGroup(value=[]), columns, message(note, "note")
 
 
 def size_note(view: ModelView, width, height) -> str:
@@ -497,10 +571,11 @@ class RenderSteps:
 LINK_FIELDS = ("prompt", "negative_prompt", "seed", "skips", "steps", "cfg", "width", "height", "sampler", "syntax")
 LINK_FIELDS += ("seeds", "rows")  # rows=prompts: one prompt per line, one row each
 LINK_NAMED_KEYS = 3  # unknown keys a note names; the rest are counted
-LINK_SKIPS = re.compile(r"[0-9]{1,2}(?:,[0-9]{1,2}){0,63}")
-COPY_LINK_JS = """(prompt, negative_prompt, seed, skips, steps, cfg, width, height, sampler, syntax, seeds, rows) => {
+COPY_LINK_JS = """(prompt, negative_prompt, seed, skips, steps, cfg, width, height, sampler, syntax, seeds, rows,
+  more) => {
   const url = new URL(window.location.href.split("?")[0]);
-  const values = {prompt, negative_prompt, seed, skips: skips.join(","), steps, cfg, width, height, sampler, syntax};
+  const columns = [...skips, ...more.split(",").map((part) => part.trim()).filter(Boolean)].join(",");
+  const values = {prompt, negative_prompt, seed, skips: columns, steps, cfg, width, height, sampler, syntax};
   if (seeds.trim()) values.seeds = seeds;
   if (rows) values.rows = "prompts";
   for (const [key, value] of Object.entries(values)) url.searchParams.set(key, String(value));
@@ -538,10 +613,16 @@ def link_settings(params) -> tuple[dict, list[str]]:
     if "width" in given or "height" in given:
         values.size("width and height", given.get("width"), given.get("height"))
     if (skips := given.get("skips")) is not None:
-        if LINK_SKIPS.fullmatch(skips):
-            values.form["skips"] = sorted({int(skip) for skip in skips.split(",")})
-        else:
-            values.notes.append(f"the link's skips {shown(skips)} were left out: they are whole numbers like 1,2,3")
+        try:
+            columns = [parse_skip(part) for part in skip_texts(skips, "the link's skips")[:64]]
+            whole = sorted({skip.json for skip in columns if skip.whole})
+            values.form["skips"] = whole
+            if more := ", ".join(dict.fromkeys(str(skip) for skip in columns if not skip.whole)):
+                values.form["more_skips"] = more
+        except ValueError:
+            values.notes.append(
+                f"the link's skips {shown(skips)} were left out: they are values like 1,2,3 or 1.5,L1/G2"
+            )
     if (sampler := given.get("sampler")) is not None:
         values.sampler(sampler if sampler in SAMPLERS else None, sampler)
     if (syntax := given.get("syntax")) is not None:
@@ -637,8 +718,11 @@ def build_demo(
         prompt_syntax=DEFAULT_SYNTAX,
         request: gr.Request = None,
         progress=gr.Progress(),  # noqa: B008 (Gradio's way)
+        more_skips="",
     ):
-        """`run_compare`'s render, and its bundle begun: the comparison and its folder, holding grid.png so far."""
+        """`run_compare`'s render, and its bundle begun: the comparison and its folder, holding grid.png so far.
+        `more_skips` is the page's "More columns" text, after Gradio's request and progress so that /compare's
+        parameters stay as they were (API clients give every column in `skips`, as text where it is not whole)."""
         session = request.session_hash if request is not None else None
 
         def report(step: int, total: int) -> None:
@@ -652,6 +736,7 @@ def build_demo(
             )
         try:
             prompts, row_seeds = rows_from_form(prompt, seed, seeds, prompt_rows)
+            skips = merged_skips(skips, more_skips)  # "More columns": 1.5, L1/G2
         except ValueError as error:
             raise refusal(str(error), "Please change a setting") from None
         progress(0, desc=f"Loading {model}")
@@ -763,13 +848,14 @@ def build_demo(
         row, no prompt rows, reference native; another tool's skip joins the ticked ones, to compare against."""
         path = uploaded_path(file)
         if path is None:
-            return [gr.skip()] * 17
+            return [gr.skip()] * (len(FORM_FIELDS) + 1)
         try:
             return form_from_image(path, current_skips, current_model) + [None]
         except ValueError as error:  # the form stays as it was; the reason stays beside Generate
             reason = sentence(str(error))
             log.info("refused (No settings in this image): %s", reason)
-            return [gr.skip()] * 15 + [message(f"**No settings in this image.** {as_text(reason)}"), None]
+            why = message(f"**No settings in this image.** {as_text(reason)}")
+            return [why if field == "status" else gr.skip() for field in FORM_FIELDS] + [None]
 
     def form_from_image(path: Path, current_skips, current_model) -> list:
         """The form's FORM_FIELDS from a PNG's settings (see load_settings); ValueError when it has none."""
@@ -783,19 +869,24 @@ def build_demo(
         form["model"] = model
         if "prompt_rows" not in form:  # another tool's image (or one cell): one row, reference native
             ticked = [s for s in current_skips if isinstance(s, int)] if isinstance(current_skips, list) else []
-            form.update(skips=sorted(set(ticked[:64]) | set(form.get("skips", []))), seeds="", prompt_rows=False)
+            columns = {from_number(s) for s in ticked[:64]} | {parse_skip(s) for s in form.get("skips", [])}
+            form.update(skips=[skip.json for skip in sorted(columns)], seeds="", prompt_rows=False)
             form["reference"] = 0
         from .encoding import encoder_layers
 
         layers = encoder_layers(pipe)
-        if beyond := [skip for skip in form["skips"] if not 1 <= skip <= layers]:
+        fits = [skip for skip in form["skips"] if all(100 <= h <= 100 * layers for h in parse_skip(skip).hundredths)]
+        if beyond := [skip for skip in form["skips"] if skip not in fits]:
             notes.append(f"CLIP skip {beyond[0]} was left out: this model's text encoder has {layers} layers")
-            form["skips"] = [skip for skip in form["skips"] if 1 <= skip <= layers] or [1]
+            form["skips"] = fits or [1]
             if form.get("reference") in beyond:
                 form["reference"] = 0
         view_ = model_view(model)
-        form["reference"] = gr.Dropdown(choices=reference_choices(view_, form["skips"]), value=form["reference"])
-        form["skips"] = gr.CheckboxGroup(choices=view_.choices, value=form["skips"])
+        ticked, form["more_skips"] = split_columns(form["skips"])
+        form["reference"] = gr.Dropdown(
+            choices=reference_choices(view_, ticked, form["more_skips"]), value=form["reference"]
+        )
+        form["skips"] = gr.CheckboxGroup(choices=view_.choices, value=ticked)
         form["note"] = view_.note
         loaded_from = f"Settings loaded from {found.format}" + (": " + "; ".join(notes) + "." if notes else ".")
         form["status"] = message(as_text(loaded_from), "note")
@@ -852,9 +943,10 @@ def build_demo(
         fresh = gr.update(elem_classes=[])
         return message(text, "note"), ready_button(), fresh, fresh, idle_stop()
 
-    def follow_skips(ticked, reference, model):
-        """The reference menu offers the skips ticked (and native); one no longer ticked goes back to native."""
-        choices = reference_choices(shown_view(model), ticked)
+    def follow_skips(ticked, reference, model, more=""):
+        """The reference menu offers the skips ticked and More columns' (and native); one no longer there goes back to
+        native."""
+        choices = reference_choices(shown_view(model), ticked, more)
         value = reference if any(reference == n for _, n in choices) else 0
         return gr.Dropdown(choices=choices, value=value)
 
@@ -872,15 +964,18 @@ def build_demo(
             else:
                 title, reason = "This model cannot be used", sentence(str(error))
             why = message(f"**{title}.** {as_text(reason)}")
-            return [gr.skip()] * 13 + [why, gr.skip(), gr.skip()]
+            return [gr.skip()] * 13 + [why, gr.skip(), gr.skip(), gr.skip()]
         form, notes = link_settings(request.query_params if request is not None else {})
         from_link = bool(form or notes)
-        if "skips" in form or view_ != replace(view, note=view_.note):
+        if "skips" in form or view_ != replace(view, note=view_.note, family=view_.family):
             ticked = [skip for skip in form.get("skips", view_.skips) if any(skip == n for _, n in view_.choices)]
             if "skips" in form and len(ticked) < len(form["skips"]):
                 notes.append(f"the link's skips beyond this model's {len(view_.choices)} were left out")
-            form["skips"] = gr.CheckboxGroup(choices=view_.choices, value=ticked or view_.skips)
-            form["reference"] = gr.Dropdown(choices=reference_choices(view_, ticked or view_.skips), value=0)
+            more = form.get("more_skips", "")
+            form["skips"] = gr.CheckboxGroup(choices=view_.choices, value=ticked or ([] if more else view_.skips))
+            form["reference"] = gr.Dropdown(
+                choices=reference_choices(view_, ticked or ([] if more else view_.skips), more), value=0
+            )
         if (view_.width, view_.height) != (view.width, view.height):
             form.setdefault("width", view_.width)
             form.setdefault("height", view_.height)
@@ -893,6 +988,7 @@ def build_demo(
         form |= {"note": view_.note, "generate": ready_button()}
         fields = ["prompt", "negative_prompt", "seed", "skips", "steps", "guidance_scale", "width", "height"]
         fields += ["scheduler", "prompt_syntax", "seeds", "prompt_rows", "reference", "status", "note", "generate"]
+        fields += ["more_skips"]
         return [form[field] if field in form else gr.skip() for field in fields]
 
     def check_size(width, height, model) -> str:
@@ -920,6 +1016,15 @@ def build_demo(
                     label="CLIP skip values (one column each)",
                     info="skip N uses the N-th layer from the end of each text encoder",
                 )
+                with gr.Row(equal_height=True):  # one line: Generate stays in a laptop's first screen
+                    more_skips = gr.Textbox(
+                        "",
+                        label=MORE_LABEL,
+                        placeholder="1.5 (blends layers, as SD.Next), L1/G2 (SDXL: one per encoder)",
+                        scale=4,
+                        min_width=200,
+                    )
+                    preset = gr.Button("AUTOMATIC1111 SDXL", size="sm", scale=0, min_width=150)
                 with gr.Row(equal_height=True):
                     seed = gr.Number(RANDOM_SEED, label=SEED_LABEL, scale=3, min_width=120)
                     dice = gr.Button("Random", scale=0, min_width=80, size="sm")
@@ -1066,7 +1171,7 @@ def build_demo(
         )
         rendering = busy.then(
             generate,
-            inputs,
+            [*inputs, more_skips],  # after Gradio's request and progress: see `rendered`
             [grid, gallery, metadata, result_state, fresh_state, status, generate_button, stop],
             show_progress_on=grid,
             api_visibility="private",
@@ -1102,7 +1207,17 @@ def build_demo(
             api_visibility="private",
             preprocess=False,
         )
-        skips.change(follow_skips, [skips, reference, model], reference, queue=False, api_visibility="private")
+        for columns in (skips, more_skips):
+            columns.change(
+                follow_skips, [skips, reference, model, more_skips], reference, queue=False, api_visibility="private"
+            )
+        preset.click(
+            lambda model_: a1111_sdxl_columns(shown_view(model_).family),
+            model,
+            [skips, more_skips, status],
+            queue=False,
+            api_visibility="private",
+        )
         for side in (width, height):
             side.change(
                 check_size, [width, height, model], size_warning, queue=False, show_progress="hidden",
@@ -1114,7 +1229,7 @@ def build_demo(
                 api_visibility="private",
             )  # fmt: skip
         form_fields = [prompt, negative_prompt, seed, seeds, prompt_rows, skips, steps, guidance_scale, width, height]
-        form_fields += [scheduler, model, reference, prompt_syntax, note, status]
+        form_fields += [scheduler, model, reference, prompt_syntax, note, status, more_skips]
         settings_file.upload(
             load_settings,
             [settings_file, skips, model],
@@ -1125,7 +1240,7 @@ def build_demo(
         copy_link.click(
             None,
             [prompt, negative_prompt, seed, skips, steps, guidance_scale, width, height, scheduler, prompt_syntax]
-            + [seeds, prompt_rows],
+            + [seeds, prompt_rows, more_skips],
             copy_link,
             js=COPY_LINK_JS,
         )
@@ -1133,7 +1248,7 @@ def build_demo(
             page_opened,
             None,
             [prompt, negative_prompt, seed, skips, steps, guidance_scale, width, height, scheduler, prompt_syntax]
-            + [seeds, prompt_rows, reference, status, note, generate_button],
+            + [seeds, prompt_rows, reference, status, note, generate_button, more_skips],
             queue=False,
             show_progress="hidden",
             api_visibility="private",

@@ -178,9 +178,11 @@ def test_sdnext_writes_whole_skips_as_decimals_and_fooocus_text_reads_as_fooocus
     form, notes = form_settings("a fox\nSteps: 20, Seed: 1, Clip skip: 2.0, App: SD.Next, Version: 8b2ba52", SDXL)
     assert (form["skips"], notes) == ([3], [])  # SD.Next's 2 is hidden_states[-3] on SDXL
     form, notes = form_settings("a fox\nSteps: 20, Seed: 1, Clip skip: 1.5, App: SD.Next, Version: 8b2ba52")
-    assert form["skips"] == [] and notes == [
-        "SD.Next's fractional Clip skip 1.5 is not offered here; the form's is kept"
-    ]
+    assert (form["skips"], notes) == (["1.5"], [])  # its fractional skip, as this app's
+    form, notes = form_settings("a fox\nSteps: 20, Seed: 1, Clip skip: 0.25, App: SD.Next, Version: 8b2ba52", SDXL)
+    assert (form["skips"], notes) == (["1.25"], [])  # one more on SDXL
+    form, notes = form_settings("a fox\nSteps: 20, Seed: 1, Clip skip: 0.5, App: SD.Next, Version: 8b2ba52")
+    assert form["skips"] == [] and notes == ["SD.Next's Clip skip 0.5 is below 1, which selects no layer here"]
     fooocus = read_text("cat\nNegative prompt: bad\nSteps: 30, Sampler: Euler, Seed: 1, Version: Fooocus v2.5.0")
     assert (fooocus.format, fooocus.family, fooocus.form["prompt_syntax"]) == (
         "Fooocus (its AUTOMATIC1111 scheme)",

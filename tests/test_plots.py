@@ -35,3 +35,9 @@ def test_the_native_skip_is_a_dashed_line_and_a_long_prompt_is_cut_in_the_legend
     assert len(dashed) == 1 and np.allclose(dashed[0].get_xdata(), 1)
     labels = [label.get_text() for label in axes.get_legend().get_texts()]
     assert labels[0] == "(empty)" and len(labels[1]) == 48 and labels[1].endswith("…")
+
+
+def test_fractional_and_per_encoder_columns_are_not_marked_on_the_layer_axis():
+    axes = similarity_figure(metadata([2, "1.5", "L1/G2"], [1.0, 0.9, 0.8])).axes[0]
+    assert [collection.get_offsets().tolist() for collection in axes.collections] == [[[2, 0.9]]]
+    assert len(similarity_figure(metadata(["1.5"], [1.0, 0.9])).axes[0].collections) == 0

@@ -149,7 +149,7 @@ def test_a_missing_size_means_the_native_one(client):
     [
         (["--prompt", "x", "--skips", "0"], "CLIP skip 0 is out of range"),
         (["--prompt", "x", "--skips", "1,1"], "CLIP skip 1 is listed twice"),
-        (["--prompt", "x", "--skips", "one"], "argument --skips: expected whole numbers separated by commas"),
+        (["--prompt", "x", "--skips", "one"], "argument --skips: expected CLIP skips separated by commas"),
         (["--prompt", "x", "--steps", "-1"], "steps must be 1 to 150, not -1"),
         (["--prompt", "x", "--steps", "2.5"], "argument --steps: invalid int value: '2.5'"),
         (["--prompt", "x", "--cfg", "nan"], "CFG scale must be a finite number, not nan"),

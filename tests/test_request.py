@@ -55,7 +55,7 @@ class Noisy:
         ({"skips": "1,2"}, "the CLIP skip values must be a list of whole numbers, not '1,2'"),
         ({"skips": {1, 2}}, "the CLIP skip values must be a list of whole numbers, not {1, 2}"),
         ({"skips": None}, "the CLIP skip values must be a list of whole numbers, not None"),
-        ({"skips": [1.5]}, "each CLIP skip must be a whole number, not 1.5"),
+        ({"skips": [1.555]}, "each CLIP skip 1.555 has more than two decimals; use at most two, like 1.5 or 2.25"),
         ({"skips": [True]}, "each CLIP skip must be a whole number, not True"),
         ({"skips": [Noisy()]}, "each CLIP skip must be a whole number, not <noise noise noise noise noise noise no…"),
         ({"steps": 0}, "steps must be 1 to 150, not 0"),
@@ -109,7 +109,7 @@ class Noisy:
         ({"reference": 5, "skips": [1, 2]}, "the reference skip 5 is not among the skips compared ((1, 2))"),
         ({"reference": 1e308, "skips": [1, 2]}, "the reference skip 1e+308 is not among the skips compared ((1, 2))"),
         ({"reference": True, "skips": [1, 2]}, "reference skip must be a whole number, not True"),
-        ({"reference": "1", "skips": [1, 2]}, "reference skip must be a whole number, not '1'"),
+        ({"reference": "1.5", "skips": [1, 2]}, "the reference skip 1.5 is not among the skips compared ((1, 2))"),
     ],
 )
 def test_bad_values_raise_clear_value_errors(changes, message):

@@ -301,7 +301,7 @@ def test_the_settings_event_reads_only_uploads_and_deletes_nothing(served, app, 
     stored = Path(uploaded.json()[0])
     for claimed in (grid, Path(__file__), stored.parent):  # not uploads: nothing read, nothing deleted
         assert (
-            handler({"path": str(claimed), "meta": {"_type": "gradio.FileData"}}, [1], "embedded") == [gr.skip()] * 17
+            handler({"path": str(claimed), "meta": {"_type": "gradio.FileData"}}, [1], "embedded") == [gr.skip()] * 18
         )
         assert claimed.exists()
     filled = handler({"path": str(stored), "meta": {"_type": "gradio.FileData"}}, [1, 2], "embedded")

@@ -110,8 +110,8 @@ def test_impossible_app_flags_are_refused_naming_the_flag(flags, message, capsys
         ),
         (
             ["--skips", "1," * 5000],
-            "argument --skips: expected whole numbers separated by commas, like 1,2,3,4; got "
-            "10,000 characters, more than the 200 any list of skips needs",
+            "argument --skips: expected CLIP skips separated by commas, like 1,2,3,4 or 1,1.5,L1/G2, or a1111-sdxl; "
+            "got 10,000 characters, more than the 200 any list of skips needs",
         ),
         (
             ["--config", "/no/such/folder"],
@@ -136,8 +136,10 @@ def test_max_batch_and_config_that_are_fine_pass(tmp_path):
 def test_skip_lists():
     assert skip_list("1,2,3,4") == (1, 2, 3, 4)
     assert skip_list("4, 2") == (4, 2)
+    assert skip_list("1, 1.5,l1/g2,L2/G2, A1111-SDXL") == (1, "1.5", "L1/G2", 2, "a1111-sdxl")
     with pytest.raises(
-        argparse.ArgumentTypeError, match="^expected whole numbers separated by commas, like 1,2,3,4; got '1-4'$"
+        argparse.ArgumentTypeError,
+        match="^expected CLIP skips separated by commas, like 1,2,3,4 or 1,1.5,L1/G2, or a1111-sdxl; got '1-4'$",
     ):
         skip_list("1-4")
 

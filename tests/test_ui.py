@@ -311,6 +311,8 @@ def test_a_link_carries_settings_each_checked_as_a_strangers():
     assert len(notes) == 8 and all(note.isprintable() for note in notes)
     assert notes[0] == "the link's prompt (2,001 characters) was left out: it is too long"
     assert link_settings({}) == ({}, [])
+    form, notes = link_settings({"skips": "2,l1/g2,1.5,L1/G2"})  # fractional and per-encoder columns: More columns
+    assert (form, notes) == ({"skips": [2], "more_skips": "L1/G2, 1.5"}, [])
 
 
 def test_a_links_unknown_repeated_and_bad_row_keys_are_named():
@@ -381,3 +383,37 @@ def test_an_sd3_model_renders_through_the_endpoint_and_its_form_offers_what_work
             client.predict(**sd3_form | {"prompt_syntax": "a1111"}, api_name="/compare")
     finally:
         demo.close()
+
+
+def test_the_api_takes_fractional_skips_as_text_and_refuses_a_skip_per_encoder_on_sd1(client):
+    _, gallery, metadata = client.predict(**GOOD | {"skips": [1, "1.5", 2.25]}, api_name="/compare")
+    assert metadata["skips"] == [1, "1.5", "2.25"]
+    assert [item["caption"] for item in gallery][1] == "skip 1.5 · between layers 12 and 11/12"
+    with pytest.raises(AppError, match="CLIP skip L1/G2 gives each CLIP text encoder its own layer, but this model"):
+        client.predict(**GOOD | {"skips": ["L1/G2"]}, api_name="/compare")
+
+
+def test_more_columns_are_checked_joined_offered_and_split_back():
+    from clipskip.ui import a1111_sdxl_columns, form_view, merged_skips, reference_choices, split_columns
+
+    assert merged_skips([1, 2], " 1.5, L1/G2 ,") == [1, 2, "1.5", "L1/G2"]
+    assert merged_skips([1], "") == [1] and merged_skips([1], None) == [1]
+    with pytest.raises(ValueError, match="^More columns is 5,000 characters long; at most 400"):
+        merged_skips([1], "1" * 5000)
+    with pytest.raises(ValueError, match="^More columns must be text"):
+        merged_skips([1], ["1.5"])
+    with pytest.raises(ValueError, match="^each value of More columns must be a whole number, not 'L1'"):
+        merged_skips([1], "1.5, L1")
+    view = form_view("", 12, 2, 1024, 1024, family="SDXL")
+    assert reference_choices(view, [2], "1.5, x, 2, L1/G2") == [
+        ("native (else the first)", 0),
+        ("2 (native)", 2),
+        ("1.5", "1.5"),
+        ("L1/G2", "L1/G2"),
+    ]
+    assert split_columns([2, "L1/G2", "1.5", 3]) == ([2, 3], "L1/G2, 1.5")
+    ticked, more, status = a1111_sdxl_columns("SDXL")
+    assert (ticked.value, more) == ([], "L1/G2, 2, L3/G2, L4/G2")
+    assert "without the option it renders every SDXL image at skip 2" in status["value"]
+    _, _, refused = a1111_sdxl_columns("SD 1.x")
+    assert refused["value"] == "**The AUTOMATIC1111 SDXL preset is for SDXL models**; this model is SD 1.x."

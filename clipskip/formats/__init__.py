@@ -11,6 +11,7 @@ CLIP skip into clipskip's for the model that will render (`numbering`).
 from pathlib import Path
 
 from ..families import Family
+from ..skips import Skip
 from . import a1111, comfyui, fooocus, invokeai, manifest, novelai
 from .fields import MAX_CLIP_SKIP, ImageSettings, model_stem, printable
 from .numbering import skip_for
@@ -56,6 +57,12 @@ def form_for(settings: ImageSettings, family: Family) -> tuple[dict, list[str]]:
         skip, note = skip_for(settings.clip_skip.tool, family, settings.clip_skip.value)
         if skip is not None and skip > MAX_CLIP_SKIP:  # a tool's own number can count past this app's range
             note, skip = f"its CLIP skip is {skip} here, beyond any text encoder's {MAX_CLIP_SKIP} layers", None
+        if isinstance(skip, Skip):
+            try:
+                skip.parts(family.labels)
+                skip = skip.json  # as the manifest writes it: an int, or text ("1.5", "L1/G2")
+            except ValueError as error:  # a skip per encoder, for a model with one text encoder
+                note, skip = f"{error} ({family.name}); the form's skips are kept", None
         form["skips"] = [] if skip is None else [skip]
         notes += [note] if note else []
     form.setdefault("skips", [])  # a skip the reader could not use: the form keeps its own

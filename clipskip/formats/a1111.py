@@ -13,8 +13,13 @@ import re
 
 from ..families import SDXL
 from ..samplers import SAMPLERS
+from ..skips import parse_skip
 from .fields import MAX_CLIP_SKIP, MAX_NAME_CHARS, FormValues, ImageSettings, cut, is_text, shown
 from .numbering import ToolSkip, fooocus_absent_skip
+
+# This app's own field for a column AUTOMATIC1111's "Clip skip" (a whole number) cannot say exactly: "1.5", "L1/G2".
+# Where AUTOMATIC1111 or SD.Next has the setting, "Clip skip" holds theirs as well (outputs.cell_parameters).
+OWN_SKIP = "Clipskip skip"
 
 KEY = "parameters"
 MAX_PARAMETERS_CHARS = 64 * 1024  # a real text (two 2,000-character prompts and a long settings line) is far shorter
@@ -126,9 +131,16 @@ def read_text(text: str) -> ImageSettings:
     clip_skip = settings.get("Clip skip")
     if clip_skip is not None and tool == "SD.Next" and re.fullmatch(r"[0-9]{1,2}\.0{1,2}", clip_skip):
         clip_skip = clip_skip.split(".")[0]  # its slider writes a whole number as "2.0"
-    if clip_skip is not None and tool == "SD.Next" and re.fullmatch(r"[0-9]{1,2}\.[0-9]{1,2}", clip_skip):
-        values.notes.append(f"SD.Next's fractional Clip skip {clip_skip} is not offered here; the form's is kept")
-        clip_skip_number = None
+    own = settings.get(OWN_SKIP) if tool == "clipskip" else None  # this app's fractional or per-encoder column
+    if own is not None:
+        clip_skip = own
+        try:
+            clip_skip_number = parse_skip(own, OWN_SKIP, shown)
+        except ValueError as error:
+            values.notes.append(f"{error}; the form's skips are kept")
+            clip_skip_number = None
+    elif clip_skip is not None and tool == "SD.Next" and re.fullmatch(r"[0-9]{1,2}\.[0-9]{1,2}", clip_skip):
+        clip_skip_number = parse_skip(clip_skip)  # its fractional skip: numbering.skip_for counts it per family
     else:
         clip_skip_number = values.number("clip_skip", "Clip skip", clip_skip, 1, MAX_CLIP_SKIP)
     if "Size" in settings:

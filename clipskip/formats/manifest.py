@@ -4,8 +4,23 @@ Pure Python."""
 from ..families import SD1, SD2, SD3, SDXL
 from ..request import MAX_GUIDANCE, MAX_PROMPT_CHARS, MAX_ROWS, MAX_SEED, MAX_SIZE, MAX_STEPS, MIN_SIZE, check_syntax
 from ..samplers import SAMPLERS
+from ..skips import Skip, from_number, parse_skip
 from .fields import MAX_CLIP_SKIP, MAX_NAME_CHARS, ImageSettings, checked, checked_text, shown
 from .png import parse_json
+
+
+def manifest_skip(name: str, value) -> Skip:
+    """A skip as the manifest writes it: an int from 1 to MAX_CLIP_SKIP, or the text of a fractional or per-encoder
+    one ("1.5", "L1/G2"; `clipskip.skips.parse_skip`), each encoder's value in that range."""
+    if isinstance(value, str):
+        skip = parse_skip(value, name, shown)
+        if skip.whole or not all(100 <= h <= 100 * MAX_CLIP_SKIP for h in skip.hundredths):
+            raise ValueError(
+                f"{name} must be a fraction or a skip per encoder from 1 to {MAX_CLIP_SKIP}, not {shown(value)}"
+            )
+        return skip
+    return from_number(checked(name, value, int, 1, MAX_CLIP_SKIP))
+
 
 KEY = "clipskip"
 FAMILY_NAMES = (SD1.name, SD2.name, SDXL.name, SD3.name)
@@ -58,12 +73,12 @@ def manifest_settings(metadata: dict) -> tuple[dict, list[str]]:
     skips = checked("skips", m["skips"], list)
     if not 1 <= len(skips) <= MAX_CLIP_SKIP:
         raise ValueError(f"skips must list 1 to {MAX_CLIP_SKIP} values, not {len(skips):,}")
-    for skip in skips:
-        checked("each skip", skip, int, 1, MAX_CLIP_SKIP)
+    skips = [manifest_skip("each skip", skip) for skip in skips]
     if len(set(skips)) < len(skips):
         raise ValueError("skips lists a value twice")
-    if checked("reference_skip", m["reference_skip"], int) not in skips:
+    if manifest_skip("reference_skip", m["reference_skip"]) not in skips:
         raise ValueError(f"reference_skip must be one of the skips, not {shown(m['reference_skip'])}")
+    skips = [skip.json for skip in skips]  # whole skips as ints, the others as their text ("1.5", "L1/G2")
     # 3. Every other setting, in the app's range
     for side in ("width", "height"):
         if checked(side, m[side], int, MIN_SIZE, MAX_SIZE) % 8:
@@ -84,7 +99,7 @@ def manifest_settings(metadata: dict) -> tuple[dict, list[str]]:
         "width": m["width"],
         "height": m["height"],
         "model": checked_text("model", m["model"], MAX_NAME_CHARS),
-        "reference": m["reference_skip"],
+        "reference": parse_skip(m["reference_skip"]).json,
     }
     # older manifests have none: their prompts were read as written
     form["prompt_syntax"] = check_syntax(m["prompt_syntax"]) if "prompt_syntax" in m else "plain"

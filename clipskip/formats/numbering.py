@@ -20,6 +20,9 @@ the encoder as diffusers checkpoints have it (SD 2.x: 23 layers). Each tool's ru
   `hidden_states[-N]`, no final norm, native 2. ComfyUI's CLIPSetLastLayer −N sets both (−2 without the node);
   diffusers' `clip_skip` k selects `[-(k+2)]` (unset: −2). What AUTOMATIC1111, Forge, InvokeAI and SD.Next do with
   their clip skip on SD 3 is not in the sources gathered: no equivalent is claimed for them.
+- Fractional skips (N + f) are SD.Next's alone (its float slider, `hidden_states[-(N+1)]` counted as on SDXL above);
+  a skip per encoder (`L3/G2`) is AUTOMATIC1111's Clip skip 3 on SDXL with "Clip skip SDXL: CLIP-L too" on, where
+  CLIP-G stays at 2 and CLIP-L's value is whole. Every other tool has none.
 - Read only: Fooocus counts as ComfyUI does (its N is CLIPSetLastLayer −N; default 2); NovelAI records none (its
   models condition on the penultimate layer, the origin of "clip skip 2").
 """
@@ -28,6 +31,7 @@ import re
 from dataclasses import dataclass
 
 from ..families import SD1, SD2, SD3, SDXL, Family
+from ..skips import Skip, number_text
 
 TOOLS = ("AUTOMATIC1111", "Forge", "ComfyUI", "diffusers", "InvokeAI", "SD.Next")
 FAMILIES = (SD1, SD2, SDXL, SD3)
@@ -39,7 +43,8 @@ class ToolSkip:
     """One tool's CLIP skip setting as an image's metadata records it."""
 
     tool: str  # one of TOOLS, or "Fooocus" or "NovelAI"
-    value: int | None  # the tool's own number; None when the file leaves it out (the tool's default then)
+    value: int | Skip | None  # the tool's own number (a Skip: SD.Next's fraction, this app's own notation); None
+    # when the file leaves it out (the tool's default then)
 
 
 def offset(family: Family) -> int:
@@ -48,14 +53,19 @@ def offset(family: Family) -> int:
     return family.diffusers_offset
 
 
-def setting(tool: str, family: Family, skip: int) -> str | None:
-    """What `tool` calls clipskip's `skip` on `family`, as its UI shows it; None where it has no equivalent.
+def setting(tool: str, family: Family, skip: int | Skip) -> str | None:
+    """What `tool` calls clipskip's `skip` on `family`, as its UI shows it; None where it has no equivalent. `skip` is
+    an int or a `clipskip.skips.Skip` (fractional, or one per encoder: `other_setting`).
 
     Raises KeyError for a tool not in TOOLS.
     """
-    sd2, sdxl = family.name == SD2.name, family.name == SDXL.name
     if family.name == SD3.name and tool in TOOLS and tool not in SD3_KNOWN:
         return None
+    if isinstance(skip, Skip):
+        if not skip.whole:
+            return other_setting(tool, family, skip)
+        skip = skip.json
+    sd2, sdxl = family.name == SD2.name, family.name == SDXL.name
     if tool == "AUTOMATIC1111":
         if sd2:
             return "any (no effect on SD 2.x)" if skip == 1 else None
@@ -80,12 +90,26 @@ def setting(tool: str, family: Family, skip: int) -> str | None:
     raise KeyError(tool)
 
 
-def equivalents(family: Family, skip: int) -> dict[str, str | None]:
+def other_setting(tool: str, family: Family, skip: Skip) -> str | None:
+    """`setting` for a fractional or per-encoder skip: SD.Next's float for a fractional one (one less on SDXL);
+    AUTOMATIC1111's Clip skip N with "CLIP-L too" on for `LN/G2` on SDXL (N whole); None for the rest."""
+    if tool not in TOOLS:
+        raise KeyError(tool)
+    sdxl = family.name == SDXL.name
+    if skip.uniform:
+        return number_text(skip.hundredths[0] - (100 if sdxl else 0)) if tool == "SD.Next" else None
+    clip_l, clip_g = skip.hundredths
+    if tool == "AUTOMATIC1111" and sdxl and clip_g == 200 and clip_l % 100 == 0:
+        return f"{clip_l // 100} (CLIP-L too: on)"
+    return None
+
+
+def equivalents(family: Family, skip: int | Skip) -> dict[str, str | None]:
     """Every tool's setting for clipskip's `skip` on `family` (see `setting`), in TOOLS order."""
     return {tool: setting(tool, family, skip) for tool in TOOLS}
 
 
-def skip_for(tool: str, family: Family, value: int | None) -> tuple[int | None, str | None]:
+def skip_for(tool: str, family: Family, value: int | Skip | None) -> tuple[int | Skip | None, str | None]:
     """clipskip's skip for a tool's setting `value` on `family` (None: the file leaves it out), and a note where the
     tool did something other than its number says, or where the setting has no equivalent (skip None then).
 
@@ -94,6 +118,13 @@ def skip_for(tool: str, family: Family, value: int | None) -> tuple[int | None, 
     sd2, sdxl = family.name == SD2.name, family.name == SDXL.name
     if family.name == SD3.name and tool in TOOLS and tool not in SD3_KNOWN:
         return None, f"what {tool}'s clip skip selects on SD 3 models is not known here, so no skip was loaded from it"
+    if isinstance(value, Skip) and tool == "clipskip":
+        return value, None
+    if isinstance(value, Skip) and tool == "SD.Next":  # its fractional skip
+        skip = Skip((value.hundredths[0] + (100 if sdxl else 0),))
+        if skip.hundredths[0] < 100:
+            return None, f"SD.Next's Clip skip {value} is below 1, which selects no layer here"
+        return skip, None
     if tool == "AUTOMATIC1111":
         if sd2:
             note = (
@@ -112,8 +143,8 @@ def skip_for(tool: str, family: Family, value: int | None) -> tuple[int | None, 
             )
             if value not in (None, 1, 2):
                 note += (
-                    f"; with its option 'Clip skip SDXL: CLIP-L too' on, CLIP-L alone used layer −{value}, which "
-                    "needs a skip per encoder (not offered yet)"
+                    f"; with its option 'Clip skip SDXL: CLIP-L too' on, CLIP-L alone used layer −{value}: that is "
+                    f"L{value}/G2 here (the AUTOMATIC1111 SDXL preset)"
                 )
             return 2, note
         return (1 if value is None else value), None
