@@ -41,7 +41,7 @@ HEAT_PNG_OPTIONS = {"compress_level": 1}
 def cell_parameters(metadata: dict, row: dict, skip: int) -> str:
     m = metadata
     return write_parameters(
-        row["prompt"],
+        row.get("lora_prompt", row["prompt"]),  # with tags for the LoRAs the prompt does not tag itself
         m["negative_prompt"],
         {
             "Steps": m["steps"],
@@ -53,6 +53,7 @@ def cell_parameters(metadata: dict, row: dict, skip: int) -> str:
             "Model": m["model"],
             "Clip skip": skip,  # written even when 1, unlike AUTOMATIC1111
             **syntax_fields(m.get("prompt_syntax", "plain")),
+            **({"Lora hashes": ", ".join(f"{n}: {m['loras'][n]}" for n in row["loras"])} if row.get("loras") else {}),
             **(
                 {"TI hashes": ", ".join(f"{n}: {h}" for n, h in m["textual_inversions"].items())}
                 if m.get("textual_inversions")
