@@ -209,7 +209,10 @@ def test_loras_are_noted_and_the_clip_layer_nearest_the_encoders_counts():
         "12": node("CLIPSetLastLayer", stop_at_clip_layer=-5, clip=["4", 1]),  # overridden by node 10
     }))  # fmt: skip
     assert found.clip_skip == ToolSkip("ComfyUI", -2) and found.form == FORM
-    assert found.notes == ["its LoRAs (add_detail.safetensors) are not applied: this app does not load LoRAs yet"]
+    assert found.notes == [
+        "its LoRAs (add_detail.safetensors) are not applied from the workflow: set those this server offers in LoRAs "
+        "(its LoraLoader nodes' strengths are not read)"
+    ]
 
 
 HIRES = edited(

@@ -268,3 +268,20 @@ def test_files_that_are_not_safetensors_loras_are_refused(plain_sd1, tmp_path):
     assert "could not read LoRA 'broken.safetensors'" in refused(plain_sd1, damaged)
     assert "no such file" in refused(plain_sd1, tmp_path / "missing.safetensors")
     assert not any(isinstance(m, BaseTunerLayer) for m in plain_sd1.unet.modules())
+
+
+def test_the_command_line_applies_a_lora_and_writes_its_hash(saved, files, tmp_path, capsys):
+    from PIL import Image
+
+    from clipskip.__main__ import main
+
+    flags = ["--model", str(saved["sd1"]), "--prompt", "a cat", "--skips", "1", "--steps", "1", "--seed", "3"]
+    flags += ["--width", "64", "--height", "64", "--device", "cpu", "--out", str(tmp_path / "out")]
+    assert main([*flags, "--lora", f"{files['sd1.diffusers']}:0.5"]) == 0
+    parameters = Image.open(tmp_path / "out" / "skip-1.png").text["parameters"]
+    assert parameters.startswith("a cat <lora:detail:0.5>\n") and 'Lora hashes: "detail: ' in parameters
+    pickled = tmp_path / "detail.pt"
+    pickled.write_bytes(b"")
+    with pytest.raises(SystemExit):
+        main([*flags, "--lora", str(pickled)])
+    assert "is not a .safetensors file" in capsys.readouterr().err

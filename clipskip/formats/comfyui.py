@@ -353,7 +353,10 @@ def read_graph(graph: dict[str, Node], format_name: str) -> ImageSettings:
     notes += [later_pass_note(graph, number, *passed) for number, passed in enumerate(later, 2)]
     if loras := list(dict.fromkeys(loras)):  # a LoraLoader on both paths is one LoRA
         names = ", ".join(lora_words(graph, lora_key) for lora_key in loras[:8])
-        notes.append(f"its LoRAs ({names}) are not applied: this app does not load LoRAs yet")
+        notes.append(
+            f"its LoRAs ({names}) are not applied from the workflow: set those this server offers in LoRAs (its "
+            "LoraLoader nodes' strengths are not read)"
+        )
     values.notes += dict.fromkeys(notes)  # both prompts' paths may pass the same node: one note
     values.form["prompt_syntax"] = "comfyui"  # the prompt is read as ComfyUI's CLIPTextEncode reads it
     unread = clip_skip is False  # a CLIPSetLastLayer this app cannot read: the form keeps its skips
