@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import math
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,15 +147,17 @@ def load_lora(pipe, path: str | Path) -> Lora:
     state, alphas, metadata = read_state(pipe, path, shown)
     components = []
     try:
-        if any(key.startswith("unet.") for key in state):
-            type(pipe).load_lora_into_unet(
-                state, alphas, pipe.unet, adapter_name=name, _pipeline=pipe, metadata=metadata
-            )
-            components.append("unet")
-        for component in COMPONENTS[1:]:
-            encoder = getattr(pipe, component, None)
-            if encoder is not None and inject_text_encoder(encoder, state, alphas, metadata, component, name):
-                components.append(component)
+        with warnings.catch_warnings():  # loads run one at a time (loading.PipelineCache)
+            warnings.filterwarnings("ignore", "Already found a `peft_config`")  # a second LoRA: what is meant
+            if any(key.startswith("unet.") for key in state):
+                type(pipe).load_lora_into_unet(
+                    state, alphas, pipe.unet, adapter_name=name, _pipeline=pipe, metadata=metadata
+                )
+                components.append("unet")
+            for component in COMPONENTS[1:]:
+                encoder = getattr(pipe, component, None)
+                if encoder is not None and inject_text_encoder(encoder, state, alphas, metadata, component, name):
+                    components.append(component)
     except Exception as error:
         cause = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise LoraError(f"could not load LoRA {shown} into this model: {short_repr(cause, 200)}") from error

@@ -1,6 +1,7 @@
 """LoRAs: tiny ones made here with PEFT for the tiny SD 1.x and SDXL pipelines, saved in diffusers' layout and in
 Kohya's (renamed here from the definition of that layout), loaded, applied at 0, 0.5 and 1, in rows, concurrently."""
 
+import copy
 import hashlib
 import struct
 import threading
@@ -17,6 +18,8 @@ from safetensors.torch import save_file
 from clipskip import loras
 from clipskip.comparison import Stopped, compare
 from clipskip.encoding import encode
+from clipskip.families import SD1
+from clipskip.formats import read_settings
 from clipskip.loras import MAX_TAGS, LoraError, load_loras
 from clipskip.outputs import cell_parameters
 from tests import tiny_models
@@ -104,13 +107,29 @@ def loaded(family: str, *paths):
 
 
 @pytest.fixture(scope="module")
-def sd1(files):
-    return loaded("sd1", files["sd1.diffusers"])
+def pipes(files) -> dict:
+    """Per family: a tiny pipeline holding both files' LoRAs ("detail", diffusers' layout, and "kohya"), and one
+    without any ("sd1.plain")."""
+    made = {
+        family: loaded(family, files[f"{family}.diffusers"], files[f"{family}.kohya"]) for family in ("sd1", "sdxl")
+    }
+    return made | {f"{family}.plain": getattr(tiny_models, family)() for family in ("sd1", "sdxl")}
 
 
 @pytest.fixture(scope="module")
-def plain_sd1():
-    return tiny_models.sd1()
+def sd1(pipes):
+    return pipes["sd1"]
+
+
+@pytest.fixture(scope="module")
+def plain_sd1(pipes):
+    return pipes["sd1.plain"]
+
+
+@pytest.fixture(scope="module")
+def solo(sd1, plain_sd1):
+    """ "a cat" without the LoRA (on a pipeline that has none) and with it at 1, each rendered alone."""
+    return {"off": compare(plain_sd1, "a cat", **TINY), "on": compare(sd1, "a cat <lora:detail:1>", **TINY)}
 
 
 def pixels(result, row: int = 0) -> list[np.ndarray]:
@@ -132,21 +151,20 @@ def test_a_pipeline_without_loras_has_no_peft_layers_and_no_lock(pipe):
     assert not hasattr(pipe, "clipskip_lora_lock") and pipe.clipskip_loras == {}
 
 
-def test_weight_0_is_no_lora_and_0_5_and_1_change_the_images(sd1, plain_sd1):
-    without = compare(plain_sd1, "a cat", **TINY)
-    assert same(compare(sd1, "a cat", loras={"detail": 0}, **TINY), without)
-    assert same(compare(sd1, "a cat <lora:detail:0>", **TINY), without)
+def test_weight_0_is_no_lora_and_0_5_and_1_change_the_images(sd1, solo):
+    assert same(compare(sd1, "a cat <lora:detail:0>", loras={"detail": 1}, **TINY), solo["off"])  # the tag wins
     full = compare(sd1, "a cat", loras={"detail": 1}, **TINY)
-    half = compare(sd1, "a cat <lora:detail:0.5>", loras={"detail": 1}, **TINY)  # the tag wins for its row
-    assert not same(full, without) and not same(half, without) and not same(half, full)
+    half = compare(sd1, "a cat <lora:detail:0.5>", **TINY)
+    assert same(full, solo["on"]) and not same(full, solo["off"])
+    assert not same(half, solo["off"]) and not same(half, full)
     assert half.metadata["rows"][0]["loras"] == {"detail": 0.5} and "lora_prompt" not in half.metadata["rows"][0]
     assert full.metadata["rows"][0]["lora_prompt"] == "a cat <lora:detail:1>"
     assert adapters_off(sd1)
 
 
-def merged_encoder(family: str, component: str, weights, scale: float):
+def merged_encoder(plain, component: str, weights, scale: float):
     """The text encoder with W + scale·(alpha/r)·B·A written into its weights: LoRA's definition, without PEFT."""
-    encoder = getattr(getattr(tiny_models, family)(), component)
+    encoder = copy.deepcopy(getattr(plain, component))
     modules = dict(encoder.named_modules())
     with torch.no_grad():
         for key, a in weights[component].items():
@@ -159,36 +177,39 @@ def merged_encoder(family: str, component: str, weights, scale: float):
 
 @pytest.mark.parametrize("family", ["sd1", "sdxl"])
 @pytest.mark.parametrize("layout", ["diffusers", "kohya"])
-def test_text_encoder_conditioning_is_the_merged_weights(files, family, layout):
-    pipe = loaded(family, files[f"{family}.{layout}"])
+def test_text_encoder_conditioning_is_the_merged_weights(files, pipes, family, layout):
+    pipe, plain_pipe = pipes[family], pipes[f"{family}.plain"]
     name = files[f"{family}.{layout}"].stem
     with loras.held(pipe):
         loras.use(pipe, ((name, 0.5, 0.5),))
         with_lora = encode(pipe, "a cat", [1], torch.device("cpu"), "a1111", {})
-    reference = getattr(tiny_models, family)()
+    reference = copy.copy(plain_pipe)
     for component in TEXT_ENCODERS:
         if hasattr(reference, component):
-            setattr(reference, component, merged_encoder(family, component, files[family], 0.5))
+            setattr(reference, component, merged_encoder(plain_pipe, component, files[family], 0.5))
     expected = encode(reference, "a cat", [1], torch.device("cpu"), "a1111", {})
-    plain = encode(getattr(tiny_models, family)(), "a cat", [1], torch.device("cpu"), "a1111", {})
+    plain = encode(plain_pipe, "a cat", [1], torch.device("cpu"), "a1111", {})
     torch.testing.assert_close(with_lora.embeddings[1], expected.embeddings[1], atol=1e-5, rtol=1e-4)
     assert not torch.allclose(with_lora.embeddings[1], plain.embeddings[1], atol=1e-3)
     assert adapters_off(pipe)
 
 
-def test_kohya_and_diffusers_layouts_render_the_same(files):
-    kohya = loaded("sdxl", files["sdxl.kohya"])
-    diffusers = loaded("sdxl", files["sdxl.diffusers"])
-    a = compare(kohya, "a cat", loras={"kohya": 1}, **TINY)
-    b = compare(diffusers, "a cat", loras={"detail": 1}, **TINY)
-    assert all(np.abs(x - y).max() <= 1 for x, y in zip(pixels(a), pixels(b), strict=True))
-    assert not same(a, compare(kohya, "a cat", **TINY))
+@pytest.mark.parametrize("family", ["sd1", "sdxl"])
+def test_the_unets_adapters_are_the_same_from_either_layout(files, pipes, family):
+    """Kohya's file, converted by diffusers, gives the UNet the LoRA that diffusers' own file gives it."""
+    layers = [m for m in pipes[family].unet.modules() if isinstance(m, BaseTunerLayer)]
+    assert len(layers) == len(files[family]["unet"]) // 2  # every lora_A/lora_B pair, in both
+    with loras.held(pipes[family]):
+        loras.use(pipes[family], (("detail", 1.0, 1.0), ("kohya", 1.0, 1.0)))
+        for m in layers:
+            torch.testing.assert_close(m.lora_A["kohya"].weight, m.lora_A["detail"].weight)
+            torch.testing.assert_close(m.lora_B["kohya"].weight, m.lora_B["detail"].weight)
+            assert m.scaling["kohya"] == m.scaling["detail"] == ALPHA / RANK
 
 
-def test_rows_with_and_without_a_lora_are_each_their_solo_render(sd1, files):
+def test_rows_with_and_without_a_lora_are_each_their_solo_render(sd1, files, solo):
     both = compare(sd1, ["a cat", "a cat <lora:detail:1>"], **TINY)
-    assert same(pixels(both, 0), compare(sd1, "a cat", **TINY))
-    assert same(pixels(both, 1), compare(sd1, "a cat <lora:detail:1>", **TINY))
+    assert same(pixels(both, 0), solo["off"]) and same(pixels(both, 1), solo["on"])
     assert both.metadata["denoise_chunks"]["loras"] == ["", "<lora:detail:1>"]
     # AUTOMATIC1111's Lora hashes: sha256 of the file after its 8-byte header length and JSON header
     data = files["sd1.diffusers"].read_bytes()
@@ -200,13 +221,13 @@ def test_rows_with_and_without_a_lora_are_each_their_solo_render(sd1, files):
     assert "Lora hashes" not in cell_parameters(both.metadata, both.metadata["rows"][0], 1)
 
 
-def test_concurrent_requests_with_and_without_the_lora_each_get_their_own(sd1, plain_sd1):
-    alone = {True: compare(sd1, "a dog <lora:detail:1>", **TINY), False: compare(plain_sd1, "a dog", **TINY)}
+def test_concurrent_requests_with_and_without_the_lora_each_get_their_own(sd1, solo):
+    alone = {True: solo["on"], False: solo["off"]}
     results, errors = {}, []
 
     def render(with_lora: bool):
         try:
-            results[with_lora] = compare(sd1, "a dog <lora:detail:1>" if with_lora else "a dog", **TINY)
+            results[with_lora] = compare(sd1, "a cat <lora:detail:1>" if with_lora else "a cat", **TINY)
         except Exception as error:  # re-raised below, in the test's thread
             errors.append(error)
 
@@ -221,14 +242,14 @@ def test_concurrent_requests_with_and_without_the_lora_each_get_their_own(sd1, p
 
 def test_a_stopped_render_leaves_the_adapters_off(sd1):
     with pytest.raises(Stopped):
-        compare(sd1, "a cat <lora:detail:1>", should_stop=lambda: True, **TINY)
+        compare(sd1, "a cat <lora:detail:1>", should_stop=lambda: True, **TINY | {"steps": 1})
     assert adapters_off(sd1) and not sd1.clipskip_lora_lock.locked()
 
 
 def test_unknown_names_are_a_note_naming_the_loaded_ones(sd1):
     result = compare(sd1, "a cat <lora:nope:1>", steps=1, skips=[1], width=64, height=64, seed=1)
-    assert any("no LoRA 'nope'; its LoRAs are detail" in warning for warning in result.warnings)
-    with pytest.raises(ValueError, match="loras names 'nope'.*its LoRAs are detail"):
+    assert any("no LoRA 'nope'; its LoRAs are detail, kohya" in warning for warning in result.warnings)
+    with pytest.raises(ValueError, match="loras names 'nope'.*its LoRAs are detail, kohya"):
         compare(sd1, "a cat", loras={"nope": 1}, **TINY)
 
 
@@ -280,6 +301,9 @@ def test_the_command_line_applies_a_lora_and_writes_its_hash(saved, files, tmp_p
     assert main([*flags, "--lora", f"{files['sd1.diffusers']}:0.5"]) == 0
     parameters = Image.open(tmp_path / "out" / "skip-1.png").text["parameters"]
     assert parameters.startswith("a cat <lora:detail:0.5>\n") and 'Lora hashes: "detail: ' in parameters
+    for written in ("grid.png", "skip-1.png"):  # read back, the LoRA is in the prompt as the tag that applies it
+        assert read_settings(tmp_path / "out" / written, SD1)[0]["prompt"] == "a cat <lora:detail:0.5>"
+    assert any("set the LoRA sliders to 0" in note for note in read_settings(tmp_path / "out" / "grid.png", SD1)[1])
     pickled = tmp_path / "detail.pt"
     pickled.write_bytes(b"")
     with pytest.raises(SystemExit):
