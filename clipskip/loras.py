@@ -222,15 +222,16 @@ def parse_tag(args: str) -> tuple[str, float, float]:
     """(name, text-encoder weight, UNet weight) of a tag's `name[:te[:unet]]`, as AUTOMATIC1111's
     `extra_networks_lora.py` reads it: te defaults to 1, unet to te. ValueError for other numbers."""
     parts = args.split(":")
+    tag = short_repr(f"<lora:{args}>")  # quoted and cut: a prompt's text
     if len(parts) > 3:
-        raise ValueError(f"<lora:{short_repr(args)}> has {len(parts)} parts; write <lora:name:weight>")
+        raise ValueError(f"{tag} has {len(parts)} parts; write <lora:name:weight>")
     numbers = []
     for text in parts[1:]:
         try:
             number = float(text)
         except ValueError:
-            raise ValueError(f"<lora:{short_repr(args)}>: {short_repr(text)} is not a weight") from None
-        numbers.append(check_weight(number, f"the weight in <lora:{short_repr(args)}>"))
+            raise ValueError(f"{tag}: {short_repr(text)} is not a weight") from None
+        numbers.append(check_weight(number, f"the weight in {tag}"))
     te = numbers[0] if numbers else 1.0
     return parts[0].strip(), te, numbers[1] if len(numbers) > 1 else te
 
@@ -245,8 +246,8 @@ def row_weights(tags: list[str], defaults: dict[str, float], known) -> tuple[Wei
     for args in tags:
         name, te, unet = parse_tag(args)
         if name not in known:
-            notes.append(f"<lora:{short_repr(args)}> is not applied: this server has no LoRA {short_repr(name)}; "
-                         f"{available(known)}")  # fmt: skip
+            tag = short_repr(f"<lora:{args}>")
+            notes.append(f"{tag} is not applied: this server has no LoRA {short_repr(name)}; {available(known)}")
             continue
         if name in tagged:
             raise ValueError(f"a prompt tags LoRA {name!r} twice; give it one <lora:{name}:weight>")

@@ -309,3 +309,19 @@ def test_the_command_line_applies_a_lora_and_writes_its_hash(saved, files, tmp_p
     with pytest.raises(SystemExit):
         main([*flags, "--lora", str(pickled)])
     assert "is not a .safetensors file" in capsys.readouterr().err
+
+
+def test_tags_read_as_automatic1111_reads_them(sd1, pipes):
+    known = {"detail": None, "style": None}
+    weights, notes = loras.row_weights(["detail", "style:0.5:-1", "gone:1"], {"detail": 0.3, "style": 2.0}, known)
+    assert weights == (("detail", 1.0, 1.0), ("style", 0.5, -1.0)) and len(notes) == 1  # <lora:name> is 1
+    assert loras.row_weights(["detail:0"], {"detail": 0.3}, known)[0] == ()  # 0 is off: no adapter set
+    assert loras.tag_text(weights) == "<lora:detail:1> <lora:style:0.5:-1>"
+    with pytest.raises(ValueError, match="'<lora:detail:1:1:1>' has 4 parts"):
+        loras.row_weights(["detail:1:1:1"], {}, known)
+    # te 0, UNet 1: the conditioning is the plain model's
+    with loras.held(sd1):
+        loras.use(sd1, (("detail", 0.0, 1.0),))
+        unet_only = encode(sd1, "a cat", [1], torch.device("cpu"), "a1111", {})
+    plain = encode(pipes["sd1.plain"], "a cat", [1], torch.device("cpu"), "a1111", {})
+    assert torch.equal(unet_only.embeddings[1], plain.embeddings[1])
