@@ -350,6 +350,7 @@ def compare(
         ):
             empties[weights] = encode(pipe, "", range(1, layers + 1), device, syntax, embeddings)
     warnings += lora_notes
+    positives = {text: positives[text] for text in lora_sets}  # back in the rows' order
     negative = next(iter(negatives.values()))  # as long, whatever the LoRAs: for the metadata
     lengths = {
         text: max(e.chunks, negatives[lora_sets[text]].chunks if negative is not None else 0)

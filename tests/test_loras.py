@@ -208,9 +208,12 @@ def test_the_unets_adapters_are_the_same_from_either_layout(files, pipes, family
 
 
 def test_rows_with_and_without_a_lora_are_each_their_solo_render(sd1, files, solo):
-    both = compare(sd1, ["a cat", "a cat <lora:detail:1>"], **TINY)
+    both = compare(sd1, ["a cat", "a cat <lora:detail:1>", "a dog"], **TINY)
     assert same(pixels(both, 0), solo["off"]) and same(pixels(both, 1), solo["on"])
-    assert both.metadata["denoise_chunks"]["loras"] == ["", "<lora:detail:1>"]
+    similarity = [entry["prompt"] for entry in both.metadata["embedding_similarity"]]
+    assert similarity == ["a cat", "a cat <lora:detail:1>", "a dog"]  # the rows' order, whatever the batches'
+    assert both.metadata["denoise_chunks"]["batch_sizes"] == [2, 1]  # the rows without the LoRA together
+    assert both.metadata["denoise_chunks"]["loras"] == ["", "<lora:detail:1>"]  # in that order
     # AUTOMATIC1111's Lora hashes: sha256 of the file after its 8-byte header length and JSON header
     data = files["sd1.diffusers"].read_bytes()
     digest = hashlib.sha256(data[8 + struct.unpack("<Q", data[:8])[0] :]).hexdigest()[:12]
