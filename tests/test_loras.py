@@ -328,3 +328,14 @@ def test_tags_read_as_automatic1111_reads_them(sd1, pipes):
         unet_only = encode(sd1, "a cat", [1], torch.device("cpu"), "a1111", {})
     plain = encode(pipes["sd1.plain"], "a cat", [1], torch.device("cpu"), "a1111", {})
     assert torch.equal(unet_only.embeddings[1], plain.embeddings[1])
+
+
+def test_the_cell_cache_tells_loras_and_weights_apart(sd1, solo):
+    from clipskip.cache import CellCache
+
+    cache = CellCache(64 * 2**20)
+    compare(sd1, "a cat", cache=cache, **TINY)
+    on = compare(sd1, "a cat", loras={"detail": 1}, cache=cache, **TINY)  # the same prompt, with the LoRA
+    assert "cached" not in on.metadata["rows"][0]["cells"][0] and same(on, solo["on"])
+    repeat = compare(sd1, "a cat", loras={"detail": 1}, cache=cache, **TINY)
+    assert repeat.metadata["rows"][0]["cells"][0]["cached"] is True and same(repeat, solo["on"])
