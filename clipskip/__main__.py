@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .formats.fields import MODEL_EXTENSIONS, ImageSettings
 from .request import DEFAULT_SKIPS, MAX_PROMPT_CHARS, MAX_ROWS, seed_list, short_repr
-from .settings import PATH_SHOWN_CHARS, cli_parser, load_options
+from .settings import PATH_SHOWN_CHARS, cli_parser, load_options, lora_weights
 from .skips import from_number, parse_skip
 
 HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
@@ -212,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
             max_batch=args.max_batch,
             progress=report,
             prompt_syntax=args.prompt_syntax,
+            loras=lora_weights(args),
         )
     except ValueError as error:
         print(f"clipskip: error: {error}", file=sys.stderr)

@@ -5,6 +5,7 @@ generator seeded with its row's seed, so it starts from the same noise, and is t
 """
 
 import copy
+import functools
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -21,7 +22,9 @@ from .encoding import Encoding, encode, encoder_layers, extended, layer_choice, 
 from .families import denoiser, detect_family
 from .grid import blocked_cell, caption_size, grid_width, render_grid
 from .loading import free_device_bytes, free_memory
+from .loras import check_defaults, held, row_weights, tag_text, use
 from .metadata import caption_lines, cell_header, difference_badge, row_labels
+from .prompts.a1111 import lora_tags
 from .provenance import library_versions, weights_hash, weights_identity
 from .request import (
     DEFAULT_GUIDANCE,
@@ -239,11 +242,36 @@ def part_of(progress: Progress | None, before: int, count: int, cells: int, step
     return report
 
 
+def row_loras(text: str, weights) -> dict:
+    """A row's LoRAs for the manifest ({name: weight}, [text encoder, UNet] where they differ) and, when some come
+    from the defaults rather than the prompt's tags, the prompt with their tags added, as AUTOMATIC1111 needs it."""
+    if not weights:
+        return {}
+    tagged = {args.split(":")[0].strip() for args in lora_tags(text)}
+    added = tag_text(tuple(w for w in weights if w[0] not in tagged))
+    return {
+        "loras": {n: te if te == unet else [te, unet] for n, te, unet in weights},
+        **({"lora_prompt": f"{text} {added}" if text else added} if added else {}),
+    }
+
+
 def same_conditioning(positive: Encoding, negative: Encoding | None, skip: int, earlier: int) -> bool:
     same = torch.equal(positive.embeddings[skip], positive.embeddings[earlier])
     return same and (negative is None or torch.equal(negative.embeddings[skip], negative.embeddings[earlier]))
 
 
+def holding_loras(function):
+    """`function(pipe, …)` run under the pipeline's LoRA lock, its adapters off again after (`loras.held`)."""
+
+    @functools.wraps(function)
+    def run(pipe, *args, **kwargs):
+        with held(pipe):
+            return function(pipe, *args, **kwargs)
+
+    return run
+
+
+@holding_loras
 @torch.no_grad()
 def compare(
     pipe,
@@ -265,6 +293,7 @@ def compare(
     model_name: str | None = None,
     prompt_syntax: str = DEFAULT_SYNTAX,
     embeddings: Mapping | None = None,
+    loras: Mapping[str, float] | None = None,
 ) -> Comparison:
     """Render each (prompt, seed) row at each CLIP skip in `skips`, all cells as one batch; seed -1 draws one.
 
@@ -280,7 +309,11 @@ def compare(
     "plain"); `embeddings` are the textual inversions prompts may name (default: those loaded with the pipeline).
     On SD 3 each cell's conditioning is its skip's CLIP-L and CLIP-G layers, padded, then T5's unchanged sequence
     (`Encoding.conditioning`); it takes `prompt_syntax="plain"` and the Euler sampler (or the model's own) only and
-    raises ValueError for the others before any work."""
+    raises ValueError for the others before any work.
+    `loras` ({name: weight}, each from -4 to 4, 0 off) applies LoRAs loaded with the pipeline to every row; a
+    prompt's `<lora:name:w>` tags (in the AUTOMATIC1111 syntaxes) override them for its row, as AUTOMATIC1111 reads
+    them. Rows with different LoRAs are denoised in consecutive batches, each cell as it renders alone; the shared
+    pipeline's adapters are set under its lock and switched off again before this returns, also on errors."""
     # 1. Check inputs
     max_batch = check_max_batch(max_batch)
     family = detect_family(pipe)
@@ -304,6 +337,8 @@ def compare(
     syntax = request.prompt_syntax
     check_model_sampler(request.scheduler, pipe.scheduler)  # SD 3's flow matching takes its own samplers only
     embeddings = getattr(pipe, "clipskip_embeddings", {}) if embeddings is None else embeddings
+    known_loras = getattr(pipe, "clipskip_loras", {})
+    lora_defaults = check_defaults(loras, known_loras)
     default_w, default_h = native_size(pipe)
     width, height = request.width or default_w, request.height or default_h
     check_size_for(pipe, width, height)
@@ -312,41 +347,64 @@ def compare(
     device = pipe._execution_device  # found once: diffusers walks every module to find it
 
     # 2. Encode each prompt once (every whole layer, which the similarity view needs, and the fractional and
-    #    per-encoder columns, from the same pass) and the negative prompt once
+    #    per-encoder columns, from the same pass) and the negative prompt once per set of LoRAs, with those LoRAs set
+    #    in the text encoders
     warnings = []
-    positives = {}
     every_layer = [*range(1, layers + 1), *(skip for skip in request.skips if not skip.whole)]
+    lora_sets, lora_notes = {}, []
     for text in dict.fromkeys(text for text, _ in rows):
-        positives[text] = encode(pipe, text, every_layer, device, syntax, embeddings)
-        if positives[text].dropped:
-            warnings.append(truncation_warning("prompt", pipe, positives[text].dropped))
-        warnings += [note for note in positives[text].notes if note not in warnings]
-    negative, negative_note, zero_negative = None, "unused: CFG scale is 1 or less", False
+        tags = lora_tags(text) if syntax.startswith("a1111") else []  # other syntaxes have no LoRA tags
+        lora_sets[text], notes = row_weights(tags, lora_defaults, known_loras)
+        lora_notes += [note for note in notes if note not in lora_notes]
+    positives, negatives, empties = {}, {}, {}
+    negative_note, zero_negative = "unused: CFG scale is 1 or less", False
     zeros_asked = getattr(pipe.config, "force_zeros_for_empty_prompt", False)  # SDXL's option; SD 3 encodes ""
     if guided and family.pooled and not request.negative_prompt and zeros_asked:
         negative_note = "zeros: an empty negative prompt on a checkpoint that asks for zeros (as diffusers does)"
         zero_negative = True
     elif guided:
         negative_note = "the same layer as the prompt"
-        negative = encode(pipe, request.negative_prompt, request.skips, device, syntax, embeddings, negative=True)
-        if negative.dropped:
-            warnings.append(truncation_warning("negative prompt", pipe, negative.dropped))
-        warnings += [note for note in negative.notes if note not in warnings]
-    # prompt and negative prompt of different lengths: the shorter gets chunks of the empty prompt (AUTOMATIC1111's
-    # "pad prompt/negative prompt to be same length"), so a cell's conditioning is as long as the longer of the two
-    lengths = {text: max(e.chunks, negative.chunks if negative is not None else 0) for text, e in positives.items()}
-    empty = None
-    if any(e.chunks != lengths[text] for text, e in positives.items()) or (
-        negative is not None and negative.chunks != max(lengths.values())
-    ):
-        empty = encode(pipe, "", every_layer, device, syntax, embeddings)
+    for weights in dict.fromkeys(lora_sets.values()):
+        use(pipe, weights)
+        texts = [text for text, used in lora_sets.items() if used == weights]
+        for text in texts:
+            positives[text] = encode(pipe, text, every_layer, device, syntax, embeddings)
+            if positives[text].dropped:
+                warnings.append(truncation_warning("prompt", pipe, positives[text].dropped))
+            warnings += [note for note in positives[text].notes if note not in warnings]
+        negative = None
+        if guided and not zero_negative:
+            negative = encode(pipe, request.negative_prompt, request.skips, device, syntax, embeddings, negative=True)
+            if negative.dropped and not negatives:
+                warnings.append(truncation_warning("negative prompt", pipe, negative.dropped))
+            warnings += [note for note in negative.notes if note not in warnings]
+        negatives[weights] = negative
+        # prompt and negative prompt of different lengths: the shorter gets chunks of the empty prompt
+        # (AUTOMATIC1111's "pad prompt/negative prompt to be same length"), so a cell's conditioning is as long as
+        # the longer of the two
+        longer = {text: max(positives[text].chunks, negative.chunks if negative is not None else 0) for text in texts}
+        if any(positives[text].chunks != longer[text] for text in texts) or (
+            negative is not None and negative.chunks != max(longer.values())
+        ):
+            empties[weights] = encode(pipe, "", every_layer, device, syntax, embeddings)
+    warnings += lora_notes
+    positives = {text: positives[text] for text in lora_sets}  # back in the rows' order
+    negative = next(iter(negatives.values()))  # as long, whatever the LoRAs: for the metadata
+    lengths = {
+        text: max(e.chunks, negatives[lora_sets[text]].chunks if negative is not None else 0)
+        for text, e in positives.items()
+    }
+    empty = next(iter(empties.values()), None)
 
     # 3. The cells to denoise: within a row, a skip whose conditioning equals an earlier skip's is rendered once
     same_as, unique = {}, []
     for r, (text, _) in enumerate(rows):
         rendered_here = []
         for skip in request.skips:
-            twin = next((k for k in rendered_here if same_conditioning(positives[text], negative, skip, k)), None)
+            twin = next(
+                (k for k in rendered_here if same_conditioning(positives[text], negatives[lora_sets[text]], skip, k)),
+                None,
+            )
             if twin is None:
                 unique.append((r, skip))
                 rendered_here.append(skip)
@@ -366,6 +424,7 @@ def compare(
             pipe.name_or_path, weights_identity(pipe), str(device), str(denoiser(pipe).dtype),
             text, request.negative_prompt, used, request.steps, request.guidance_scale, request.scheduler,
             width, height, skip, syntax, tuple(sorted((n, ti.sha256) for n, ti in embeddings.items())),
+            tuple((n, known_loras[n].sha256, te, unet) for n, te, unet in lora_sets[text]),
         )  # fmt: skip
 
     chunking = None
@@ -378,13 +437,18 @@ def compare(
         "width": width,
         "height": height,
     }
-    # cells whose conditioning differs in length cannot share a batch: one denoising pass per length, in order
+    # cells whose conditioning differs in length, or whose LoRAs differ, cannot share a batch: one denoising pass per
+    # (LoRAs, length), in order, with the adapters set for its LoRAs
     groups = {}
     for cell in missing:
-        groups.setdefault(lengths[rows[cell[0]][0]], []).append(cell)
+        text = rows[cell[0]][0]
+        groups.setdefault((lora_sets[text], lengths[text]), []).append(cell)
     sizes, halvings, bound, bound_by, done = [], 0, max_batch, "max_batch", 0
-    for length, cells in groups.items():
-        conditioning = group_conditioning(cells, rows, positives, negative, zero_negative, empty, length, family)
+    for (weights, length), cells in groups.items():
+        use(pipe, weights)
+        conditioning = group_conditioning(
+            cells, rows, positives, negatives[weights], zero_negative, empties.get(weights), length, family
+        )
         seeds = [rows[r][1] for r, _ in cells]
         if max_batch is None:
             bound, bound_by = memory_bound(run, device, len(cells), settings), "free CUDA memory"
@@ -405,8 +469,10 @@ def compare(
             chunking |= {"bound": bound, "bound_by": bound_by}
         if halvings:
             chunking["halved_after_out_of_memory"] = halvings
-        if len(groups) > 1:
-            chunking["conditioning_lengths"] = [77 * length for length in groups]
+        if len({length for _, length in groups}) > 1:
+            chunking["conditioning_lengths"] = [77 * length for _, length in groups]
+        if len({weights for weights, _ in groups}) > 1:
+            chunking["loras"] = [tag_text(weights) for weights, _ in groups]
     blocked = {cell for cell, (_, bad) in rendered.items() if bad}
     images = {cell: blocked_cell(image.size, BLOCKED) if bad else image for cell, (image, bad) in rendered.items()}
     for (r, skip), twin in same_as.items():
@@ -442,6 +508,7 @@ def compare(
         "text_encoder_layers": layers,
         "negative_conditioning": negative_note,
         "prompt_syntax": syntax,
+        "loras": {n: known_loras[n].short_hash for n in sorted({n for w in lora_sets.values() for n, *_ in w})},
         "textual_inversions": {
             name: embeddings[name].short_hash
             for name in sorted({n for e in [*positives.values(), negative] if e is not None for n in e.used})
@@ -457,6 +524,7 @@ def compare(
                 "prompt": text,
                 "seed": used,
                 "seed_requested": requested,
+                **row_loras(text, lora_sets[text]),
                 "cells": [
                     {"skip": skip.json}
                     | ({"cached": True} if (r, skip) in cached else {})

@@ -152,6 +152,10 @@ def prepare(pipe, device: torch.device, dtype: torch.dtype, options: LoadOptions
     from .embeddings import load_embeddings  # here: it reads this module's pickle suffixes
 
     pipe.clipskip_embeddings = load_embeddings(options.embeddings, pipe) if options.embeddings else {}
+    # LoRAs as PEFT adapters, switched off; none at all (no PEFT layers, no lock) when none is given
+    from .loras import load_loras
+
+    pipe.clipskip_loras = load_loras(options.loras, pipe) if options.loras else {}
     return pipe
 
 

@@ -57,7 +57,7 @@ def clip_skip_fields(metadata: dict, skip) -> dict:
 def cell_parameters(metadata: dict, row: dict, skip) -> str:
     m = metadata
     return write_parameters(
-        row["prompt"],
+        row.get("lora_prompt", row["prompt"]),  # with tags for the LoRAs the prompt does not tag itself
         m["negative_prompt"],
         {
             "Steps": m["steps"],
@@ -69,6 +69,7 @@ def cell_parameters(metadata: dict, row: dict, skip) -> str:
             "Model": m["model"],
             **clip_skip_fields(m, skip),
             **syntax_fields(m.get("prompt_syntax", "plain")),
+            **({"Lora hashes": ", ".join(f"{n}: {m['loras'][n]}" for n in row["loras"])} if row.get("loras") else {}),
             **(
                 {"TI hashes": ", ".join(f"{n}: {h}" for n, h in m["textual_inversions"].items())}
                 if m.get("textual_inversions")

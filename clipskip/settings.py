@@ -1,6 +1,7 @@
 """The one place that reads command-line flags and environment variables; everything else takes parameters."""
 
 import argparse
+import contextlib
 import os
 import sys
 from dataclasses import dataclass
@@ -55,6 +56,7 @@ class LoadOptions:
     offload: bool = False  # model CPU offload: each component moves to the GPU only while it runs
     compile: bool = False  # torch.compile the UNet: slow first render per image size, faster ones after
     embeddings: tuple[str, ...] = ()  # textual-inversion .safetensors files; prompts name each by its file's stem
+    loras: tuple[str, ...] = ()  # LoRA .safetensors files, loaded switched off; prompts name each by its file's stem
 
 
 def model_name(model: str) -> str:
@@ -84,6 +86,7 @@ class AppSettings:
     max_queue: int = DEFAULT_MAX_QUEUE
     max_batch: int | None = None
     cache_mb: int = DEFAULT_CACHE_MB
+    lora_weights: tuple[tuple[str, float], ...] = ()  # each --lora's name and weight: the page's starting weights
 
 
 def whole_argument(text: str) -> int:
@@ -143,6 +146,38 @@ def embedding_argument(text: str) -> str:
     return text
 
 
+MAX_LORA_WEIGHT = 4.0  # clipskip.loras.MAX_WEIGHT (imported there: this module loads without torch)
+
+
+def lora_argument(text: str) -> tuple[str, float]:
+    """--lora FILE[:weight]: an existing .safetensors file and its weight (1 when not given), from -4 to 4; the text
+    after the last colon is the weight when it reads as a number (so C:\\x.safetensors stays a path)."""
+    path, weight = text, 1.0
+    head, colon, tail = text.rpartition(":")
+    if colon:
+        with contextlib.suppress(ValueError):  # not a number: the colon is part of the path
+            path, weight = head, float(tail)
+    if not -MAX_LORA_WEIGHT <= weight <= MAX_LORA_WEIGHT:  # also NaN
+        raise argparse.ArgumentTypeError(
+            f"the weight after {short_repr(path, PATH_SHOWN_CHARS)}: must be from {-MAX_LORA_WEIGHT:g} to "
+            f"{MAX_LORA_WEIGHT:g} (0 loads it off, for prompts to select), not {short_repr(tail)}"
+        )
+    file = Path(path).expanduser()
+    if file.suffix.lower() != ".safetensors":
+        raise argparse.ArgumentTypeError(
+            f"{short_repr(path, PATH_SHOWN_CHARS)} is not a .safetensors file; LoRAs are read from .safetensors only "
+            "(.ckpt, .pt and .bin files are Python pickles: convert them)"
+        )
+    if not file.is_file():
+        raise argparse.ArgumentTypeError(f"no such file: {short_repr(path, PATH_SHOWN_CHARS)}")
+    return path, weight
+
+
+def lora_weights(args: argparse.Namespace) -> dict[str, float]:
+    """Each --lora's name (its file's stem) and weight, the last given for a name."""
+    return {Path(path).stem: weight for path, weight in args.lora}
+
+
 def add_load_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device", default="auto", help="auto (CUDA, else Apple MPS, else CPU), cpu, cuda, cuda:N or mps"
@@ -187,6 +222,17 @@ def add_load_options(parser: argparse.ArgumentParser) -> None:
         help="a textual-inversion embedding (.safetensors, AUTOMATIC1111/Civitai layout) that prompts may use by its "
         "file name without .safetensors (ComfyUI syntax: embedding:name); repeat for several",
     )
+    parser.add_argument(
+        "--lora",
+        action="append",
+        default=[],
+        type=lora_argument,
+        metavar="FILE[:WEIGHT]",
+        help="a LoRA (.safetensors, diffusers or Kohya/AUTOMATIC1111 layout) for the UNet and text encoders, applied "
+        f"at WEIGHT (default 1, from {-MAX_LORA_WEIGHT:g} to {MAX_LORA_WEIGHT:g}; 0 loads it off) to every cell, "
+        "except prompts whose <lora:name:w> (name: the file name without .safetensors) says otherwise; repeat "
+        "for several",
+    )
 
 
 def add_max_batch(parser: argparse.ArgumentParser) -> None:
@@ -200,7 +246,13 @@ def add_max_batch(parser: argparse.ArgumentParser) -> None:
 
 def load_options(args: argparse.Namespace) -> LoadOptions:
     return LoadOptions(
-        args.config, args.allow_pickle, not args.no_safety_checker, args.offload, args.compile, tuple(args.embedding)
+        args.config,
+        args.allow_pickle,
+        not args.no_safety_checker,
+        args.offload,
+        args.compile,
+        tuple(args.embedding),
+        tuple(dict.fromkeys(path for path, _ in args.lora)),
     )
 
 
@@ -276,6 +328,7 @@ def app_settings(argv: list[str] | None = None, environ=os.environ) -> AppSettin
         max_queue=args.max_queue,
         max_batch=args.max_batch,
         cache_mb=args.cache_mb,
+        lora_weights=tuple(lora_weights(args).items()),
     )
 
 

@@ -3,6 +3,7 @@
 import asyncio
 import html
 import json
+import math
 import re
 import sys
 import threading
@@ -207,6 +208,8 @@ def describe(name: str, pipe) -> ModelView:
         note += " · the built-in model, trained here on coloured shapes: it knows only the scene words of the examples"
     if names := list(getattr(pipe, "clipskip_embeddings", {})):
         note += " · textual inversions: " + ", ".join(f"`{n}`" for n in names)
+    if names := list(getattr(pipe, "clipskip_loras", {})):
+        note += " · LoRAs: " + ", ".join(f"`{n}`" for n in names)
     plain_only = family.t5 is not None
     if plain_only:
         t5 = "T5 unchanged by the skip" if getattr(pipe, family.t5[0], None) is not None else "no T5 (zeros instead)"
@@ -231,6 +234,46 @@ def loading_view(name: str, model: str) -> ModelView:
     `describe`), else SD 1.x's (12 layers, 512x512); the page puts the model's own in when it is loaded."""
     size = EMBEDDED_SIZE if model == EMBEDDED else 512
     return form_view(f"Loading model **{name}**… Generate is ready when it is.", 12, 1, size, size)
+
+
+MAX_LORA_TEXT_CHARS = 4000  # "name:weight, " for 64 LoRAs with the longest names
+MAX_LORA_WEIGHT = 4.0  # clipskip.loras.MAX_WEIGHT: this module loads before torch
+
+
+def lora_text(names: Sequence[str], weights: Sequence[float]) -> str:
+    """The page's LoRA sliders as /compare's `loras` text: "name:weight, name:weight"."""
+    return ", ".join(f"{name}:{weight:g}" for name, weight in zip(names, weights, strict=True))
+
+
+def lora_weights(text, server: dict[str, float]) -> dict[str, float]:
+    """/compare's `loras` ("name:weight, …", each name one of the server's LoRAs, each weight from -4 to 4, 0 off)
+    over the server's starting weights (`--lora FILE:weight`): every LoRA's weight for every row; ValueError naming
+    the parameter otherwise. Bounded in length before it is split."""
+    if text is None or text == "":
+        return dict(server)
+    if not isinstance(text, str):
+        raise ValueError(f"loras must be text like 'name:0.8, other:0', not {type(text).__name__}")
+    if len(text) > MAX_LORA_TEXT_CHARS:
+        raise ValueError(f"loras is {len(text):,} characters; at most {MAX_LORA_TEXT_CHARS:,}")
+    weights = dict(server)
+    for part in text.split(","):
+        name, colon, number = part.strip().rpartition(":")
+        if not colon or name not in server:
+            listed = ", ".join(server) or "none (the server loads them with --lora FILE)"
+            raise ValueError(
+                f"loras names {short_repr(part.strip())}; give name:weight for this server's LoRAs: {listed}"
+            )
+        try:
+            weight = float(number)
+        except ValueError:
+            weight = math.nan
+        if not -MAX_LORA_WEIGHT <= weight <= MAX_LORA_WEIGHT:  # also NaN
+            raise ValueError(
+                f"loras: the weight of {name} must be from {-MAX_LORA_WEIGHT:g} to {MAX_LORA_WEIGHT:g} (0 is off), "
+                f"not {short_repr(number)}"
+            )
+        weights[name] = weight
+    return weights
 
 
 def sentence(message: str) -> str:
@@ -657,13 +700,16 @@ def build_demo(
     cache: CellCache | None = None,
     concurrency: int = 1,
     first_model: Future | None = None,
+    loras: Sequence[tuple[str, float]] = (),
 ) -> gr.Blocks:
     """The app over `models` (the only ones it offers), each loaded by `load` on first use and shared by all;
     `max_batch` and `cache` go to every comparison, and at most `concurrency` renders run at once. `first_model`, the
     first model's load when it runs in the background (see `serve`): until it is done, what only shows the form waits
-    for it without holding a worker thread, or shows the form it had while loading."""
+    for it without holding a worker thread, or shows the form it had while loading. `loras` are the (name, starting
+    weight) of the LoRAs every model was loaded with (`--lora`), each shown with a slider."""
     names = public_names(models)
     default = next(iter(names))
+    server_loras = dict(loras)
     gate = RenderGate(concurrency)
     steps_at = RenderSteps()
     downloads = Path(get_upload_folder()) / "clipskip-downloads"  # in Gradio's cache: served without a copy
@@ -716,6 +762,7 @@ def build_demo(
         prompt_rows=False,
         reference=0,
         prompt_syntax=DEFAULT_SYNTAX,
+        loras="",
         request: gr.Request = None,
         progress=gr.Progress(),  # noqa: B008 (Gradio's way)
         more_skips="",
@@ -737,6 +784,7 @@ def build_demo(
         try:
             prompts, row_seeds = rows_from_form(prompt, seed, seeds, prompt_rows)
             skips = merged_skips(skips, more_skips)  # "More columns": 1.5, L1/G2
+            weights = lora_weights(loras, server_loras)
         except ValueError as error:
             raise refusal(str(error), "Please change a setting") from None
         progress(0, desc=f"Loading {model}")
@@ -762,6 +810,7 @@ def build_demo(
                 scheduler=scheduler,
                 reference=reference or None,
                 prompt_syntax=prompt_syntax,
+                loras=weights,
                 max_batch=max_batch,
                 cache=scoped,
                 progress=report,
@@ -1081,6 +1130,21 @@ def build_demo(
                         value=0,
                         label="Reference column for the difference view",
                     )
+                with gr.Accordion("LoRAs", open=False, visible=bool(server_loras)):
+                    gr.Markdown(
+                        "Each weight applies to every row; 0 is off. `<lora:name:weight>` in a prompt sets it for "
+                        "that prompt's row (AUTOMATIC1111 syntax).",
+                        elem_classes="caption",
+                    )
+                    lora_sliders = [
+                        gr.Slider(-MAX_LORA_WEIGHT, MAX_LORA_WEIGHT, weight, step=0.05, label=name, min_width=140)
+                        for name, weight in server_loras.items()
+                    ]
+                    lora_values = gr.Textbox(lora_text(list(server_loras), list(server_loras.values())), visible=False)
+                for lora_slider in lora_sliders:
+                    lora_slider.change(
+                        lambda *weights: lora_text(list(server_loras), weights), lora_sliders, lora_values, queue=False
+                    )
                 settings_file = gr.File(
                     label="Load settings from an image (PNG from AUTOMATIC1111, Forge, ComfyUI, Fooocus, InvokeAI, "
                     "NovelAI or clipskip)",
@@ -1138,7 +1202,7 @@ def build_demo(
                         metadata = gr.JSON(label="Metadata (reproduces every cell)", max_height=480)
 
         inputs = [prompt, negative_prompt, seed, skips, steps, guidance_scale, width, height, scheduler, model]
-        inputs += [seeds, prompt_rows, reference, prompt_syntax]
+        inputs += [seeds, prompt_rows, reference, prompt_syntax, lora_values]
         # /compare for API clients: a refusal is an error they receive (the page's Generate is `generate`)
         api_call = gr.Button(visible=False)
 
@@ -1285,7 +1349,9 @@ def serve(settings: AppSettings, *, prevent_thread_lock: bool = False) -> gr.Blo
     load = partial(load_pipeline, device=settings.device, dtype=settings.dtype, options=settings.options)
     cache = CellCache(settings.cache_mb * 2**20) if settings.cache_mb else None
     first_model: Future = Future()  # loaded in a thread once the server listens
-    demo = build_demo(settings.models, load, settings.max_batch, cache, settings.concurrency, first_model)
+    demo = build_demo(
+        settings.models, load, settings.max_batch, cache, settings.concurrency, first_model, settings.lora_weights
+    )
     demo.queue(default_concurrency_limit=settings.concurrency, max_size=settings.max_queue)
     demo.launch(
         server_name=settings.host,

@@ -47,7 +47,10 @@ def test_a_real_automatic1111_text_fills_the_form():
         "model": "v1-5-pruned-emaonly",
         "prompt_syntax": "a1111",  # no Emphasis field: AUTOMATIC1111's default, "Original"
     }
-    assert notes == ["its LoRAs (add_detail, x) are not applied: this app does not load LoRAs yet"]
+    assert notes == [
+        "its LoRAs (add_detail, x) are applied by its prompt's <lora:…> tags where this server offers them by name; a "
+        "render notes those it does not"
+    ]
     assert read_parameters(A1111)[2]["Lora hashes"] == "add_detail: 7c6bad76eb54, x: 1"
 
 

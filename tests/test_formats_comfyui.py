@@ -209,7 +209,10 @@ def test_loras_are_noted_and_the_clip_layer_nearest_the_encoders_counts():
         "12": node("CLIPSetLastLayer", stop_at_clip_layer=-5, clip=["4", 1]),  # overridden by node 10
     }))  # fmt: skip
     assert found.clip_skip == ToolSkip("ComfyUI", -2) and found.form == FORM
-    assert found.notes == ["its LoRAs (add_detail.safetensors) are not applied: this app does not load LoRAs yet"]
+    assert found.notes == [
+        "its LoRAs (add_detail.safetensors) are not applied from the workflow: set those this server offers in LoRAs "
+        "(its LoraLoader nodes' strengths are not read)"
+    ]
 
 
 HIRES = edited(
@@ -512,6 +515,31 @@ def test_the_cell_graphs_read_back_node_by_node(family, skip, layer):
             "prompt_syntax": "comfyui",
         }
         assert skip_for("ComfyUI", family, found.clip_skip.value) == (skip, None)
+
+
+def test_a_cells_loras_become_lora_loaders_between_the_checkpoint_and_its_readers():
+    meta = metadata("SD 1.x") | {"prompt_syntax": "a1111"}
+    row = {"prompt": "a cat <lora:detail:0.5>, <lyco:style:1:0.25> (fur)", "seed": 1}
+    prompt, workflow = comfyui.cell_graphs(meta, row | {"loras": {"detail": 0.5, "style": [1.0, 0.25]}}, 2)
+    api = json.loads(prompt)
+    assert api["11"] == {
+        "class_type": "LoraLoader",
+        "inputs": {"lora_name": "detail.safetensors", "strength_model": 0.5, "strength_clip": 0.5,
+                   "model": ["4", 0], "clip": ["4", 1]},
+    }  # fmt: skip
+    style = {"lora_name": "style.safetensors", "strength_model": 0.25, "strength_clip": 1.0}
+    assert api["12"]["inputs"].items() >= style.items()
+    assert (api["12"]["inputs"]["model"], api["3"]["inputs"]["model"], api["10"]["inputs"]["clip"]) == (
+        ["11", 0],
+        ["12", 0],
+        ["12", 1],
+    )
+    assert api["6"]["inputs"]["text"] == "a cat ,  (fur)"  # the tags applied the LoRAs: not ComfyUI words
+    assert comfyui.workflow_graph(json.loads(workflow)) == comfyui.api_graph(api)
+    found = comfyui.read({"prompt": prompt})
+    assert found.notes and "its LoRAs (style.safetensors, detail.safetensors)" in found.notes[0]  # walked back
+    plain, _ = comfyui.cell_graphs(meta, row, 2)  # no LoRAs applied: the text as it was, no loaders
+    assert "11" not in json.loads(plain) and json.loads(plain)["6"]["inputs"]["text"] == row["prompt"]
 
 
 def test_the_workflow_is_shaped_as_comfyuis_editor_saves_it():

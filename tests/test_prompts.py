@@ -8,7 +8,7 @@ import pytest
 
 from clipskip.embedded import build_tokenizer
 from clipskip.prompts import CHUNK_TOKENS, SYNTAXES, Vocabulary, parse, token_count
-from clipskip.prompts.a1111 import find_scheduling, parse_prompt_attention
+from clipskip.prompts.a1111 import find_scheduling, lora_tags, parse_prompt_attention
 from clipskip.prompts.comfyui import token_weights
 from tests import tiny_models
 
@@ -270,15 +270,25 @@ def test_a1111_embedding_vector_counts_are_checked():
 # --- AUTOMATIC1111: extra networks, comments, editing, composable diffusion ---
 
 
-def test_a1111_extra_networks_are_removed_with_a_note_each():
+def test_a1111_extra_networks_are_removed_with_a_note_each_but_lora_tags_which_compare_applies():
     result = parse("a <lora:detail:0.6> cat <lyco:x:1> <hypernet:h:1> <foo:bar>", "a1111", word_vocabulary())
     assert result.tokens == 2
     assert result.notes == (
-        "removed <lora:detail:0.6>: LoRAs are not applied yet",
-        "removed <lyco:x:1>: LoRAs are not applied yet",
         "removed <hypernet:h:1>: hypernetworks are not applied yet",
         "removed <foo:bar>: AUTOMATIC1111 reads <foo:…> as an extra network, not as words",
     )
+    negative = parse("a <lora:detail:0.6> cat", "a1111", word_vocabulary(), negative=True)
+    assert negative.notes == (
+        "removed <lora:detail:0.6>: AUTOMATIC1111 applies LoRA tags from the prompt, not the negative prompt",
+    )
+
+
+def test_a1111_lora_tags_are_found_outside_comments():
+    assert lora_tags("a <lora:detail:0.6> cat <lyco:x> <hypernet:h:1> <lora:>\n# <lora:hidden:1>") == [
+        "detail:0.6",
+        "x",
+    ]
+    assert lora_tags("<lora:" * 33_000) == []  # no '>' anywhere: linear, nothing found
 
 
 @pytest.mark.parametrize("text", ["a <b> c", "<:x>", "<lora:>", "<lo ra:x>", "a < b : c"])

@@ -12,6 +12,7 @@ from clipskip.settings import (
     cli_parser,
     hash_cache_file,
     load_options,
+    lora_argument,
     skip_list,
 )
 
@@ -164,3 +165,22 @@ def test_the_hash_cache_is_in_the_user_cache_folder_unless_the_environment_names
     assert hash_cache_file({"XDG_CACHE_HOME": "/var/cache/me"}) == Path("/var/cache/me/clipskip/hashes.json")
     named = {"XDG_CACHE_HOME": "/var/cache/me", "CLIPSKIP_HASH_CACHE": "~/h.json"}
     assert hash_cache_file(named) == home / "h.json"
+
+
+def test_lora_flag_takes_a_file_and_a_weight(tmp_path):
+    lora = tmp_path / "detail.safetensors"
+    lora.write_bytes(b"")  # read when the model loads; the flag checks the name and that it exists
+    args = app_settings(["--lora", str(lora), "--lora", f"{lora}:0.5", "--lora", f"{lora}:-4"], {})
+    assert args.options.loras == (str(lora),)  # one file, loaded once
+    assert args.lora_weights == (("detail", -4.0),)  # the last weight given for a name
+    assert app_settings(["--lora", f"{lora}:0"], {}).lora_weights == (("detail", 0.0),)
+    for text, message in [
+        (f"{lora}:5", "must be from -4 to 4"),
+        (f"{lora}:nan", "must be from -4 to 4"),
+        (f"{tmp_path / 'style.pt'}:1", "is not a .safetensors file"),
+        (str(tmp_path / "missing.safetensors"), "no such file"),
+    ]:
+        with pytest.raises(SystemExit):
+            app_settings(["--lora", text], {})
+        with pytest.raises(argparse.ArgumentTypeError, match=message):
+            lora_argument(text)

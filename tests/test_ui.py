@@ -5,6 +5,7 @@ import re
 import socket
 import sys
 import types
+from dataclasses import replace
 
 import httpx
 import numpy as np
@@ -68,8 +69,9 @@ def test_compare_endpoint_good_bad_bad_good(client):
 
 def test_endpoint_parameters_are_named_as_documented(client):
     parameters = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/compare"]["parameters"]
-    assert [p["parameter_name"] for p in parameters] == [*GOOD, "seeds", "prompt_rows", "reference", "prompt_syntax"]
-    assert [p["parameter_has_default"] for p in parameters][-5:] == [True] * 5  # model, rows, reference, syntax
+    names = [*GOOD, "seeds", "prompt_rows", "reference", "prompt_syntax", "loras"]
+    assert [p["parameter_name"] for p in parameters] == names
+    assert [p["parameter_has_default"] for p in parameters][-6:] == [True] * 6  # model, rows, reference, syntax, loras
 
 
 def test_a_random_seed_is_reported_and_renders_the_same_cell(client, pipe):
@@ -179,6 +181,54 @@ def test_the_page_lists_the_servers_textual_inversions_by_name(pipe):
     with_two = copy.copy(pipe)
     with_two.clipskip_embeddings = {"easynegative": object(), "shiny": object()}
     assert describe("embedded", with_two).note.endswith(" · textual inversions: `easynegative`, `shiny`")
+
+
+def test_lora_weights_are_the_servers_own_names_within_bounds():
+    from clipskip.ui import MAX_LORA_TEXT_CHARS, lora_text, lora_weights
+
+    server = {"detail": 0.0, "style": 1.0}
+    assert lora_weights("", server) == server and lora_weights(None, server) == server
+    assert lora_weights(" detail:0.5 ,style:-1", server) == {"detail": 0.5, "style": -1.0}
+    assert lora_weights(lora_text(["detail", "style"], [0.25, 0]), server) == {"detail": 0.25, "style": 0.0}
+    for text, message in [
+        ("other:1", "loras names 'other:1'; give name:weight for this server's LoRAs: detail, style"),
+        ("detail", "loras names 'detail'"),
+        ("detail:5", "must be from -4 to 4"),
+        ("detail:nan", "must be from -4 to 4"),
+        ("detail:x", "not 'x'"),
+        ("x" * (MAX_LORA_TEXT_CHARS + 1), "at most 4,000"),
+        (["detail:1"], "loras must be text"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            lora_weights(text, server)
+    with pytest.raises(ValueError, match="none \\(the server loads them with --lora FILE\\)"):
+        lora_weights("detail:1", {})
+
+
+def test_the_page_lists_the_servers_loras_and_compare_takes_their_weights(saved, tmp_path):
+    from tests.test_loras import diffusers_file, peft_weights
+
+    lora = diffusers_file("sd1", tmp_path, peft_weights("sd1"))
+    options = LoadOptions(loras=(str(lora),))
+    app = AppSettings((str(saved["sd1"]),), "cpu", None, options, "127.0.0.1", free_port(), False, 32)
+    demo = serve(replace(app, lora_weights=(("detail", 0.0),)), prevent_thread_lock=True)
+    try:
+        client = Client(demo.local_url, verbose=False)
+        asked = GOOD | {"model": "sd1", "skips": [1], "prompt": "a fox"}
+        _, off, metadata = client.predict(**asked, api_name="/compare")
+        assert "loras" not in metadata["rows"][0]
+        _, on, metadata = client.predict(**asked | {"loras": "detail:1"}, api_name="/compare")
+        assert metadata["rows"][0]["loras"] == {"detail": 1.0} and list(metadata["loras"]) == ["detail"]
+        _, tagged, _ = client.predict(**asked | {"prompt": "a fox <lora:detail:1>"}, api_name="/compare")
+        pixels = [np.asarray(Image.open(g[0]["image"])).astype(int) for g in (off, on, tagged)]
+        assert np.abs(pixels[0] - pixels[1]).max() > 0 and np.array_equal(pixels[1], pixels[2])
+        with pytest.raises(AppError, match="this server's LoRAs: detail"):
+            client.predict(**asked | {"loras": "nope:1"}, api_name="/compare")
+        components = httpx.get(demo.local_url + "config", timeout=30).json()["components"]
+        sliders = [c["props"] for c in components if c["type"] == "slider" and c["props"].get("label") == "detail"]
+        assert [(s["minimum"], s["maximum"], s["value"]) for s in sliders] == [(-4, 4, 0)]
+    finally:
+        demo.close()
 
 
 def busy_line(port: int) -> str:

@@ -187,7 +187,10 @@ def unused(settings: dict[str, str]) -> list[str]:
     if adetailer := sorted({key for key in settings if key.startswith("ADetailer")}):
         notes.append(f"ADetailer's fixes ({len(adetailer)} settings) are not applied")
     if loras := names_in(settings.get("Lora hashes", "")):
-        notes.append(f"its LoRAs ({', '.join(loras)}) are not applied: this app does not load LoRAs yet")
+        notes.append(
+            f"its LoRAs ({', '.join(loras)}) are applied by its prompt's <lora:…> tags where this server offers them "
+            "by name; a render notes those it does not"
+        )
     if inversions := names_in(settings.get("TI hashes", "")):
         notes.append(
             f"its textual inversions ({', '.join(inversions)}) are used only where this server offers them by name"

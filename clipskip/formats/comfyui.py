@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from ..families import SD1, SD2, SD3, SDXL
+from ..prompts.a1111 import LORA_KINDS, extra_networks
 from .fields import MAX_CLIP_SKIP, FormValues, ImageSettings, cut, model_stem, number_in_range, shown
 from .numbering import ToolSkip, setting
 from .png import parse_json
@@ -353,7 +354,10 @@ def read_graph(graph: dict[str, Node], format_name: str) -> ImageSettings:
     notes += [later_pass_note(graph, number, *passed) for number, passed in enumerate(later, 2)]
     if loras := list(dict.fromkeys(loras)):  # a LoraLoader on both paths is one LoRA
         names = ", ".join(lora_words(graph, lora_key) for lora_key in loras[:8])
-        notes.append(f"its LoRAs ({names}) are not applied: this app does not load LoRAs yet")
+        notes.append(
+            f"its LoRAs ({names}) are not applied from the workflow: set those this server offers in LoRAs (its "
+            "LoraLoader nodes' strengths are not read)"
+        )
     values.notes += dict.fromkeys(notes)  # both prompts' paths may pass the same node: one note
     values.form["prompt_syntax"] = "comfyui"  # the prompt is read as ComfyUI's CLIPTextEncode reads it
     unread = clip_skip is False  # a CLIPSetLastLayer this app cannot read: the form keeps its skips
@@ -528,6 +532,7 @@ FAMILIES = {family.name: family for family in (SD1, SD2, SDXL, SD3)}  # SD 3: th
 # node type -> its outputs (name, type), as ComfyUI's RETURN_TYPES
 OUTPUTS = {
     "CheckpointLoaderSimple": (("MODEL", "MODEL"), ("CLIP", "CLIP"), ("VAE", "VAE")),
+    "LoraLoader": (("MODEL", "MODEL"), ("CLIP", "CLIP")),
     "CLIPSetLastLayer": (("CLIP", "CLIP"),),
     "CLIPTextEncode": (("CONDITIONING", "CONDITIONING"),),
     "EmptyLatentImage": (("LATENT", "LATENT"),),
@@ -558,10 +563,21 @@ def cell_graphs(metadata: dict, row: dict, skip: int) -> tuple[str, str]:
     m = metadata
     family = FAMILIES[m["family"]]
     sampler_name, scheduler, _ = comfyui_sampler(m["sampler"])
+    # the row's LoRAs: a LoraLoader each (ids 11 on) between the checkpoint and everything that reads it; the
+    # AUTOMATIC1111 syntax's <lora:…> tags, which applied them, are not ComfyUI words
+    loaders, source, text = {}, "4", row["prompt"]
+    for number, (name, weight) in enumerate((row.get("loras") or {}).items(), 11):
+        te, unet = weight if isinstance(weight, list) else (weight, weight)
+        strengths = {"lora_name": f"{name}.safetensors", "strength_model": unet, "strength_clip": te}
+        loaders[str(number)] = ("LoraLoader", strengths | {"model": [source, 0], "clip": [source, 1]})
+        source = str(number)
+    if loaders and m.get("prompt_syntax", "").startswith("a1111"):
+        text = without_lora_tags(text)
     api = {
         "4": ("CheckpointLoaderSimple", {"ckpt_name": model_stem(m["model"]) + ".safetensors"}),
-        "10": ("CLIPSetLastLayer", {"stop_at_clip_layer": int(setting("ComfyUI", family, skip)), "clip": ["4", 1]}),
-        "6": ("CLIPTextEncode", {"text": row["prompt"], "clip": ["10", 0]}),
+        **loaders,
+        "10": ("CLIPSetLastLayer", {"stop_at_clip_layer": int(setting("ComfyUI", family, skip)), "clip": [source, 1]}),
+        "6": ("CLIPTextEncode", {"text": text, "clip": ["10", 0]}),
         "7": ("CLIPTextEncode", {"text": m["negative_prompt"], "clip": ["10", 0]}),
         "5": ("EmptyLatentImage", {"width": m["width"], "height": m["height"], "batch_size": 1}),
         "3": (
@@ -573,7 +589,7 @@ def cell_graphs(metadata: dict, row: dict, skip: int) -> tuple[str, str]:
                 "sampler_name": sampler_name,
                 "scheduler": scheduler,
                 "denoise": 1.0,
-                "model": ["4", 0],
+                "model": [source, 0],
                 "positive": ["6", 0],
                 "negative": ["7", 0],
                 "latent_image": ["5", 0],
@@ -585,6 +601,16 @@ def cell_graphs(metadata: dict, row: dict, skip: int) -> tuple[str, str]:
     prompt = {key: {"class_type": kind, "inputs": inputs} for key, (kind, inputs) in api.items()}
     # ASCII, as ComfyUI writes them: PIL then stores tEXt chunks, which every version of ComfyUI's editor reads
     return json.dumps(prompt), json.dumps(workflow(prompt))
+
+
+def without_lora_tags(text: str) -> str:
+    """The text without its `<lora:…>` tags (AUTOMATIC1111's extra-network syntax), the rest as it was."""
+    kept, position = [], 0
+    for start, end, kind in extra_networks(text):
+        if kind in LORA_KINDS:
+            kept.append(text[position:start])
+            position = end
+    return "".join(kept) + text[position:]
 
 
 def workflow(prompt: dict) -> dict:
@@ -604,7 +630,7 @@ def workflow(prompt: dict) -> dict:
         widgets = [
             "fixed" if name == "control_after_generate" else node["inputs"][name] for name in WIDGETS.get(kind, ())
         ]
-        position, size = LAYOUT[key]
+        position, size = LAYOUT.get(key) or ((26, 600 + 130 * (int(key) - 11)), (315, 126))  # LoraLoaders below
         nodes.append(
             {
                 "id": int(key),

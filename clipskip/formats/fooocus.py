@@ -144,7 +144,10 @@ def unused(rest: dict) -> list[str]:
         else []
     )
     if names:
-        notes.append(f"its LoRAs ({', '.join(names)}) are not applied: this app does not load LoRAs yet")
+        notes.append(
+            f"its LoRAs ({', '.join(names)}) are not in its prompt: set those this server offers in LoRAs (Fooocus's "
+            "prompts are read with ComfyUI's syntax, which has no <lora:…> tags)"
+        )
     tuning = [key for key in ("sharpness", "adm_guidance", "adaptive_cfg", "freeu") if key in rest]
     if tuning:
         notes.append(f"Fooocus's own sampling tweaks ({', '.join(tuning)}) are not applied")

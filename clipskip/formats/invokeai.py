@@ -128,7 +128,10 @@ def unused(data: dict) -> list[str]:
     if data.get("refiner_model") is not None:
         notes.append("its SDXL refiner is not applied")
     if loras := names(data.get("loras")):
-        notes.append(f"its LoRAs ({', '.join(loras)}) are not applied: this app does not load LoRAs yet")
+        notes.append(
+            f"its LoRAs ({', '.join(loras)}) are not in its prompt: set those this server offers in LoRAs, or add "
+            "<lora:name:weight> to the prompt"
+        )
     adapters = [key for key in ("controlnets", "ipAdapters", "t2iAdapters") if data.get(key)]
     if adapters:
         notes.append(f"its {', '.join(adapters)} are not applied")

@@ -83,10 +83,15 @@ def manifest_settings(metadata: dict) -> tuple[dict, list[str]]:
     for side in ("width", "height"):
         if checked(side, m[side], int, MIN_SIZE, MAX_SIZE) % 8:
             raise ValueError(f"{side} must be a multiple of 8, not {m[side]}")
+    # a row's LoRAs from the page or --lora are in its lora_prompt as <lora:…> tags, the way AUTOMATIC1111 gets them
+    prompts = [
+        checked_text(f"row {n}'s lora_prompt", row["lora_prompt"], MAX_PROMPT_CHARS) if "lora_prompt" in row else None
+        for n, row in enumerate(rows, 1)
+    ]
     if by_prompt:
-        prompt = "\n".join(row["prompt"] for row in rows)
+        prompt = "\n".join(tagged or row["prompt"] for tagged, row in zip(prompts, rows, strict=True))
     else:
-        prompt = checked_text("prompt", m["prompt"], MAX_PROMPT_CHARS)
+        prompt = prompts[0] or checked_text("prompt", m["prompt"], MAX_PROMPT_CHARS)
     form = {
         "prompt": prompt,
         "prompt_rows": by_prompt,
@@ -104,6 +109,10 @@ def manifest_settings(metadata: dict) -> tuple[dict, list[str]]:
     # older manifests have none: their prompts were read as written
     form["prompt_syntax"] = check_syntax(m["prompt_syntax"]) if "prompt_syntax" in m else "plain"
     notes = []
+    if any("loras" in row for row in rows):
+        notes.append(
+            "its rows' LoRAs are <lora:…> tags in their prompts: set the LoRA sliders to 0 to render it as it was"
+        )
     if checked_text("sampler", m["sampler"], MAX_NAME_CHARS) in SAMPLERS:
         form["scheduler"] = m["sampler"]
     else:

@@ -1,8 +1,9 @@
 """AUTOMATIC1111's prompt reading (`modules/prompt_parser.py`, `modules/sd_hijack_clip.py`), written out linearly.
 
-The steps, in AUTOMATIC1111's order: `#` comments out, extra networks (`<lora:name:w>`) out, AND and a trailing
-`:weight` (composable diffusion) refused, prompt editing and alternation refused, `parse_prompt_attention` into
-(text, weight) pieces, each piece tokenized on its own, chunks of 75 with the comma backtrack and whole embeddings.
+The steps, in AUTOMATIC1111's order: `#` comments out, extra networks (`<lora:name:w>`) out (`comparison.compare`
+applies LoRA tags), AND and a trailing `:weight` (composable diffusion) refused, prompt editing and alternation
+refused, `parse_prompt_attention` into (text, weight) pieces, each piece tokenized on its own, chunks of 75 with the
+comma backtrack and whole embeddings.
 """
 
 import re
@@ -19,6 +20,7 @@ NUMBER = re.compile(r"[+-]?[.\d]+")  # the weight in (text:w), as AUTOMATIC1111'
 # lark's SIGNED_NUMBER, which prompt editing's "when" must be (optionally surrounded by whitespace)
 WHEN = re.compile(r"\s*[+-]?(?:[0-9]+[eE][+-]?[0-9]+|(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[0-9]+)\s*")
 EXTRA_NETWORK_NAME = re.compile(r"\w+:")
+LORA_KINDS = ("lora", "lyco")  # AUTOMATIC1111 reads <lyco:…> as <lora:…>
 TRAILING_WEIGHT = re.compile(r"\s*:\s*([-+]?(?:\d+\.?|\d*\.\d+))\s*")
 
 
@@ -37,9 +39,9 @@ def strip_comments(text: str) -> tuple[str, list[str]]:
 
 
 # 2. Extra networks: `<name:args>` (re `<(\w+):([^>]+)>`) is cut out of the text, whatever the name.
-def remove_extra_networks(text: str) -> tuple[str, list[str]]:
-    kept, notes = [], []
-    position = 0  # where the text not yet copied begins
+def extra_networks(text: str) -> list[tuple[int, int, str]]:
+    """Each `<kind:args>` tag's (start, end, kind), in order; one linear scan."""
+    found = []
     search = 0
     next_close = -1  # the first '>' at or after some index, found once per stretch (keeps this linear)
     while (start := text.find("<", search)) != -1:
@@ -55,17 +57,35 @@ def remove_extra_networks(text: str) -> tuple[str, list[str]]:
         if next_close == colon + 1:  # [^>]+ needs at least one character
             search = start + 1
             continue
-        tag = text[start : next_close + 1]
+        found.append((start, next_close + 1, text[start + 1 : colon]))
+        search = next_close + 1
+    return found
+
+
+def remove_extra_networks(text: str, negative: bool = False) -> tuple[str, list[str]]:
+    """The text without its tags, and a note for each tag that is not applied: every one but a positive prompt's
+    LoRA tags, which `comparison.compare` applies (`lora_tags`)."""
+    kept, notes = [], []
+    position = 0  # where the text not yet copied begins
+    for start, end, kind in extra_networks(text):
         kept.append(text[position:start])
-        notes.append(extra_network_note(text[start + 1 : colon], tag))
-        position = search = next_close + 1
+        if negative or kind not in LORA_KINDS:
+            notes.append(extra_network_note(kind, text[start:end]))
+        position = end
     kept.append(text[position:])
     return "".join(kept), notes
 
 
+def lora_tags(text: str) -> list[str]:
+    """The `args` of each `<lora:args>` (or `<lyco:args>`) tag outside `#` comments, in order, as AUTOMATIC1111's
+    `extra_networks.parse_prompt` finds them."""
+    text, _ = strip_comments(text)
+    return [text[start + len(kind) + 2 : end - 1] for start, end, kind in extra_networks(text) if kind in LORA_KINDS]
+
+
 def extra_network_note(kind: str, tag: str) -> str:
-    if kind in ("lora", "lyco"):
-        return f"removed {quoted(tag)}: LoRAs are not applied yet"
+    if kind in LORA_KINDS:  # only in a negative prompt
+        return f"removed {quoted(tag)}: AUTOMATIC1111 applies LoRA tags from the prompt, not the negative prompt"
     if kind == "hypernet":
         return f"removed {quoted(tag)}: hypernetworks are not applied yet"
     return f"removed {quoted(tag)}: AUTOMATIC1111 reads <{kind}:…> as an extra network, not as words"
@@ -416,7 +436,7 @@ def chunk_pieces(pieces: list[list], vocabulary: Vocabulary) -> tuple[list[Chunk
 def parse(text: str, syntax: str, vocabulary: Vocabulary, negative: bool = False) -> ParsedPrompt:
     # 1. comments and extra networks out, as AUTOMATIC1111 does before anything reads the prompt
     text, notes = strip_comments(text)
-    text, network_notes = remove_extra_networks(text)
+    text, network_notes = remove_extra_networks(text, negative)
     notes += network_notes
     # 2. what changes the guidance or the prompt during sampling is refused
     if not negative:
