@@ -16,8 +16,8 @@ from clipskip import ui
 from tests.test_server import app_settings
 
 NAMES = ["prompt", "negative_prompt", "seed", "skips", "steps", "guidance_scale", "width", "height", "scheduler"]
-NAMES += ["model", "seeds", "prompt_rows", "reference", "prompt_syntax"]
-GOOD = ["a fox", "", 42, [1, 2], 1, 7.5, 64, 64, "Euler a", "embedded", "", False, 0, "a1111"]
+NAMES += ["model", "seeds", "prompt_rows", "reference", "prompt_syntax", "loras"]
+GOOD = ["a fox", "", 42, [1, 2], 1, 7.5, 64, 64, "Euler a", "embedded", "", False, 0, "a1111", ""]
 
 scalars = st.one_of(
     st.none(),
