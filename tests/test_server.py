@@ -26,7 +26,8 @@ from clipskip.settings import AppSettings, LoadOptions
 from tests.test_ui import free_port
 
 SLOW = ["a fox in the snow", "", 42, [1, 2, 3, 4], 150, 7.5, 256, 256, "Euler a", "embedded", "", False, 0, "a1111"]
-QUICK = ["a fox in the snow", "", 42, [1, 2], 2, 7.5, 64, 64, "Euler a", "embedded", "", False, 0, "a1111"]
+SLOW += [""]  # loras
+QUICK = ["a fox in the snow", "", 42, [1, 2], 2, 7.5, 64, 64, "Euler a", "embedded", "", False, 0, "a1111", ""]
 
 
 class Renders:
