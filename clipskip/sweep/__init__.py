@@ -1,0 +1,153 @@
+"""Sweeps: prompts × seeds × skips × models, each (model, prompt, seed) one `compare` (all its skips in one batch),
+written cell by cell into a folder that a rerun continues, with a results table.
+
+`plan` makes the units, `run` renders and keeps them, `table` writes the results, `scores` scores the cells.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..request import (
+    DEFAULT_GUIDANCE,
+    DEFAULT_SKIPS,
+    DEFAULT_STEPS,
+    DEFAULT_SYNTAX,
+    MAX_PROMPT_CHARS,
+    RANDOM_SEED,
+    as_text,
+    check_seed,
+    short_repr,
+)
+from .plan import MAX_MODELS, MAX_PROMPTS, MAX_SEEDS, drawn_seeds, plan
+from .run import Outcome, SweepSettings, done_cells, open_folder, run_local, saved_settings
+from .scores import scorer
+from .table import ordered_rows, write_table
+
+__all__ = ["SweepResult", "sweep"]
+
+
+@dataclass
+class SweepResult:
+    """Where a sweep's results are and what this run did."""
+
+    folder: Path
+    table: list[Path]  # results.parquet, results.csv
+    cells: int  # cells in the table: done now or before
+    outcome: Outcome
+
+
+def checked_list(name: str, values, most: int, check) -> tuple:
+    """`values` (a list or tuple of at most `most`, counted before any is checked), each through `check`."""
+    if not isinstance(values, (list, tuple)):
+        raise ValueError(f"{name} must be a list, not {short_repr(values)}")
+    if not values:
+        raise ValueError(f"give at least one of {name}")
+    if len(values) > most:
+        raise ValueError(f"{name}: at most {most:,}, not {len(values):,}")
+    checked = tuple(check(value) for value in values)
+    repeated = [value for value in dict.fromkeys(checked) if checked.count(value) > 1 and value != RANDOM_SEED]
+    if repeated:
+        raise ValueError(f"{name}: {short_repr(repeated[0])} is listed twice; list each once")
+    return checked
+
+
+def model_text(value) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"each model must be a name, file or folder, not {short_repr(value)}")
+    return value
+
+
+def sweep(
+    out: str | Path,
+    prompts: list[str],
+    *,
+    seeds: list[int] = (RANDOM_SEED,),
+    skips=DEFAULT_SKIPS,
+    models: list[str] = ("embedded",),
+    negative_prompt: str = "",
+    steps: int = DEFAULT_STEPS,
+    guidance_scale: float = DEFAULT_GUIDANCE,
+    width: int | None = None,
+    height: int | None = None,
+    scheduler: str | None = None,
+    reference: int | None = None,
+    prompt_syntax: str = DEFAULT_SYNTAX,
+    score: str | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+    options=None,
+    progress: bool = True,
+) -> SweepResult:
+    """Render every (model, prompt, seed) at every skip in `skips` into the folder `out`, and write its results
+    table. A folder that already holds this sweep (the same settings) is continued: only missing cells are rendered.
+
+    `seeds` may hold -1s, drawn once when the sweep starts and kept in `out`/sweep.json (a rerun with the same -1s
+    uses them); `score` is one of `clipskip.sweep.scores.SCORES` or None; `device`, `dtype` and `options`
+    (`LoadOptions`) are how each model loads (`load_pipeline`); the rest are `compare`'s settings, the same for every
+    unit. A unit `compare` refuses (its prompt's weights overflow, say) goes to `out`/errors.jsonl and the sweep goes
+    on. Raises ValueError for bad settings, a model that cannot load, or a folder holding another sweep."""
+    from ..loading import load_pipeline
+    from ..provenance import weights_hash
+
+    prompts = checked_list("prompts", prompts, MAX_PROMPTS, lambda p: as_text("prompt", p, MAX_PROMPT_CHARS))
+    seeds = checked_list("seeds", seeds, MAX_SEEDS, check_seed)
+    models = checked_list("models", models, MAX_MODELS, model_text)
+    score_function = scorer(score)
+    folder = Path(out)
+    saved = saved_settings(folder) or {}
+    kept = saved.get("seeds")
+    same_count = isinstance(kept, list) and len(kept) == len(seeds)
+    if same_count and all(s in (RANDOM_SEED, k) for s, k in zip(seeds, kept, strict=True)):
+        seeds = tuple(kept)  # a rerun of a sweep with drawn seeds renders the same cells
+    settings = SweepSettings(
+        models=models,
+        prompts=prompts,
+        seeds=tuple(drawn_seeds(list(seeds))),
+        skips=tuple(skips) if isinstance(skips, (list, tuple, range)) else skips,
+        negative_prompt=negative_prompt,
+        steps=steps,
+        guidance_scale=guidance_scale,
+        width=width,
+        height=height,
+        scheduler=scheduler,
+        reference=reference,
+        prompt_syntax=prompt_syntax,
+        score=score,
+        dtype=dtype,
+    )
+    open_folder(folder, settings)
+    units = plan(list(models), list(prompts), list(settings.seeds))
+
+    def load(model: str):
+        pipe = load_pipeline(model, device, dtype, options)
+        check_settings(pipe, settings)
+        weights_hash(pipe, timeout=None)  # every row names the weights: wait for a hash still being computed
+        return pipe
+
+    done = done_cells(folder)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        total = len(units) * len(settings.skips)
+        bar = tqdm(total=total, initial=min(len(done), total), desc="sweep", unit="cell")
+    try:
+        outcome = run_local(folder, settings, units, load, score_function, done, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    rows = ordered_rows(folder, units, settings.skips)
+    return SweepResult(folder, write_table(folder, rows), len(rows), outcome)
+
+
+def check_settings(pipe, settings: SweepSettings) -> None:
+    """The settings as `compare` would check them for this model, before its first unit: a bad skip or size stops
+    the sweep at once instead of failing every unit. Raises ValueError."""
+    from ..encoding import encoder_layers
+    from ..families import detect_family
+    from ..request import ComparisonRequest
+
+    options = settings.compare_options()
+    ComparisonRequest.from_inputs(
+        "", seed=0, max_skip=encoder_layers(pipe), native_skip=detect_family(pipe).native_skip, **options
+    )
