@@ -18,10 +18,14 @@ from ..request import (
     check_seed,
     short_repr,
 )
+from .cluster import run_on_ray
 from .plan import MAX_MODELS, MAX_PROMPTS, MAX_SEEDS, drawn_seeds, plan
 from .run import Outcome, SweepSettings, done_cells, open_folder, run_local, saved_settings
 from .scores import scorer
 from .table import ordered_rows, write_table
+
+MAX_ADDRESS_CHARS = 256
+MAX_WORKERS = 1024
 
 __all__ = ["SweepResult", "sweep"]
 
@@ -76,6 +80,8 @@ def sweep(
     device: str | None = None,
     dtype: str | None = None,
     options=None,
+    ray: str | None = None,
+    workers: int | None = None,
     progress: bool = True,
 ) -> SweepResult:
     """Render every (model, prompt, seed) at every skip in `skips` into the folder `out`, and write its results
@@ -85,10 +91,17 @@ def sweep(
     uses them); `score` is one of `clipskip.sweep.scores.SCORES` or None; `device`, `dtype` and `options`
     (`LoadOptions`) are how each model loads (`load_pipeline`); the rest are `compare`'s settings, the same for every
     unit. A unit `compare` refuses (its prompt's weights overflow, say) goes to `out`/errors.jsonl and the sweep goes
-    on. Raises ValueError for bad settings, a model that cannot load, or a folder holding another sweep."""
+    on. `ray` runs the units on a Ray cluster instead of here: "auto" (the cluster this machine is part of), an
+    address ("ray://head:10001"), or "local" (a cluster of this machine alone); `workers` is how many (default: one
+    per GPU of the cluster, else 2). Raises ValueError for bad settings, a model that cannot load, or a folder
+    holding another sweep."""
     from ..loading import load_pipeline
     from ..provenance import weights_hash
 
+    try:
+        import pyarrow  # noqa: F401  the results table: checked before any cell is rendered
+    except ImportError:
+        raise ValueError("a sweep's results table needs pyarrow: pip install -r requirements-sweep.txt") from None
     prompts = checked_list("prompts", prompts, MAX_PROMPTS, lambda p: as_text("prompt", p, MAX_PROMPT_CHARS))
     seeds = checked_list("seeds", seeds, MAX_SEEDS, check_seed)
     models = checked_list("models", models, MAX_MODELS, model_text)
@@ -132,12 +145,34 @@ def sweep(
         total = len(units) * len(settings.skips)
         bar = tqdm(total=total, initial=min(len(done), total), desc="sweep", unit="cell")
     try:
-        outcome = run_local(folder, settings, units, load, score_function, done, bar)
+        if ray is None:
+            outcome = run_local(folder, settings, units, load, score_function, done, bar)
+        else:
+            outcome = run_on_ray(folder, settings, units, load, score_function, done, connect(ray, workers), bar)
     finally:
         if bar is not None:
             bar.close()
     rows = ordered_rows(folder, units, settings.skips)
     return SweepResult(folder, write_table(folder, rows), len(rows), outcome)
+
+
+def connect(address: str, workers: int | None) -> int | None:
+    """Connects this process to the Ray cluster at `address` ("local" starts one of this machine alone), unless it
+    is connected already; returns `workers` checked. Raises ValueError when Ray is missing or cannot connect."""
+    if not isinstance(address, str) or not 1 <= len(address) <= MAX_ADDRESS_CHARS:
+        raise ValueError(f'ray must be "auto", "local" or a cluster address, not {short_repr(address)}')
+    if workers is not None and (not isinstance(workers, int) or not 1 <= workers <= MAX_WORKERS):
+        raise ValueError(f"workers must be 1 to {MAX_WORKERS}, not {short_repr(workers)}")
+    try:
+        import ray
+    except ImportError:
+        raise ValueError("a sweep on Ray needs Ray: pip install -r requirements-sweep.txt") from None
+    if not ray.is_initialized():
+        try:
+            ray.init(address=None if address == "local" else address, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as error:
+            raise ValueError(f"cannot reach the Ray cluster {short_repr(address)}: {error}") from None
+    return workers
 
 
 def check_settings(pipe, settings: SweepSettings) -> None:

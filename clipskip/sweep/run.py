@@ -221,6 +221,10 @@ def missing_skips(unit: Unit, skips, done: dict[str, dict]) -> list:
     return [skip for skip in skips if str(cell_path(unit, skip)) not in done]
 
 
+def count_done(units: list[Unit], skips, done: dict[str, dict]) -> int:
+    return sum(1 for unit in units for skip in skips if str(cell_path(unit, skip)) in done)
+
+
 def unit_reference(unit: Unit, skips, done: dict[str, dict]):
     """The reference skip the unit's done cells were measured against, or None when none is done."""
     for skip in skips:
@@ -251,7 +255,7 @@ def run_local(
     """Renders every unit not `done` (`done_cells`), model by model (`load(model)` is called once per model with
     work left), keeping each unit's cells as it ends. A unit `compare` refuses is written to errors.jsonl and the
     sweep goes on; `bar` (a tqdm-like object) is advanced by each cell written."""
-    outcome = Outcome(found=sum(1 for unit in units for skip in settings.skips if str(cell_path(unit, skip)) in done))
+    outcome = Outcome(found=count_done(units, settings.skips, done))
     pipe, loaded = None, None
     for unit in units:
         missing = missing_skips(unit, settings.skips, done)
