@@ -244,6 +244,8 @@ def sweep_main(argv: list[str]) -> int:
             device=args.device,
             dtype=args.dtype,
             options=load_options(args),
+            ray=args.ray,
+            workers=args.workers,
         )
     except ValueError as error:
         print(f"clipskip: error: {error}", file=sys.stderr)

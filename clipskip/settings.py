@@ -439,5 +439,16 @@ def sweep_parser() -> argparse.ArgumentParser:
         help="score each cell: shapes (the built-in model's reading of a full scene caption) or none (default)",
     )
     add_load_options(p)
+    p.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="render on a Ray cluster: auto (the one this machine is part of), local (this machine alone) or an "
+        "address such as 10.0.0.5:6379 (the head node's); every node needs clipskip installed (pip install .[sweep])",
+    )
+    p.add_argument(
+        "--workers",
+        type=whole_argument,
+        help="Ray workers, each holding one pipeline (default: one per GPU of the cluster, else 2)",
+    )
     p.add_argument("--out", required=True, help="the sweep's folder (made if missing; an existing sweep continues)")
     return p

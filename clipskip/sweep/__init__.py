@@ -92,8 +92,8 @@ def sweep(
     (`LoadOptions`) are how each model loads (`load_pipeline`); the rest are `compare`'s settings, the same for every
     unit. A unit `compare` refuses (its prompt's weights overflow, say) goes to `out`/errors.jsonl and the sweep goes
     on. `ray` runs the units on a Ray cluster instead of here: "auto" (the cluster this machine is part of), an
-    address ("ray://head:10001"), or "local" (a cluster of this machine alone); `workers` is how many (default: one
-    per GPU of the cluster, else 2). Raises ValueError for bad settings, a model that cannot load, or a folder
+    address (the head node's, "10.0.0.5:6379"), or "local" (a cluster of this machine alone); `workers` is how many
+    (default: one per GPU of the cluster, else 2). Raises ValueError for bad settings, a model that cannot load, or a folder
     holding another sweep."""
     from ..loading import load_pipeline
     from ..provenance import weights_hash
@@ -137,6 +137,8 @@ def sweep(
         weights_hash(pipe, timeout=None)  # every row names the weights: wait for a hash still being computed
         return pipe
 
+    if ray is not None:
+        workers = connect(ray, workers)  # before the progress bar: a cluster that cannot be reached is one line
     done = done_cells(folder)
     bar = None
     if progress:
@@ -148,7 +150,7 @@ def sweep(
         if ray is None:
             outcome = run_local(folder, settings, units, load, score_function, done, bar)
         else:
-            outcome = run_on_ray(folder, settings, units, load, score_function, done, connect(ray, workers), bar)
+            outcome = run_on_ray(folder, settings, units, load, score_function, done, workers, bar)
     finally:
         if bar is not None:
             bar.close()
