@@ -93,8 +93,8 @@ def sweep(
     unit. A unit `compare` refuses (its prompt's weights overflow, say) goes to `out`/errors.jsonl and the sweep goes
     on. `ray` runs the units on a Ray cluster instead of here: "auto" (the cluster this machine is part of), an
     address (the head node's, "10.0.0.5:6379"), or "local" (a cluster of this machine alone); `workers` is how many
-    (default: one per GPU of the cluster, else 2). Raises ValueError for bad settings, a model that cannot load, or a folder
-    holding another sweep."""
+    (default: one per GPU of the cluster, else 2). Raises ValueError for bad settings, a model that cannot load, or a
+    folder holding another sweep."""
     from ..loading import load_pipeline
     from ..provenance import weights_hash
 
