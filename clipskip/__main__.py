@@ -267,8 +267,8 @@ def sweep_main(argv: list[str]) -> int:
         print(f"clipskip: warning: {len(outcome.failed) - 5} more failed; see errors.jsonl", file=sys.stderr)
     print(
         f"sweep: {outcome.rendered} cells rendered now, {outcome.found} found done, {len(outcome.failed)} "
-        f"comparisons failed; {result.cells} cells in {', '.join(path.name for path in result.table)} in "
-        f"{result.folder}"
+        f"comparisons failed; {result.cells} cells in {', '.join(path.name for path in result.table)} and "
+        f"{result.report.name} in {result.folder}"
     )
     return 1 if outcome.failed else 0
 

@@ -1,7 +1,8 @@
 """Sweeps: prompts × seeds × skips × models, each (model, prompt, seed) one `compare` (all its skips in one batch),
 written cell by cell into a folder that a rerun continues, with a results table.
 
-`plan` makes the units, `run` renders and keeps them, `table` writes the results, `scores` scores the cells.
+`plan` makes the units, `run` renders and keeps them (`cluster` on Ray), `table` and `report` write the results
+table and the page to browse them, `scores` scores the cells.
 """
 
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from ..request import (
 )
 from .cluster import run_on_ray
 from .plan import MAX_MODELS, MAX_PROMPTS, MAX_SEEDS, drawn_seeds, plan
+from .report import write_report
 from .run import Outcome, SweepSettings, done_cells, open_folder, run_local, saved_settings
 from .scores import scorer
 from .table import ordered_rows, write_table
@@ -36,6 +38,7 @@ class SweepResult:
 
     folder: Path
     table: list[Path]  # results.parquet, results.csv
+    report: Path  # index.html
     cells: int  # cells in the table: done now or before
     outcome: Outcome
 
@@ -155,7 +158,7 @@ def sweep(
         if bar is not None:
             bar.close()
     rows = ordered_rows(folder, units, settings.skips)
-    return SweepResult(folder, write_table(folder, rows), len(rows), outcome)
+    return SweepResult(folder, write_table(folder, rows), write_report(folder, rows), len(rows), outcome)
 
 
 def connect(address: str, workers: int | None) -> int | None:
