@@ -3,6 +3,7 @@ cell by cell, with a results table in Parquet and CSV."""
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pyarrow.parquet
@@ -111,6 +112,14 @@ def test_drawn_seeds_are_kept_and_a_folder_never_mixes_two_sweeps(pipe, tmp_path
     with pytest.raises(ValueError, match="holds a sweep with other prompts, seeds"):
         sweep(tmp_path, ["a red fox", "a cat"], seeds=[8], **TINY)
     assert len(set(drawn_seeds([-1] * 50))) == 50
+    edited = tmp_path / "edited"
+    for bad in (["7", 7], [True, 7], [2**40, 7], [-1, 7]):  # an edited sweep.json's seeds are drawn again
+        edited.mkdir()
+        (edited / "sweep.json").write_text(json.dumps({"seeds": bad}))
+        sweep(edited, ["a red fox"], seeds=[-1, 7], **TINY | {"skips": [1]})
+        again = json.loads((edited / "sweep.json").read_text())["seeds"]
+        assert type(again[0]) is int and 0 <= again[0] < 2**32 and again[1] == 7
+        shutil.rmtree(edited)
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ from ..request import (
     DEFAULT_STEPS,
     DEFAULT_SYNTAX,
     MAX_PROMPT_CHARS,
+    MAX_SEED,
     RANDOM_SEED,
     as_text,
     check_seed,
@@ -56,6 +57,11 @@ def checked_list(name: str, values, most: int, check) -> tuple:
     if repeated:
         raise ValueError(f"{name}: {short_repr(repeated[0])} is listed twice; list each once")
     return checked
+
+
+def drawn(value) -> bool:
+    """Whether a seed read back from a folder's sweep.json is one a sweep could have drawn (the file may be edited)."""
+    return type(value) is int and 0 <= value <= MAX_SEED
 
 
 def model_text(value) -> str:
@@ -113,7 +119,7 @@ def sweep(
     saved = saved_settings(folder) or {}
     kept = saved.get("seeds")
     same_count = isinstance(kept, list) and len(kept) == len(seeds)
-    if same_count and all(s in (RANDOM_SEED, k) for s, k in zip(seeds, kept, strict=True)):
+    if same_count and all(drawn(k) and s in (RANDOM_SEED, k) for s, k in zip(seeds, kept, strict=True)):
         seeds = tuple(kept)  # a rerun of a sweep with drawn seeds renders the same cells
     settings = SweepSettings(
         models=models,
