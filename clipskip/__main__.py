@@ -241,6 +241,7 @@ def sweep_main(argv: list[str]) -> int:
             reference=args.reference,
             prompt_syntax=args.prompt_syntax,
             score=None if args.score == "none" else args.score,
+            clip_model=args.clip_model,
             device=args.device,
             dtype=args.dtype,
             options=load_options(args),

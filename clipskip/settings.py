@@ -436,7 +436,14 @@ def sweep_parser() -> argparse.ArgumentParser:
         type=one_of((*SCORES, "none")),
         choices=(*SCORES, "none"),
         default="none",
-        help="score each cell: shapes (the built-in model's reading of a full scene caption) or none (default)",
+        help="score each cell: shapes (the built-in model's reading of a full scene caption), clip (CLIP score with "
+        "--clip-model) or none (default)",
+    )
+    p.add_argument(
+        "--clip-model",
+        metavar="MODEL",
+        help="the CLIP model for --score clip: a Hub id (openai/clip-vit-large-patch14) or a folder with a CLIP model "
+        "and its processor",
     )
     add_load_options(p)
     p.add_argument(

@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import pyarrow.parquet
 import pytest
+import torch
 from PIL import Image
 
 from clipskip import comparison
@@ -174,3 +175,44 @@ def test_plan_groups_units_by_model_and_cell_paths_never_collide():
     assert cell_path(units[0], 1) != cell_path(plan(["other/a"], ["p"], [1])[0], 1)
     with pytest.raises(ValueError, match="at most 1,000,000: split it"):
         plan(["m"] * 2, ["p"] * 1000, list(range(501)))
+
+
+@pytest.fixture(scope="module")
+def tiny_clip(tmp_path_factory):
+    """A tiny CLIP model and its processor saved to a folder, as a user's local CLIP model would be."""
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
+
+    from clipskip.embedded import build_tokenizer
+
+    tokenizer = build_tokenizer()
+    torch.manual_seed(0)
+    size = {"hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 2, "num_attention_heads": 4}
+    config = CLIPConfig(
+        text_config=size | {"vocab_size": len(tokenizer), "max_position_embeddings": 77},
+        vision_config=size | {"image_size": 32, "patch_size": 8},
+        projection_dim=16,
+    )
+    folder = tmp_path_factory.mktemp("clip")
+    CLIPModel(config).save_pretrained(folder)
+    images = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    CLIPProcessor(image_processor=images, tokenizer=tokenizer).save_pretrained(folder)
+    return folder
+
+
+def test_the_clip_score_is_the_cosine_of_image_and_prompt_embeddings_times_100(pipe, tmp_path, tiny_clip):
+    from transformers import CLIPModel, CLIPProcessor
+
+    result = sweep(tmp_path, ["a red fox"], seeds=[1], score="clip", clip_model=str(tiny_clip), **TINY)
+    model, processor = CLIPModel.from_pretrained(tiny_clip), CLIPProcessor.from_pretrained(tiny_clip)
+    for row in pyarrow.parquet.read_table(result.table[0]).to_pylist():
+        inputs = processor(text=[row["prompt"]], images=[Image.open(tmp_path / row["file"]).convert("RGB")])
+        with torch.no_grad():
+            image = model.get_image_features(pixel_values=torch.as_tensor(np.asarray(inputs["pixel_values"])))
+            text = model.get_text_features(input_ids=torch.as_tensor(inputs["input_ids"]))
+        image, text = image.pooler_output, text.pooler_output  # the projected embeddings
+        cosine = torch.nn.functional.cosine_similarity(image, text).item()
+        assert row["score"] == pytest.approx(max(100 * cosine, 0), abs=1e-3)
+    with pytest.raises(ValueError, match="the clip score's model '/nowhere' cannot be loaded"):
+        sweep(tmp_path / "other", ["a red fox"], seeds=[1], score="clip", clip_model="/nowhere", **TINY)
+    with pytest.raises(ValueError, match="the clip score needs a CLIP model"):
+        sweep(tmp_path / "other", ["a red fox"], seeds=[1], score="clip", **TINY)

@@ -86,6 +86,7 @@ def sweep(
     reference: int | None = None,
     prompt_syntax: str = DEFAULT_SYNTAX,
     score: str | None = None,
+    clip_model: str | None = None,
     device: str | None = None,
     dtype: str | None = None,
     options=None,
@@ -97,13 +98,13 @@ def sweep(
     table. A folder that already holds this sweep (the same settings) is continued: only missing cells are rendered.
 
     `seeds` may hold -1s, drawn once when the sweep starts and kept in `out`/sweep.json (a rerun with the same -1s
-    uses them); `score` is one of `clipskip.sweep.scores.SCORES` or None; `device`, `dtype` and `options`
-    (`LoadOptions`) are how each model loads (`load_pipeline`); the rest are `compare`'s settings, the same for every
-    unit. A unit `compare` refuses (its prompt's weights overflow, say) goes to `out`/errors.jsonl and the sweep goes
-    on. `ray` runs the units on a Ray cluster instead of here: "auto" (the cluster this machine is part of), an
-    address (the head node's, "10.0.0.5:6379"), or "local" (a cluster of this machine alone); `workers` is how many
-    (default: one per GPU of the cluster, else 2). Raises ValueError for bad settings, a model that cannot load, or a
-    folder holding another sweep."""
+    uses them); `score` is one of `clipskip.sweep.scores.SCORES` or None (`clip` with `clip_model`, a Hub id or
+    folder); `device`, `dtype` and `options` (`LoadOptions`) are how each model loads (`load_pipeline`); the rest
+    are `compare`'s settings, the same for every unit. A unit `compare` refuses (its prompt's weights overflow, say)
+    goes to `out`/errors.jsonl and the sweep goes on. `ray` runs the units on a Ray cluster instead of here: "auto"
+    (the cluster this machine is part of), an address (the head node's, "10.0.0.5:6379"), or "local" (a cluster of
+    this machine alone); `workers` is how many (default: one per GPU of the cluster, else 2). Raises ValueError for
+    bad settings, a model that cannot load, or a folder holding another sweep."""
     from ..loading import load_pipeline
     from ..provenance import weights_hash
 
@@ -114,7 +115,7 @@ def sweep(
     prompts = checked_list("prompts", prompts, MAX_PROMPTS, lambda p: as_text("prompt", p, MAX_PROMPT_CHARS))
     seeds = checked_list("seeds", seeds, MAX_SEEDS, check_seed)
     models = checked_list("models", models, MAX_MODELS, model_text)
-    score_function = scorer(score)
+    score_function = scorer(score, clip_model)
     folder = Path(out)
     saved = saved_settings(folder) or {}
     kept = saved.get("seeds")
@@ -135,6 +136,7 @@ def sweep(
         reference=reference,
         prompt_syntax=prompt_syntax,
         score=score,
+        clip_model=clip_model if score == "clip" else None,
         dtype=dtype,
     )
     open_folder(folder, settings)

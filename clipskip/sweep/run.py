@@ -40,6 +40,7 @@ class SweepSettings:
     reference: int | None = None
     prompt_syntax: str = DEFAULT_SYNTAX
     score: str | None = None
+    clip_model: str | None = None
     dtype: str | None = None
 
     def as_json(self) -> str:
