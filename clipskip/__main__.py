@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .formats.fields import MODEL_EXTENSIONS, ImageSettings
 from .request import DEFAULT_SKIPS, MAX_PROMPT_CHARS, MAX_ROWS, seed_list, short_repr
-from .settings import PATH_SHOWN_CHARS, cli_parser, load_options, lora_weights
+from .settings import PATH_SHOWN_CHARS, cli_parser, load_options, lora_weights, sweep_parser
 from .skips import from_number, parse_skip
 
 HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
@@ -27,30 +27,33 @@ IMAGE_FIELDS = {  # form field -> the flag's destination
 MAX_PROMPTS_FILE_BYTES = 64 * 1024  # MAX_ROWS prompts of MAX_PROMPT_CHARS characters fit, even at 4 bytes each
 
 
-def read_prompts(path: str) -> list[str]:
-    """The non-blank lines of a UTF-8 text file, stripped; its kind and size are checked before it is opened."""
+def read_prompts(path: str, max_bytes: int = MAX_PROMPTS_FILE_BYTES, most: int = MAX_ROWS) -> list[str]:
+    """The non-blank lines of a UTF-8 text file, stripped, at most `most` of them (a comparison's rows by default; a
+    sweep allows more); its kind and size (at most `max_bytes`) are checked before it is opened."""
     shown = short_repr(path, PATH_SHOWN_CHARS)
     try:
         info = os.stat(path)
         if not stat.S_ISREG(info.st_mode):  # a folder, or a pipe or device that could block or never end
             raise ValueError(f"the prompts file {shown} is not a regular file; give a text file, one prompt per line")
-        if info.st_size > MAX_PROMPTS_FILE_BYTES:
+        if info.st_size > max_bytes:
             raise ValueError(
-                f"the prompts file {shown} is {info.st_size:,} bytes; at most {MAX_PROMPTS_FILE_BYTES:,} "
-                f"({MAX_ROWS} prompts of up to {MAX_PROMPT_CHARS:,} characters)"
+                f"the prompts file {shown} is {info.st_size:,} bytes; at most {max_bytes:,} "
+                f"({most:,} prompts of up to {MAX_PROMPT_CHARS:,} characters)"
             )
         with open(path, "rb") as file:
-            data = file.read(MAX_PROMPTS_FILE_BYTES + 1)  # bounded even if the file grew since
+            data = file.read(max_bytes + 1)  # bounded even if the file grew since
         lines = data.decode("utf-8").splitlines()
     except OSError as error:
         raise ValueError(f"cannot read the prompts file {shown}: {error.strerror}") from None
     except UnicodeDecodeError as error:
         raise ValueError(f"cannot read the prompts file {shown}: it is not UTF-8 text ({error.reason})") from None
-    if len(data) > MAX_PROMPTS_FILE_BYTES:
-        raise ValueError(f"the prompts file {shown} grew past {MAX_PROMPTS_FILE_BYTES:,} bytes while being read")
+    if len(data) > max_bytes:
+        raise ValueError(f"the prompts file {shown} grew past {max_bytes:,} bytes while being read")
     prompts = [line.strip() for line in lines if line.strip()]
     if not prompts:
         raise ValueError(f"the prompts file {shown} has no prompts (one per line)")
+    if len(prompts) > most:
+        raise ValueError(f"the prompts file {shown} has {len(prompts):,} prompts; at most {most:,}")
     return prompts
 
 
@@ -165,6 +168,9 @@ def apply_image(args: argparse.Namespace, given: set[str], found: ImageSettings,
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["sweep"]:
+        return sweep_main(argv[1:])
     parser = cli_parser()
     args = parser.parse_args(argv)
     if args.prompt is None and args.prompts_file is None and args.from_image is None:
@@ -232,6 +238,64 @@ def main(argv: list[str] | None = None) -> int:
         print(f"clipskip: warning: {warning}", file=sys.stderr)
     print(f"{seeds_text(result.metadata)}: wrote {', '.join(path.name for path in paths)} to {out}")
     return 0
+
+
+def sweep_main(argv: list[str]) -> int:
+    """`clipskip sweep …` (`settings.sweep_parser`): 0 when every comparison rendered, 1 when some failed (listed in
+    errors.jsonl), 2 for an error before or while rendering, 130 when stopped (a rerun continues)."""
+    args = sweep_parser().parse_args(argv)
+    from .sweep import sweep
+    from .sweep.plan import MAX_PROMPTS, MAX_PROMPTS_FILE_BYTES
+
+    try:
+        out = check_out(args.out)
+        prompts = read_prompts(args.prompts_file, MAX_PROMPTS_FILE_BYTES, MAX_PROMPTS)
+        result = sweep(
+            out,
+            prompts,
+            seeds=args.seeds,
+            skips=args.skips,
+            models=args.model or ["embedded"],
+            negative_prompt=args.negative_prompt,
+            steps=args.steps,
+            guidance_scale=args.cfg,
+            width=args.width,
+            height=args.height,
+            scheduler=args.sampler,
+            reference=args.reference,
+            prompt_syntax=args.prompt_syntax,
+            score=None if args.score == "none" else args.score,
+            clip_model=args.clip_model,
+            device=args.device,
+            dtype=args.dtype,
+            options=load_options(args),
+            ray=args.ray,
+            workers=args.workers,
+        )
+    except ValueError as error:
+        print(f"clipskip: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            f"clipskip: stopped; run the same command again to continue in {Path(args.out)} (only missing cells are "
+            "rendered)",
+            file=sys.stderr,
+        )
+        return 130
+    outcome = result.outcome
+    for failure in outcome.failed[:5]:
+        print(
+            f"clipskip: warning: prompt {failure['prompt_index'] + 1}, seed {failure['seed']}: {failure['error']}",
+            file=sys.stderr,
+        )
+    if len(outcome.failed) > 5:
+        print(f"clipskip: warning: {len(outcome.failed) - 5} more failed; see errors.jsonl", file=sys.stderr)
+    print(
+        f"sweep: {outcome.rendered} cells rendered now, {outcome.found} found done, {len(outcome.failed)} "
+        f"comparisons failed; {result.cells} cells in {', '.join(path.name for path in result.table)} and "
+        f"{result.report.name} in {result.folder}"
+    )
+    return 1 if outcome.failed else 0
 
 
 if __name__ == "__main__":

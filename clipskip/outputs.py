@@ -129,11 +129,7 @@ def other_writers(result, folder: Path) -> list[Callable[[], Path]]:
 
     def cell_png(r: int, skip: int) -> Path:
         path = folder / cell_name(metadata, r, skip)
-        parameters = cell_parameters(metadata, metadata["rows"][r], skip)
-        graphs = {}
-        if setting("ComfyUI", FAMILIES[metadata["family"]], skip) is not None:  # none for fractional, per encoder
-            graphs = dict(zip(("prompt", "workflow"), cell_graphs(metadata, metadata["rows"][r], skip), strict=True))
-        result.rows[r].images[skip].save(path, pnginfo=png_text(parameters=parameters, **graphs), **PNG_OPTIONS)
+        save_cell(result, r, skip, path)
         return path
 
     def manifest_json() -> Path:
@@ -143,6 +139,19 @@ def other_writers(result, folder: Path) -> list[Callable[[], Path]]:
 
     cells = [partial(cell_png, r, skip) for r, row in enumerate(result.rows) for skip in row.images]
     return [difference_png, *cells, manifest_json]
+
+
+def save_cell(result, r: int, skip: int, target) -> None:
+    """One cell as a PNG carrying its settings (AUTOMATIC1111's `parameters`; ComfyUI's `prompt` and `workflow` where
+    ComfyUI has the skip: not for fractional or per-encoder ones), written to `target`: a path or a binary file."""
+    metadata = result.metadata
+    parameters = cell_parameters(metadata, metadata["rows"][r], skip)
+    graphs = {}
+    if setting("ComfyUI", FAMILIES[metadata["family"]], skip) is not None:  # none for fractional, per encoder
+        graphs = dict(zip(("prompt", "workflow"), cell_graphs(metadata, metadata["rows"][r], skip), strict=True))
+    result.rows[r].images[skip].save(
+        target, format="PNG", pnginfo=png_text(parameters=parameters, **graphs), **PNG_OPTIONS
+    )
 
 
 def in_parallel(writers: list[Callable[[], Path]]) -> list[Path]:

@@ -144,26 +144,28 @@ def check_seed(value) -> int:
     return seed
 
 
-def seed_list(text: str) -> list[int]:
-    """Row seeds from text: "42, 43, 44", or "random:3" (also "3 random") for three drawn ones (-1 each).
+def seed_list(text: str, most: int = MAX_ROWS) -> list[int]:
+    """Row seeds from text: "42, 43, 44", or "random:3" (also "3 random") for three drawn ones (-1 each); at most
+    `most` of them (a comparison's rows by default; a sweep allows more).
 
     The text's length, the number of seeds and each one's digits are checked before any is converted."""
     if not isinstance(text, str):
         raise ValueError(f'seeds must be text, like "42, 43, 44" or "random:3", not {short_repr(text)}')
-    if len(text) > MAX_SEEDS_CHARS:
+    limit = max(MAX_SEEDS_CHARS, most * (SEED_DIGITS + 2))
+    if len(text) > limit:
         raise ValueError(
-            f"seeds is {len(text):,} characters long; at most {MAX_SEEDS_CHARS} (up to {MAX_ROWS} seeds, like "
-            "42, 43, 44, or random:3)"
+            f"seeds is {len(text):,} characters long; at most {limit:,} (up to {most} seeds, like 42, 43, 44, or "
+            "random:3)"
         )
     text = text.strip()
     if match := re.fullmatch(r"random:\s*([0-9]+)|([0-9]+)\s+random", text):
-        count = match[1] or match[2]  # fewer than MAX_SEEDS_CHARS digits: int() is quick
-        if not 1 <= int(count) <= MAX_ROWS:
-            raise ValueError(f"random seeds: ask for 1 to {MAX_ROWS}, not {cut(count)}")
+        count = match[1] or match[2]  # fewer than `limit` digits: int() is quick
+        if not 1 <= int(count) <= most:
+            raise ValueError(f"random seeds: ask for 1 to {most}, not {cut(count)}")
         return [RANDOM_SEED] * int(count)
     parts = [part.strip() for part in text.split(",") if part.strip()]
-    if len(parts) > MAX_ROWS:
-        raise ValueError(f"at most {MAX_ROWS} rows; got {len(parts)} seeds")
+    if len(parts) > most:
+        raise ValueError(f"at most {most} {'rows' if most == MAX_ROWS else 'seeds'}; got {len(parts)} seeds")
     seeds = []
     for part in parts:
         if not re.fullmatch(r"[+-]?[0-9]+", part):

@@ -21,6 +21,8 @@ from .request import (
 )
 from .samplers import DEFAULT_SAMPLER, SAMPLERS
 from .skips import A1111_SDXL, parse_skip
+from .sweep.plan import MAX_MODELS, MAX_PROMPTS, MAX_SEEDS
+from .sweep.scores import SCORES
 
 DEFAULT_PORT = 7860
 LOCAL_ONLY = "127.0.0.1"
@@ -452,3 +454,78 @@ def cli_parser() -> argparse.ArgumentParser:
         "several rows) carrying its settings, and comparison.json",
     )
     return parser
+
+
+def sweep_seeds(text: str) -> list[int]:
+    try:
+        return seed_list(text, MAX_SEEDS)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def sweep_parser() -> argparse.ArgumentParser:
+    """`clipskip sweep`'s flags (`clipskip.sweep.sweep`'s settings)."""
+    p = argparse.ArgumentParser(
+        prog="clipskip sweep",
+        description="Render every prompt of a file, at every seed and CLIP skip, with one or more models, into a "
+        "folder: one PNG per cell (with its settings), results.parquet and results.csv. Run it again with the same "
+        "folder to continue a stopped sweep: only missing cells are rendered.",
+    )
+    p.add_argument(
+        "--prompts-file",
+        required=True,
+        help=f"a UTF-8 text file, one prompt per line (blank lines skipped), up to {MAX_PROMPTS:,}",
+    )
+    p.add_argument(
+        "--seeds",
+        type=sweep_seeds,
+        default=[-1],
+        help=f"42,43,44, or random:N for N seeds drawn once and kept in the folder (default: random:1); up to "
+        f"{MAX_SEEDS:,}",
+    )
+    p.add_argument("--skips", type=skip_list, default=DEFAULT_SKIPS, help="CLIP skip values (default: 1,2,3,4)")
+    p.add_argument(
+        "--model",
+        action="append",
+        help=f"a model: {MODEL_HELP}; repeat for several, up to {MAX_MODELS} (default: embedded)",
+    )
+    p.add_argument("--negative-prompt", default="")
+    p.add_argument("--steps", type=whole_argument, default=DEFAULT_STEPS, help=f"(default: {DEFAULT_STEPS})")
+    p.add_argument("--cfg", type=number_argument, default=DEFAULT_GUIDANCE, help=f"(default: {DEFAULT_GUIDANCE})")
+    p.add_argument("--width", type=whole_argument, help="(default: each model's native size)")
+    p.add_argument("--height", type=whole_argument)
+    p.add_argument("--sampler", type=one_of(tuple(SAMPLERS)), choices=tuple(SAMPLERS), default=DEFAULT_SAMPLER)
+    p.add_argument("--prompt-syntax", type=one_of(SYNTAXES), choices=SYNTAXES, default=DEFAULT_SYNTAX)
+    p.add_argument(
+        "--reference",
+        type=whole_argument,
+        help="the skip the difference metrics compare with (default: the model's native one, if listed)",
+    )
+    p.add_argument(
+        "--score",
+        type=one_of((*SCORES, "none")),
+        choices=(*SCORES, "none"),
+        default="none",
+        help="score each cell: shapes (the built-in model's reading of a full scene caption), clip (CLIP score with "
+        "--clip-model) or none (default)",
+    )
+    p.add_argument(
+        "--clip-model",
+        metavar="MODEL",
+        help="the CLIP model for --score clip: a Hub id (openai/clip-vit-large-patch14) or a folder with a CLIP model "
+        "and its processor",
+    )
+    add_load_options(p)
+    p.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="render on a Ray cluster: auto (the one this machine is part of), local (this machine alone) or an "
+        "address such as 10.0.0.5:6379 (the head node's); every node needs clipskip installed (pip install .[sweep])",
+    )
+    p.add_argument(
+        "--workers",
+        type=whole_argument,
+        help="Ray workers, each holding one pipeline (default: one per GPU of the cluster, else 2)",
+    )
+    p.add_argument("--out", required=True, help="the sweep's folder (made if missing; an existing sweep continues)")
+    return p

@@ -21,6 +21,12 @@ def test_pyproject_declares_the_same_dependencies_as_requirements_txt():
     assert declared == requirement_lines(ROOT / "requirements.txt")
 
 
+def test_the_sweep_extra_declares_the_same_dependencies_as_requirements_sweep_txt():
+    declared = [line.replace(" ", "") for line in PYPROJECT["project"]["optional-dependencies"]["sweep"]]
+    assert declared == requirement_lines(ROOT / "requirements-sweep.txt")
+    assert "-r requirements-sweep.txt" in (ROOT / "requirements-test.txt").read_text(encoding="utf-8").splitlines()
+
+
 def test_the_clipskip_command_is_the_command_line_and_its_help_exits_0(capsys):
     module, function = PYPROJECT["project"]["scripts"]["clipskip"].split(":")
     main = getattr(importlib.import_module(module), function)

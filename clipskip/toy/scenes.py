@@ -101,6 +101,29 @@ def twin(rng: np.random.Generator, scene: Scene, change: str = "kind") -> Scene:
     return Scene(tuple(shapes), scene.background, " and ".join(phrases))
 
 
+_WORDS = {"colour": "|".join(COLOURS), "kind": "|".join(SHAPES), "size": "|".join(SIZES)}
+_PHRASE = "an? ({size}) ({colour}) ({kind}) ({where})".format(**_WORDS, where="|".join(PHRASES.values()))
+CAPTION = re.compile(rf"{_PHRASE}(?: and {_PHRASE})?, on an? ({_WORDS['colour']}) background")
+_PLACES = {phrase: place for place, phrase in PHRASES.items()}
+
+
+def parse_caption(caption: str) -> Scene | None:
+    """The scene a caption written in full describes (every shape's size and position said, as the scored prompts
+    are: `sample_scene(..., mention=1.0)`); None for any other text. One regular-expression match: linear time."""
+    match = CAPTION.fullmatch(caption)
+    if match is None:
+        return None
+    groups = match.groups()
+    shapes = [
+        Shape(kind, colour, size, _PLACES[where])
+        for size, colour, kind, where in (groups[0:4], groups[4:8])
+        if kind is not None
+    ]
+    if len({groups[-1], *(shape.colour for shape in shapes)}) != len(shapes) + 1:
+        return None  # the grammar never paints two things one colour: not one of its scenes
+    return Scene(tuple(shapes), groups[-1], caption)
+
+
 def sample_scenes(seed: int, count: int, **kwargs) -> list[Scene]:
     rng = np.random.default_rng(seed)
     return [sample_scene(rng, **kwargs) for _ in range(count)]
