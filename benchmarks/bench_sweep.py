@@ -15,11 +15,14 @@ already, so no speed-up is expected here: the figure to read is the overhead.
 import argparse
 import platform
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from clipskip.loading import load_pipeline
 from clipskip.sweep import run as sweep_run
