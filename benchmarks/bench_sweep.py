@@ -13,6 +13,7 @@ already, so no speed-up is expected here: the figure to read is the overhead.
 """
 
 import argparse
+import os
 import platform
 import shutil
 import sys
@@ -78,6 +79,7 @@ def main() -> None:
         rows.append(("local (this process)", wall, span, cells, cells / wall, None))
         import ray
 
+        os.environ.setdefault("PYTHONPATH", str(Path(__file__).resolve().parents[1]))  # the workers import clipskip
         started = time.perf_counter()
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
         ray_start = time.perf_counter() - started
