@@ -24,7 +24,7 @@ from starlette.middleware import Middleware
 
 from .cache import CellCache
 from .embedded import NAME as EMBEDDED
-from .families import detect_family
+from .families import SDXL, detect_family
 from .formats import form_for, match_model, read_image
 from .formats.a1111 import MAX_PARAMETERS_CHARS
 from .formats.fields import FormValues, cut, shown
@@ -222,11 +222,16 @@ def describe(name: str, pipe) -> ModelView:
 
 def family_menus(view: ModelView) -> tuple:
     """The sampler and prompt syntax menus for a model: SD 3 offers Euler and "plain" only, and chooses them; other
-    models every sampler and syntax, the visitor's choice kept."""
+    models every sampler and syntax, the visitor's choice kept. Then the "AUTOMATIC1111 SDXL" button, shown for
+    SDXL models only."""
     sampler = {} if DEFAULT_SAMPLER in view.samplers else {"value": view.samplers[0]}
     syntaxes = [choice for choice in SYNTAX_CHOICES if choice[1] == "plain" or not view.plain_only]
     syntax = {"value": "plain"} if view.plain_only else {}
-    return gr.Dropdown(choices=list(view.samplers), **sampler), gr.Dropdown(choices=syntaxes, **syntax)
+    return (
+        gr.Dropdown(choices=list(view.samplers), **sampler),
+        gr.Dropdown(choices=syntaxes, **syntax),
+        gr.Button(visible=view.family == SDXL.name),
+    )
 
 
 def loading_view(name: str, model: str) -> ModelView:
@@ -1013,7 +1018,7 @@ def build_demo(
             else:
                 title, reason = "This model cannot be used", sentence(str(error))
             why = message(f"**{title}.** {as_text(reason)}")
-            return [gr.skip()] * 13 + [why, gr.skip(), gr.skip(), gr.skip()]
+            return [gr.skip()] * 13 + [why, gr.skip(), gr.skip(), gr.skip(), gr.skip()]
         form, notes = link_settings(request.query_params if request is not None else {})
         from_link = bool(form or notes)
         if "skips" in form or view_ != replace(view, note=view_.note, family=view_.family):
@@ -1032,12 +1037,12 @@ def build_demo(
             text = "Settings from the link." + (" " + sentence("; ".join(notes)) + "." if notes else "")
             form["status"] = message(as_text(text), "note")
         if view_.plain_only or DEFAULT_SAMPLER not in view_.samplers:  # SD 3: its own samplers and syntax
-            menus = dict(zip(("scheduler", "prompt_syntax"), family_menus(view_), strict=True))
+            menus = dict(zip(("scheduler", "prompt_syntax"), family_menus(view_)[:2], strict=True))
             form = menus | form  # a link's own values stay (and are refused with the reason when rendered)
-        form |= {"note": view_.note, "generate": ready_button()}
+        form |= {"note": view_.note, "generate": ready_button(), "preset": family_menus(view_)[2]}
         fields = ["prompt", "negative_prompt", "seed", "skips", "steps", "guidance_scale", "width", "height"]
         fields += ["scheduler", "prompt_syntax", "seeds", "prompt_rows", "reference", "status", "note", "generate"]
-        fields += ["more_skips"]
+        fields += ["more_skips", "preset"]
         return [form[field] if field in form else gr.skip() for field in fields]
 
     def check_size(width, height, model) -> str:
@@ -1069,11 +1074,13 @@ def build_demo(
                     more_skips = gr.Textbox(
                         "",
                         label=MORE_LABEL,
-                        placeholder="1.5 (blends layers, as SD.Next), L1/G2 (SDXL: one per encoder)",
+                        placeholder="1.5, 2.25, L1/G2",
                         scale=4,
                         min_width=200,
                     )
-                    preset = gr.Button("AUTOMATIC1111 SDXL", size="sm", scale=0, min_width=150)
+                    preset = gr.Button(
+                        "AUTOMATIC1111 SDXL", size="sm", scale=0, min_width=150, visible=view.family == SDXL.name
+                    )
                 with gr.Row(equal_height=True):
                     seed = gr.Number(RANDOM_SEED, label=SEED_LABEL, scale=3, min_width=120)
                     dice = gr.Button("Random", scale=0, min_width=80, size="sm")
@@ -1267,7 +1274,7 @@ def build_demo(
         model.input(  # a visitor's choice only: loading settings sets the model and its skips together
             switch_model,
             model,
-            [skips, reference, width, height, note, scheduler, prompt_syntax],
+            [skips, reference, width, height, note, scheduler, prompt_syntax, preset],
             api_visibility="private",
             preprocess=False,
         )
@@ -1312,7 +1319,7 @@ def build_demo(
             page_opened,
             None,
             [prompt, negative_prompt, seed, skips, steps, guidance_scale, width, height, scheduler, prompt_syntax]
-            + [seeds, prompt_rows, reference, status, note, generate_button, more_skips],
+            + [seeds, prompt_rows, reference, status, note, generate_button, more_skips, preset],
             queue=False,
             show_progress="hidden",
             api_visibility="private",

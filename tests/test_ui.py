@@ -399,20 +399,23 @@ def test_a_stored_comparison_is_only_ever_a_bundle_folder_of_this_server(tmp_pat
     assert [saved_bundle(tmp_path, value) for value in hostile] == [None] * len(hostile)
 
 
-def test_an_sd3_model_renders_through_the_endpoint_and_its_form_offers_what_works(sd3, sd3_folder, pipe):
+def test_an_sd3_model_renders_through_the_endpoint_and_its_form_offers_what_works(sd3, sd3_folder, pipe, saved):
+    from clipskip.loading import load_pipeline
     from clipskip.ui import describe, family_menus
 
     view = describe("sd3", sd3)
     assert view.samplers == ("Euler",) and view.plain_only and (view.width, view.height) == (64, 64)
     assert view.skips == [1, 2, 3, 4] and view.choices[1] == ("2 (native)", 2) and len(view.choices) == 5
     assert "SD 3 · text encoder layers: 5 and 7 · native CLIP skip 2 · pooled and T5 unchanged" in view.note
-    sampler, syntax = family_menus(view)
+    sampler, syntax, preset = family_menus(view)
+    assert preset.visible is False  # the AUTOMATIC1111 SDXL button: SDXL only
     assert (sampler.value, [value for _, value in sampler.choices]) == ("Euler", ["Euler"])
     assert (syntax.value, [value for _, value in syntax.choices]) == ("plain", ["plain"])
     from clipskip.samplers import SAMPLERS
     from clipskip.ui import SYNTAX_CHOICES
 
     others = family_menus(describe("embedded", pipe))  # back to every sampler and syntax, the visitor's kept
+    assert family_menus(describe("x", load_pipeline(str(saved["sdxl"]), device="cpu")))[2].visible is True
     assert [value for _, value in others[0].choices] == list(SAMPLERS) and "value" not in others[0].constructor_args
     assert [value for _, value in others[1].choices] == [value for _, value in SYNTAX_CHOICES]
     demo = serve(settings(str(sd3_folder)), prevent_thread_lock=True)
