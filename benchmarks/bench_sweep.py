@@ -72,8 +72,6 @@ def main() -> None:
     units = args.prompts * args.seeds
     rows = []
     try:
-        from clipskip.sweep import cluster
-
         wall, span, cells = timed_units(sweep_run, root / "local", **settings)
         local_per_unit = span / (units - 1)
         rows.append(("local (this process)", wall, span, cells, cells / wall, None))
@@ -84,7 +82,7 @@ def main() -> None:
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
         ray_start = time.perf_counter() - started
         for workers in (1, 2):
-            wall, span, cells = timed_units(cluster, root / f"ray{workers}", ray="auto", workers=workers, **settings)
+            wall, span, cells = timed_units(sweep_run, root / f"ray{workers}", ray="auto", workers=workers, **settings)
             overhead = span / (units - 1) - local_per_unit if workers == 1 else None
             rows.append(
                 (f"Ray, {workers} worker{'s' if workers > 1 else ''}", wall, span, cells, cells / wall, overhead)

@@ -11,13 +11,12 @@ from pathlib import Path
 
 from .plan import Unit
 from .run import (
-    ERRORS,
     Outcome,
     SweepSettings,
-    append_lines,
     count_done,
-    keep,
     missing_skips,
+    record_cells,
+    record_failure,
     render_unit,
     unit_reference,
 )
@@ -95,14 +94,9 @@ def run_on_ray(
             if isinstance(answer, dict) and "load_error" in answer:
                 raise ValueError(answer["load_error"])
             if isinstance(answer, dict):
-                failure = {"model": unit.model, "prompt_index": unit.prompt_index, "seed": unit.seed, **answer}
-                append_lines(folder / ERRORS, [failure])
-                outcome.failed.append(failure)
+                record_failure(folder, outcome, unit, answer["error"])
                 continue
-            keep(folder, answer)
-            outcome.rendered += len(answer)
-            if bar is not None:
-                bar.update(len(answer))
+            record_cells(folder, outcome, answer, bar)
     finally:
         for actor in idle + [actor for actor, _ in running.values()]:
             ray.kill(actor)

@@ -269,12 +269,22 @@ def run_local(
         try:
             cells = render_unit(pipe, unit, settings, missing, score, unit_reference(unit, settings.skips, done))
         except ValueError as error:
-            failure = {"model": unit.model, "prompt_index": unit.prompt_index, "seed": unit.seed, "error": str(error)}
-            append_lines(folder / ERRORS, [failure])
-            outcome.failed.append(failure)
+            record_failure(folder, outcome, unit, str(error))
             continue
-        keep(folder, cells)
-        outcome.rendered += len(cells)
-        if bar is not None:
-            bar.update(len(cells))
+        record_cells(folder, outcome, cells, bar)
     return outcome
+
+
+def record_failure(folder: Path, outcome: Outcome, unit: Unit, error: str) -> None:
+    """A unit that could not be rendered, in errors.jsonl and the outcome (a rerun tries it again)."""
+    failure = {"model": unit.model, "prompt_index": unit.prompt_index, "seed": unit.seed, "error": error}
+    append_lines(folder / ERRORS, [failure])
+    outcome.failed.append(failure)
+
+
+def record_cells(folder: Path, outcome: Outcome, cells: list[Cell], bar) -> None:
+    """A unit's cells kept (`keep`), counted, and the progress bar advanced."""
+    keep(folder, cells)
+    outcome.rendered += len(cells)
+    if bar is not None:
+        bar.update(len(cells))
