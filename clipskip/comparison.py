@@ -7,6 +7,7 @@ generator seeded with its row's seed, so it starts from the same noise, and is t
 import copy
 import functools
 import random
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -354,6 +355,9 @@ def compare(
     lora_sets, lora_notes = {}, []
     for text in dict.fromkeys(text for text, _ in rows):
         tags = lora_tags(text) if syntax.startswith("a1111") else []  # other syntaxes have no LoRA tags
+        if not tags and not syntax.startswith("a1111") and re.search(r"<(?:lora|lyco):", text, re.IGNORECASE):
+            note = f"<lora:…> tags are words in the {syntax} syntax, not LoRAs: an AUTOMATIC1111 syntax applies them"
+            lora_notes += [note] if note not in lora_notes else []
         lora_sets[text], notes = row_weights(tags, lora_defaults, known_loras)
         lora_notes += [note for note in notes if note not in lora_notes]
     positives, negatives, empties = {}, {}, {}

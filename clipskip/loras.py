@@ -107,6 +107,14 @@ def read_state(pipe, path: Path, shown: str) -> tuple[dict, dict | None, dict | 
             f"refusing {shown}: it holds no LoRA weights (no lora_A/lora_B, lora_down/lora_up keys): is it a "
             "model, an embedding or another kind of network?"
         )
+    import torch
+
+    broken = [key for key, value in state.items() if torch.is_tensor(value) and not torch.isfinite(value).all()]
+    if broken:  # the denoiser would turn them into black cells, silently
+        raise LoraError(
+            f"refusing {shown}: {len(broken)} of its tensors hold NaN or infinite values (the first: "
+            f"{short_repr(broken[0], 80)}); the file is damaged"
+        )
     return state, alphas, metadata
 
 
@@ -163,6 +171,11 @@ def load_lora(pipe, path: str | Path) -> Lora:
                 if encoder is not None and inject_text_encoder(encoder, state, alphas, metadata, component, name):
                     components.append(component)
     except Exception as error:
+        if "size mismatch" in str(error):
+            raise LoraError(
+                f"could not load LoRA {shown} into this model: its layers have other shapes than the model's (a "
+                f"LoRA for another family, such as SDXL against SD 1.x?); give a LoRA made for {family.name}"
+            ) from error
         cause = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise LoraError(f"could not load LoRA {shown} into this model: {short_repr(cause, 200)}") from error
     if not components:
@@ -185,7 +198,11 @@ def load_loras(paths, pipe) -> dict[str, Lora]:
                 f"refusing two LoRAs a prompt calls {name!r}: {short_repr(loaded[name].path, PATH_SHOWN_CHARS)} and "
                 f"{short_repr(str(path), PATH_SHOWN_CHARS)}; rename one of the files"
             )
-        loaded[name] = load_lora(pipe, path)
+        try:
+            loaded[name] = load_lora(pipe, path)
+        except Exception:
+            remove_all(pipe)  # this file's layers, and the earlier files': a refused load leaves the model as it was
+            raise
     if loaded:
         pipe.clipskip_loras = loaded
         pipe.clipskip_lora_lock = threading.Lock()
@@ -299,6 +316,20 @@ def use(pipe, weights: Weights) -> None:
             names = [n for n, _, _ in chosen]
             values = [unet if component == "unet" else te for _, te, unet in chosen]
             set_weights_and_activate_adapters(module, names, values)
+
+
+def remove_all(pipe) -> None:
+    """Every LoRA layer taken out of the pipeline's UNet and text encoders (diffusers' `recurse_remove_peft_layers`),
+    their PEFT configs with them."""
+    from diffusers.utils.peft_utils import recurse_remove_peft_layers
+
+    for component in COMPONENTS:
+        module = getattr(pipe, component, None)
+        if module is not None:
+            recurse_remove_peft_layers(module)
+            module.__dict__.pop("peft_config", None)  # the instance's; the classes keep their defaults
+            if "_hf_peft_config_loaded" in module.__dict__:
+                module._hf_peft_config_loaded = False
 
 
 def switch_off(pipe) -> None:

@@ -235,6 +235,11 @@ def check_skips(skips, max_skip: int, family: Family | None = None) -> tuple[Ski
             for skip in skips
             for s in (preset if isinstance(skip, str) and skip.strip().lower() == A1111_SDXL else [skip])
         ]
+        if len(skips) > max_skip:
+            raise ValueError(
+                f"give at most {max_skip} CLIP skip values, not {len(skips):,} (the {A1111_SDXL} preset is four "
+                "columns: L1/G2, 2, L3/G2, L4/G2)"
+            )
     values, seen = [], set()
     labels = family.labels if family is not None else ()
     for given in skips:

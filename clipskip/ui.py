@@ -662,10 +662,13 @@ def link_settings(params) -> tuple[dict, list[str]]:
         values.size("width and height", given.get("width"), given.get("height"))
     if (skips := given.get("skips")) is not None:
         try:
-            columns = [parse_skip(part) for part in skip_texts(skips, "the link's skips")[:64]]
+            parts = skip_texts(skips, "the link's skips")[:64]
+            preset = [part for part in parts if part.strip().lower() == A1111_SDXL]  # "More columns" takes it as is
+            columns = [parse_skip(part) for part in parts if part not in preset]
             whole = sorted({skip.json for skip in columns if skip.whole})
             values.form["skips"] = whole
-            if more := ", ".join(dict.fromkeys(str(skip) for skip in columns if not skip.whole)):
+            more = [*(str(skip) for skip in columns if not skip.whole), *preset[:1]]
+            if more := ", ".join(dict.fromkeys(more)):
                 values.form["more_skips"] = more
         except ValueError:
             values.notes.append(
@@ -1150,7 +1153,11 @@ def build_demo(
                     lora_values = gr.Textbox(lora_text(list(server_loras), list(server_loras.values())), visible=False)
                 for lora_slider in lora_sliders:
                     lora_slider.change(
-                        lambda *weights: lora_text(list(server_loras), weights), lora_sliders, lora_values, queue=False
+                        lambda *weights: lora_text(list(server_loras), weights),
+                        lora_sliders,
+                        lora_values,
+                        queue=False,
+                        api_visibility="private",
                     )
                 settings_file = gr.File(
                     label="Load settings from an image (PNG from AUTOMATIC1111, Forge, ComfyUI, Fooocus, InvokeAI, "

@@ -294,6 +294,26 @@ def test_files_that_are_not_safetensors_loras_are_refused(plain_sd1, tmp_path):
     assert not any(isinstance(m, BaseTunerLayer) for m in plain_sd1.unet.modules())
 
 
+def test_a_refused_load_leaves_the_model_as_it_was_and_broken_weights_are_refused(files, tmp_path, solo):
+    from safetensors.torch import load_file
+
+    kohya = load_file(files["sd1.kohya"])
+    nan = save(tmp_path / "nan.safetensors", {k: v.fill_(float("nan")) if "up" in k else v for k, v in kohya.items()})
+    renamed = {k.replace("lora_te_text_model_encoder", "lora_te_text_model_nope"): v for k, v in kohya.items()}
+    misfit = save(tmp_path / "misfit.safetensors", renamed)  # its UNet part fits, its text-encoder part does not
+    pipe = tiny_models.sd1()
+    assert "tensors hold NaN or infinite values" in refused(pipe, nan)
+    with pytest.raises(LoraError):
+        load_loras([files["sd1.diffusers"], misfit], pipe)  # the first loads, the second is refused: neither stays
+    assert not any(isinstance(m, BaseTunerLayer) for c in (pipe.unet, pipe.text_encoder) for m in c.modules())
+    assert same(compare(pipe, "a cat", **TINY), solo["off"])
+
+
+def test_a_tag_in_a_syntax_without_loras_is_a_warning_saying_it_stays_words(sd1):
+    result = compare(sd1, "a cat <lora:detail:1>", **TINY | {"prompt_syntax": "comfyui"})
+    assert "<lora:…> tags are words in the comfyui syntax, not LoRAs" in " ".join(result.warnings)
+
+
 def test_an_sd3_model_refuses_loras_saying_which_families_take_them(sd3, files):
     message = refused(sd3, files["sd1.diffusers"])
     assert message.endswith("LoRAs are applied to SD 1.x, 2.x and SDXL models here, not SD 3")

@@ -193,3 +193,11 @@ def test_a_comparison_of_new_columns_writes_files_that_read_back_as_the_same_col
     assert read_settings(tmp_path / "skip-1.5.png", SD1)[0]["skips"] == ["1.5"]
     form, _ = read_settings(tmp_path / "grid.png", SD1)
     assert (form["skips"], form["reference"]) == ([1, "1.5"], "1.5")
+
+
+def test_the_preset_counts_as_its_four_columns():
+    from clipskip.families import SDXL
+    from clipskip.request import check_skips
+
+    with pytest.raises(ValueError, match="at most 12 CLIP skip values, not 15 \\(the a1111-sdxl preset is four"):
+        check_skips(["a1111-sdxl", 1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], 12, SDXL)

@@ -57,6 +57,16 @@ def test_every_cell_is_its_solo_render_with_its_row_in_parquet_and_csv(pipe, tmp
     assert (fox["ssim"], fox["mean_abs_diff"]) == (1.0, 0.0)  # skip 1 is the embedded model's native: the reference
 
 
+def test_the_shapes_score_through_a_sweep_gives_the_toy_scores_table_back(pipe, tmp_path):
+    from clipskip.sweep.scores import shapes_rates
+    from clipskip.toy.score import SCORE_SEED, score, scored_scenes
+
+    prompts = [scene.caption for scene in scored_scenes(2)]
+    result = sweep(tmp_path, prompts, seeds=[SCORE_SEED], score="shapes", **TINY | {"skips": [1, 3], "steps": 2})
+    rows = pyarrow.parquet.read_table(result.table[0]).to_pylist()
+    assert shapes_rates(rows) == {str(skip): rates for skip, rates in score(pipe, [1, 3], 2, steps=2).items()}
+
+
 def test_the_shapes_score_reads_each_cell_as_the_toy_score_does(pipe, tmp_path):
     result = sweep(tmp_path, SCENES, seeds=[5], score="shapes", **TINY)
     for row in pyarrow.parquet.read_table(result.table[0]).to_pylist():

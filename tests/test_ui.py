@@ -365,6 +365,13 @@ def test_a_link_carries_settings_each_checked_as_a_strangers():
     assert (form, notes) == ({"skips": [2], "more_skips": "L1/G2, 1.5"}, [])
 
 
+def test_a_link_keeps_the_automatic1111_sdxl_preset_for_more_columns():
+    from clipskip.ui import link_settings
+
+    form, notes = link_settings({"skips": "2,1.5,A1111-SDXL"})
+    assert (form["skips"], form["more_skips"], notes) == ([2], "1.5, A1111-SDXL", [])
+
+
 def test_a_links_unknown_repeated_and_bad_row_keys_are_named():
     from starlette.datastructures import QueryParams
 

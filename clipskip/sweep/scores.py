@@ -102,6 +102,21 @@ def features_as_tensors(model):
     return Features(model)
 
 
+def shapes_rates(rows: list[dict]) -> dict[str, dict[str, float]]:
+    """`python -m clipskip.toy.score`'s table from a sweep's rows: per skip (its text, in the rows' order), per
+    measure, the share of the cells that ask it that were read right."""
+    counts: dict[str, dict[str, list[int]]] = {}
+    for row in rows:
+        by_measure = counts.setdefault(row["skip"], {})
+        for measure in SHAPES_MEASURES:
+            right = row.get(f"shapes: {measure}")
+            if right is not None:
+                tally = by_measure.setdefault(measure, [0, 0])
+                tally[0] += int(right)
+                tally[1] += 1
+    return {skip: {m: right / read for m, (right, read) in measures.items()} for skip, measures in counts.items()}
+
+
 def scorer(name: str | None, clip_model: str | None = None) -> Callable[[str, Image.Image], dict] | None:
     """The score function called `name` (one of SCORES), or None for none; `clip` needs `clip_model`, loaded here
     so that a model that cannot load stops the sweep before its first cell. Raises ValueError for another name or

@@ -16,6 +16,7 @@ from .detect import read_scene
 from .scenes import Scene, sample_scenes
 
 PROMPT_SEED = 31  # the scored prompts, fixed, and never the training scenes' seeds
+SCORE_SEED = 0  # every scored prompt is rendered at this seed
 TARGETS = {"colour": 0.9, "shape": 0.8, "background": 0.9, "both colours": 0.6}  # at skip 1; position has none
 
 
@@ -48,15 +49,27 @@ def judge(scene: Scene, image, tally: Tally) -> None:
         tally.add("two-shape background", reading.background == scene.background)
 
 
-def score(pipe, skips=range(1, 7), count: int = 96, steps: int = 20, guidance_scale: float = 7.5) -> dict:
-    """Rates of right readings by skip, over `count` one-shape and `count` two-shape prompts."""
+def scored_scenes(count: int = 96) -> list[Scene]:
+    """The scored prompts' scenes: `count` one-shape, then `count` two-shape, every size and position written."""
     scenes = sample_scenes(PROMPT_SEED, count, two_shapes=0.0, mention=1.0)
-    scenes += sample_scenes(PROMPT_SEED + 1, count, two_shapes=1.0, mention=1.0)
+    return scenes + sample_scenes(PROMPT_SEED + 1, count, two_shapes=1.0, mention=1.0)
+
+
+def score(pipe, skips=range(1, 7), count: int = 96, steps: int = 20, guidance_scale: float = 7.5) -> dict:
+    """Rates of right readings by skip, over `count` one-shape and `count` two-shape prompts, every one at seed
+    SCORE_SEED: the cells a sweep of the same prompts at that seed renders (`clipskip sweep --seeds 0 --score
+    shapes`, whose `shapes_rates` gives this table back), eight prompts to a comparison here for speed."""
+    scenes = scored_scenes(count)
     tallies = {skip: Tally() for skip in skips}
     for start in tqdm(range(0, len(scenes), MAX_ROWS), desc="scoring", unit="comparison"):
         batch = scenes[start : start + MAX_ROWS]
         result = compare(
-            pipe, [s.caption for s in batch], seed=start, skips=list(skips), steps=steps, guidance_scale=guidance_scale
+            pipe,
+            [s.caption for s in batch],
+            seed=SCORE_SEED,
+            skips=list(skips),
+            steps=steps,
+            guidance_scale=guidance_scale,
         )
         for scene, row in zip(batch, result.rows, strict=True):
             for skip, image in row.images.items():
@@ -86,7 +99,16 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--cfg", type=float, default=7.5)
     parser.add_argument("--json", help="also write the rates to this file")
+    parser.add_argument(
+        "--write-prompts",
+        metavar="FILE",
+        help="only write the scored prompts to FILE, one per line (for `clipskip sweep --score shapes --seeds 0`)",
+    )
     args = parser.parse_args(argv)
+    if args.write_prompts:
+        with open(args.write_prompts, "w", encoding="utf-8") as f:
+            f.write("".join(scene.caption + "\n" for scene in scored_scenes(args.count)))
+        return 0
     rates = score(load_pipeline(args.model, device="cpu"), count=args.count, steps=args.steps, guidance_scale=args.cfg)
     print(table(rates))
     if args.json:
