@@ -726,11 +726,21 @@ def build_demo(
         """`model` when it is one of the server's names (a client may send anything), else the first."""
         return model if isinstance(model, str) and model in names else default
 
+    unusable: dict[str, str] = {}  # models whose files could not be loaded: answered at once, never loaded again
+
     def loaded(name: str):
+        if name in unusable:
+            raise refusal(unusable[name], "This model cannot be used")
         try:
             return load(names[name])
         except ValueError as error:
-            raise refusal(str(error).replace(names[name], name), "This model cannot be used") from None
+            from .loading import ModelLoadError  # a load was tried: torch is imported already
+            from .loras import LoraError
+
+            reason = str(error).replace(names[name], name)
+            if isinstance(error, (ModelLoadError, LoraError)):  # the files are wrong: every later load would fail
+                unusable[name] = reason + " (fix it and restart the server)"
+            raise refusal(reason, "This model cannot be used") from None
 
     views: dict[str, ModelView] = {}  # each model's form, once it has been loaded
 
