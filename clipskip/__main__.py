@@ -42,7 +42,7 @@ def read_prompts(path: str, max_bytes: int = MAX_PROMPTS_FILE_BYTES, most: int =
             )
         with open(path, "rb") as file:
             data = file.read(max_bytes + 1)  # bounded even if the file grew since
-        lines = data.decode("utf-8").splitlines()
+        lines = data.decode("utf-8-sig").replace("\r\n", "\n").split("\n")  # lines as an editor shows them
     except OSError as error:
         raise ValueError(f"cannot read the prompts file {shown}: {error.strerror}") from None
     except UnicodeDecodeError as error:
@@ -282,10 +282,18 @@ def sweep_main(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return 130
+    except OSError as error:  # a disk that fills, a folder that changes while the sweep runs
+        print(
+            f"clipskip: error: could not write to --out {short_repr(args.out, PATH_SHOWN_CHARS)}: "
+            f"{error.strerror or error}; fix it and run the same command again (the cells done are kept)",
+            file=sys.stderr,
+        )
+        return 2
     outcome = result.outcome
     for failure in outcome.failed[:5]:
         print(
-            f"clipskip: warning: prompt {failure['prompt_index'] + 1}, seed {failure['seed']}: {failure['error']}",
+            f"clipskip: warning: prompt {failure['prompt_index'] + 1} (prompt_index {failure['prompt_index']}), seed "
+            f"{failure['seed']}: {failure['error']}",
             file=sys.stderr,
         )
     if len(outcome.failed) > 5:

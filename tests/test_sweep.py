@@ -168,7 +168,7 @@ def test_the_command_line_sweeps_a_prompts_file_and_lists_what_failed(pipe, tmp_
     argv += ["--steps", "1", "--width", "64", "--height", "64", "--device", "cpu", "--out", str(tmp_path / "s")]
     assert main(argv) == 1
     captured = capsys.readouterr()
-    assert "clipskip: warning: prompt 2, seed 1: the prompt's weights overflow its conditioning" in captured.err
+    assert "warning: prompt 2 (prompt_index 1), seed 1: the prompt's weights overflow its conditioning" in captured.err
     assert "sweep: 4 cells rendered now, 0 found done, 2 comparisons failed; 4 cells in results" in captured.out
     errors = [json.loads(line) for line in (tmp_path / "s" / "errors.jsonl").read_text().splitlines()]
     assert [(e["prompt_index"], e["seed"]) for e in errors] == [(1, 1), (1, 2)]
@@ -242,3 +242,31 @@ def test_fractional_columns_are_swept_like_whole_ones_and_named_in_their_canonic
     assert rows[1]["layers"] == "between layers 12 and 11 of 12" and rows[1]["embedding_cosine"] is None
     with pytest.raises(ValueError, match="gives each CLIP text encoder its own layer"):
         sweep(tmp_path / "l", ["a red fox"], seeds=[1], **TINY | {"skips": ["L1/G2"]})
+
+
+def test_cells_of_other_settings_are_never_taken_for_done_and_one_sweep_holds_a_folder(pipe, tmp_path, monkeypatch):
+    from clipskip.sweep import hold
+
+    sweep(tmp_path, ["a red fox"], seeds=[1], **TINY)
+    (tmp_path / "sweep.json").unlink()  # the folder's settings gone: its rows still say which settings they are of
+    calls = counted(monkeypatch)
+    result = sweep(tmp_path, ["a red fox"], seeds=[1], **TINY | {"steps": 2})
+    assert calls == [("a red fox", 1, [1, 2])] and result.outcome.found == 0
+    assert {row["steps"] for row in pyarrow.parquet.read_table(result.table[0]).to_pylist()} == {2}
+    held = hold(tmp_path)
+    try:
+        with pytest.raises(ValueError, match="is in use by another sweep; wait for it to end, or give another folder"):
+            sweep(tmp_path, ["a red fox"], seeds=[1], **TINY | {"steps": 2})
+    finally:
+        held.close()
+    with pytest.raises(ValueError, match="workers is the number of Ray workers: give ray too"):
+        sweep(tmp_path, ["a red fox"], seeds=[1], workers=2, **TINY)
+    with pytest.raises(ValueError, match="cannot reach the Ray cluster at '127.0.0.1:1'"):
+        sweep(tmp_path, ["a red fox"], seeds=[1], ray="127.0.0.1:1", **TINY | {"steps": 2})
+
+
+def test_a_prompts_file_is_read_as_an_editor_shows_its_lines(tmp_path):
+    from clipskip.__main__ import read_prompts
+
+    (tmp_path / "p.txt").write_bytes("\ufeffa red fox\r\na blue\u2028bird\n\n  a cat \n".encode())
+    assert read_prompts(str(tmp_path / "p.txt"), 1000, 10) == ["a red fox", "a blue\u2028bird", "a cat"]

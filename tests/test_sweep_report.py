@@ -42,7 +42,7 @@ def test_the_report_shows_a_grid_for_the_chosen_axes_and_compares_two_cells(pipe
         grid.locator("img").nth(0).click()
         grid.locator("img").nth(2).click()
         expect(page.locator("#ab")).to_be_visible()
-        expect(page.locator("#ab-labels")).to_contain_text("skip 1 — B:")
+        expect(page.locator("#ab-labels")).to_contain_text("skip 1 — B (right):")
         expect(page.locator("#plots svg")).to_have_count(1)  # SSIM; no score was asked for
         page.screenshot(path=str(ARTIFACTS / "sweep-report.png"), full_page=True)
         browser.close()

@@ -23,7 +23,7 @@ from ..request import (
 from .cluster import run_on_ray
 from .plan import MAX_MODELS, MAX_PROMPTS, MAX_SEEDS, drawn_seeds, plan
 from .report import write_report
-from .run import Outcome, SweepSettings, done_cells, open_folder, run_local, saved_settings
+from .run import ERRORS, Outcome, SweepSettings, count_done, done_cells, open_folder, run_local, saved_settings
 from .scores import scorer
 from .table import ordered_rows, write_table
 
@@ -124,6 +124,10 @@ def sweep(
     from ..loading import load_pipeline
     from ..provenance import weights_hash
 
+    if not isinstance(out, (str, Path)) or not str(out):
+        raise ValueError(f"out must be the sweep's folder (a path), not {short_repr(out)}")
+    if workers is not None and ray is None:
+        raise ValueError("workers is the number of Ray workers: give ray too (--ray auto, local or an address)")
     try:
         import pyarrow  # noqa: F401  the results table: checked before any cell is rendered
     except ImportError:
@@ -155,34 +159,63 @@ def sweep(
         clip_model=clip_model if score == "clip" else None,
         dtype=dtype,
     )
-    open_folder(folder, settings)
-    units = plan(list(models), list(prompts), list(settings.seeds))
-
-    def load(model: str):
-        pipe = load_pipeline(model, device, dtype, options)
-        check_settings(pipe, settings)
-        weights_hash(pipe, timeout=None)  # every row names the weights: wait for a hash still being computed
-        return pipe
-
-    if ray is not None:
-        workers = connect(ray, workers)  # before the progress bar: a cluster that cannot be reached is one line
-    done = done_cells(folder)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        total = len(units) * len(settings.skips)
-        bar = tqdm(total=total, initial=min(len(done), total), desc="sweep", unit="cell")
+    lock = hold(folder)  # before sweep.json is read or written: one sweep at a time in a folder
     try:
-        if ray is None:
-            outcome = run_local(folder, settings, units, load, score_function, done, bar)
-        else:
-            outcome = run_on_ray(folder, settings, units, load, score_function, done, workers, bar)
+        open_folder(folder, settings)
+        units = plan(list(models), list(prompts), list(settings.seeds))
+
+        def load(model: str):
+            pipe = load_pipeline(model, device, dtype, options)
+            check_settings(pipe, settings)
+            weights_hash(pipe, timeout=None)  # every row names the weights: wait for a hash still being computed
+            return pipe
+
+        if ray is not None:
+            workers = connect(ray, workers)  # before the progress bar: a cluster that cannot be reached is one line
+        done = done_cells(folder, settings)
+        (folder / ERRORS).unlink(missing_ok=True)  # errors.jsonl: this run's failures (a rerun tries them again)
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            total = len(units) * len(settings.skips)
+            bar = tqdm(total=total, initial=count_done(units, settings.skips, done), desc="sweep", unit="cell")
+        try:
+            if ray is None:
+                outcome = run_local(folder, settings, units, load, score_function, done, bar)
+            else:
+                outcome = run_on_ray(folder, settings, units, load, score_function, done, workers, bar)
+        finally:
+            if bar is not None:
+                bar.close()
+        rows = ordered_rows(folder, units, settings)
+        return SweepResult(
+            folder, write_table(folder, rows), write_report(folder, rows, len(outcome.failed)), len(rows), outcome
+        )
     finally:
-        if bar is not None:
-            bar.close()
-    rows = ordered_rows(folder, units, settings.skips)
-    return SweepResult(folder, write_table(folder, rows), write_report(folder, rows), len(rows), outcome)
+        lock.close()
+
+
+def hold(folder: Path):
+    """The folder made and locked for this sweep (an open file holding an exclusive `flock` on `.lock`; close it to
+    let go); ValueError when another sweep holds it, or the folder cannot be made."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = open(folder / ".lock", "w")  # noqa: SIM115  held until the sweep ends
+    except OSError as error:
+        raise ValueError(f"the sweep's folder {short_repr(str(folder))} cannot be used: {error.strerror}") from None
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock; a second sweep there is not stopped
+        return handle
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise ValueError(
+            f"{short_repr(str(folder))} is in use by another sweep; wait for it to end, or give another folder"
+        ) from None
+    return handle
 
 
 def connect(address: str, workers: int | None) -> int | None:
@@ -190,6 +223,8 @@ def connect(address: str, workers: int | None) -> int | None:
     is connected already; returns `workers` checked. Raises ValueError when Ray is missing or cannot connect."""
     if not isinstance(address, str) or not 1 <= len(address) <= MAX_ADDRESS_CHARS:
         raise ValueError(f'ray must be "auto", "local" or a cluster address, not {short_repr(address)}')
+    if address not in ("auto", "local") and not address.startswith("ray://"):
+        reachable(address)  # ray.init waits without end for an address where no cluster answers
     if workers is not None and (not isinstance(workers, int) or not 1 <= workers <= MAX_WORKERS):
         raise ValueError(f"workers must be 1 to {MAX_WORKERS}, not {short_repr(workers)}")
     try:
@@ -202,6 +237,22 @@ def connect(address: str, workers: int | None) -> int | None:
         except (ConnectionError, RuntimeError, ValueError) as error:
             raise ValueError(f"cannot reach the Ray cluster {short_repr(address)}: {error}") from None
     return workers
+
+
+def reachable(address: str, timeout: float = 5.0) -> None:
+    """A head node's `host:port` answers a TCP connection within `timeout` seconds; ValueError otherwise."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f'ray must be "auto", "local" or a head node\'s host:port, not {short_repr(address)}')
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as error:
+        raise ValueError(
+            f"cannot reach the Ray cluster at {short_repr(address)} ({error.strerror or error}); start it with "
+            "`ray start --head` there, or give --ray local"
+        ) from None
 
 
 def check_settings(pipe, settings: SweepSettings) -> None:

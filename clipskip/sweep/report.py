@@ -21,9 +21,12 @@ def page_data(rows: list[dict]) -> str:
     return json.dumps(shown, ensure_ascii=True).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def write_report(folder: Path, rows: list[dict], title: str = "clipskip sweep") -> Path:
-    """index.html in `folder` for `rows` (the results table's, in plan order); written whole or not at all."""
+def write_report(folder: Path, rows: list[dict], failed: int = 0, title: str = "clipskip sweep") -> Path:
+    """index.html in `folder` for `rows` (the results table's, in plan order), saying how many comparisons `failed`
+    in the run that wrote it; written whole or not at all."""
     template = (Path(__file__).parent / "report.html").read_text(encoding="utf-8")
-    page = template.replace("__TITLE__", html.escape(title)).replace("__ROWS__", page_data(rows))
+    failures = f"{failed} comparison(s) failed in the last run: errors.jsonl says why" if failed else ""
+    page = template.replace("__TITLE__", html.escape(title)).replace("__FAILED__", failures)
+    page = page.replace("__ROWS__", page_data(rows))
     write_atomically(folder / PAGE, page.encode("utf-8"))
     return folder / PAGE

@@ -8,6 +8,7 @@ when its file and its row both exist; stopping at any moment loses at most the u
 """
 
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -45,6 +46,13 @@ class SweepSettings:
 
     def as_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False, indent=1)
+
+    def identity(self) -> str:
+        """What every row of these settings carries (`sweep`): a hash of all that decides a cell's image and row
+        besides its model, prompt and seed (which its row and path name), so that a row of other settings is never
+        taken for a cell done, whatever sweep.json says."""
+        rendering = {key: value for key, value in asdict(self).items() if key not in ("models", "prompts", "seeds")}
+        return hashlib.sha256(json.dumps(rendering, sort_keys=True).encode()).hexdigest()[:16]
 
     def compare_options(self) -> dict:
         """The keyword arguments `compare` takes from these settings, besides prompt and seed."""
@@ -106,8 +114,12 @@ def write_atomically(path: Path, data: bytes) -> None:
     """`data` in `path`, whole or not at all: written beside it, then renamed over it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
-    partial.write_bytes(data)
-    os.replace(partial, path)
+    try:
+        partial.write_bytes(data)
+        os.replace(partial, path)
+    except OSError:  # a full disk: nothing half-written stays behind
+        partial.unlink(missing_ok=True)
+        raise
 
 
 def read_journal(folder: Path) -> Iterator[dict]:
@@ -133,10 +145,20 @@ def append_lines(path: Path, rows: list[dict]) -> None:
         os.fsync(journal.fileno())
 
 
-def done_cells(folder: Path) -> dict[str, dict]:
-    """The cells done: file path (relative, POSIX) -> its row, for rows whose file exists (the last row wins)."""
-    rows = {row["file"]: row for row in read_journal(folder)}
+def done_cells(folder: Path, settings: SweepSettings) -> dict[str, dict]:
+    """The cells done: file path (relative, POSIX) -> its row, for rows of these settings (`identity`) whose file
+    exists (the last row wins)."""
+    identity = settings.identity()
+    rows = {row["file"]: row for row in read_journal(folder) if row.get("sweep") == identity}
     return {name: row for name, row in rows.items() if (folder / name).is_file()}
+
+
+def done_row(done: dict[str, dict], unit: Unit, skip) -> dict | None:
+    """The row of `unit`'s cell at `skip` when it is done and is that cell's (its prompt, seed and skip)."""
+    row = done.get(str(cell_path(unit, skip)))
+    if row is None or (row.get("prompt"), row.get("seed"), row.get("skip")) != (unit.prompt, unit.seed, str(skip)):
+        return None
+    return row
 
 
 @dataclass
@@ -197,6 +219,7 @@ def render_unit(
                     "embedding_cosine": cosine[skip - 1] if isinstance(skip, int) else None,
                     **(score(unit.prompt, image) if score is not None else {"score": None}),
                     "file": str(cell_path(unit, skip)),
+                    "sweep": settings.identity(),
                     "steps": metadata["steps"],
                     "guidance_scale": metadata["guidance_scale"],
                     "sampler": metadata["sampler"],
@@ -220,17 +243,17 @@ def keep(folder: Path, cells: list[Cell]) -> None:
 
 def missing_skips(unit: Unit, skips, done: dict[str, dict]) -> list:
     """The skips of `unit` whose cell is not done."""
-    return [skip for skip in skips if str(cell_path(unit, skip)) not in done]
+    return [skip for skip in skips if done_row(done, unit, skip) is None]
 
 
 def count_done(units: list[Unit], skips, done: dict[str, dict]) -> int:
-    return sum(1 for unit in units for skip in skips if str(cell_path(unit, skip)) in done)
+    return sum(1 for unit in units for skip in skips if done_row(done, unit, skip) is not None)
 
 
 def unit_reference(unit: Unit, skips, done: dict[str, dict]):
     """The reference skip the unit's done cells were measured against, or None when none is done."""
     for skip in skips:
-        row = done.get(str(cell_path(unit, skip)))
+        row = done_row(done, unit, skip)
         if row is not None:
             return next((s for s in skips if str(s) == row.get("reference_skip")), None)
     return None

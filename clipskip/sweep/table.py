@@ -3,16 +3,16 @@ both)."""
 
 from pathlib import Path
 
-from .plan import Unit, cell_path
-from .run import done_cells, write_atomically
+from .plan import Unit
+from .run import SweepSettings, done_cells, done_row, write_atomically
 
 PARQUET, CSV = "results.parquet", "results.csv"
 
 
-def ordered_rows(folder: Path, units: list[Unit], skips) -> list[dict]:
+def ordered_rows(folder: Path, units: list[Unit], settings: SweepSettings) -> list[dict]:
     """The done cells' rows, unit by unit in plan order and skip by skip in the sweep's order."""
-    done = done_cells(folder)
-    return [row for unit in units for skip in skips if (row := done.get(str(cell_path(unit, skip)))) is not None]
+    done = done_cells(folder, settings)
+    return [row for unit in units for skip in settings.skips if (row := done_row(done, unit, skip)) is not None]
 
 
 def write_table(folder: Path, rows: list[dict]) -> list[Path]:
