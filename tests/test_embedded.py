@@ -61,7 +61,7 @@ def test_it_draws_the_colours_its_prompt_names(pipe, prompt, background, colours
     assert sorted(shape.colour for shape in reading.shapes[: len(colours)]) == sorted(colours)
 
 
-# Shapes come out right in 95 % of pictures (README): these fixed cases, one per kind, catch a regression, not the rate
+# Shapes come out right in 97 % of pictures (README): these fixed cases, one per kind, catch a regression, not the rate
 @pytest.mark.parametrize(
     ("prompt", "kind"),
     [
