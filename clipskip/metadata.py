@@ -11,6 +11,8 @@ def layers_text(cell: dict, of: str = " of ", plus: str = " + ") -> str:
     encoders = cell["encoders"]
     if len(encoders) == 1:
         e = encoders[0]
+        if "next_layer" in e and of == "/":  # the compact form, for captions: "layers 12–11/12"
+            return f"layers {e['layer']}–{e['next_layer']}/{e['layers']}"
         if "next_layer" in e:
             return f"between layers {e['layer']} and {e['next_layer']}{of}{e['layers']}"
         return f"layer {e['layer']}{of}{e['layers']}"

@@ -455,7 +455,7 @@ def test_an_sd3_model_renders_through_the_endpoint_and_its_form_offers_what_work
 def test_the_api_takes_fractional_skips_as_text_and_refuses_a_skip_per_encoder_on_sd1(client):
     _, gallery, metadata = client.predict(**GOOD | {"skips": [1, "1.5", 2.25]}, api_name="/compare")
     assert metadata["skips"] == [1, "1.5", "2.25"]
-    assert [item["caption"] for item in gallery][1] == "skip 1.5 · between layers 12 and 11/12"
+    assert [item["caption"] for item in gallery][1] == "skip 1.5 · layers 12–11/12"
     with pytest.raises(AppError, match="CLIP skip L1/G2 gives each CLIP text encoder its own layer, but this model"):
         client.predict(**GOOD | {"skips": ["L1/G2"]}, api_name="/compare")
 
