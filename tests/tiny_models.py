@@ -53,7 +53,7 @@ def text_config(tokenizer, layers: int, act: str, hidden: int = 32) -> CLIPTextC
     )
 
 
-def vae() -> AutoencoderKL:
+def vae(**settings) -> AutoencoderKL:
     return AutoencoderKL(
         block_out_channels=(8, 16),
         in_channels=3,
@@ -63,6 +63,7 @@ def vae() -> AutoencoderKL:
         latent_channels=4,
         norm_num_groups=4,
         sample_size=64,
+        **settings,
     )
 
 
@@ -201,15 +202,7 @@ def sd3(t5: bool = True) -> StableDiffusion3Pipeline:
             out_channels=4,
         ),
         scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
-        vae=AutoencoderKL(
-            block_out_channels=(8, 16),
-            in_channels=3,
-            out_channels=3,
-            down_block_types=("DownEncoderBlock2D",) * 2,
-            up_block_types=("UpDecoderBlock2D",) * 2,
-            latent_channels=4,
-            norm_num_groups=4,
-            sample_size=64,
+        vae=vae(
             shift_factor=0.0609,  # SD 3's VAE shifts its latents as well as scaling them
             scaling_factor=1.5035,
             use_quant_conv=False,
