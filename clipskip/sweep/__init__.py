@@ -23,7 +23,18 @@ from ..request import (
 from .cluster import run_on_ray
 from .plan import MAX_MODELS, MAX_PROMPTS, MAX_SEEDS, drawn_seeds, plan
 from .report import write_report
-from .run import ERRORS, Outcome, SweepSettings, count_done, done_cells, open_folder, run_local, saved_settings
+from .run import (
+    ERRORS,
+    Outcome,
+    Renderer,
+    SweepSettings,
+    count_done,
+    done_cells,
+    open_folder,
+    run_local,
+    saved_settings,
+    work_left,
+)
 from .scores import scorer
 from .table import ordered_rows, write_table
 
@@ -174,17 +185,18 @@ def sweep(
             workers = connect(ray, workers)  # before the progress bar: a cluster that cannot be reached is one line
         done = done_cells(folder, settings)
         (folder / ERRORS).unlink(missing_ok=True)  # errors.jsonl: this run's failures (a rerun tries them again)
+        outcome = Outcome(found=count_done(units, settings.skips, done))
+        work = work_left(units, settings.skips, done)
         bar = None
         if progress:
             from tqdm.auto import tqdm
 
-            total = len(units) * len(settings.skips)
-            bar = tqdm(total=total, initial=count_done(units, settings.skips, done), desc="sweep", unit="cell")
+            bar = tqdm(total=len(units) * len(settings.skips), initial=outcome.found, desc="sweep", unit="cell")
         try:
             if ray is None:
-                outcome = run_local(folder, settings, units, load, score_function, done, bar)
+                run_local(folder, Renderer(settings, load, score_function), work, outcome, bar)
             else:
-                outcome = run_on_ray(folder, settings, units, load, score_function, done, workers, bar)
+                run_on_ray(folder, settings, work, load, score_function, outcome, workers, bar)
         finally:
             if bar is not None:
                 bar.close()

@@ -80,8 +80,7 @@ def open_folder(folder: Path, settings: SweepSettings) -> None:
     (one with no cell yet is replaced).
 
     Raises ValueError naming the settings that differ (a folder never mixes two sweeps' cells)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / SETTINGS_FILE
+    path = folder / SETTINGS_FILE  # the folder is made and locked already (`clipskip.sweep.hold`)
     if path.exists():
         try:
             saved = json.loads(path.read_text(encoding="utf-8"))
@@ -135,7 +134,7 @@ def read_journal(folder: Path) -> Iterator[dict]:
 def append_lines(path: Path, rows: list[dict]) -> None:
     """The rows, one JSON line each, appended in one write and flushed to the disk, on a line of their own."""
     text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-    with contextlib.suppress(FileNotFoundError, OSError), open(path, "rb") as journal:
+    with contextlib.suppress(OSError), open(path, "rb") as journal:
         journal.seek(-1, os.SEEK_END)
         if journal.read(1) != b"\n":  # a line a stop cut short: it stays apart, unread, not glued to the next
             text = "\n" + text
@@ -193,7 +192,7 @@ def render_unit(
     metadata = result.metadata
     row = metadata["rows"][0]
     cosine = metadata["embedding_similarity"][0]["cosine"]  # per whole layer, 1..T
-    cells = []
+    cells, identity = [], settings.identity()
     keys = list(result.rows[0].images)  # the skips as `compare` keys its images: ints, or `clipskip.skips.Skip`
     for column, measured, key in zip(metadata["columns"], row["cells"], keys, strict=True):
         skip = column["skip"]  # an int, or the canonical text ("1.5", "L1/G2"), as `sweep_skips` gives them
@@ -219,7 +218,7 @@ def render_unit(
                     "embedding_cosine": cosine[skip - 1] if isinstance(skip, int) else None,
                     **(score(unit.prompt, image) if score is not None else {"score": None}),
                     "file": str(cell_path(unit, skip)),
-                    "sweep": settings.identity(),
+                    "sweep": identity,
                     "steps": metadata["steps"],
                     "guidance_scale": metadata["guidance_scale"],
                     "sampler": metadata["sampler"],
@@ -241,13 +240,16 @@ def keep(folder: Path, cells: list[Cell]) -> None:
     append_lines(folder / JOURNAL, [cell.row for cell in cells])
 
 
-def missing_skips(unit: Unit, skips, done: dict[str, dict]) -> list:
-    """The skips of `unit` whose cell is not done."""
-    return [skip for skip in skips if done_row(done, unit, skip) is None]
-
-
 def count_done(units: list[Unit], skips, done: dict[str, dict]) -> int:
     return sum(1 for unit in units for skip in skips if done_row(done, unit, skip) is not None)
+
+
+def work_left(units: list[Unit], skips, done: dict[str, dict]) -> Iterator[tuple[Unit, list, object]]:
+    """(unit, its skips not done, the reference its done cells were measured against or None) for every unit with
+    work left, in plan order."""
+    for unit in units:
+        if missing := [skip for skip in skips if done_row(done, unit, skip) is None]:
+            yield unit, missing, unit_reference(unit, skips, done)
 
 
 def unit_reference(unit: Unit, skips, done: dict[str, dict]):
@@ -259,6 +261,35 @@ def unit_reference(unit: Unit, skips, done: dict[str, dict]):
     return None
 
 
+class Renderer:
+    """What renders a sweep's units, here or as a Ray worker: loads a model when a unit needs it (`load(model)`;
+    units come model by model, so each loads once) and renders with `render_unit`. Answers a unit's cells, or
+    {"error": why} for a unit `compare` refuses and {"load_error": why} for a model that cannot load, so that Ray
+    retries only a worker that died."""
+
+    def __init__(self, settings: SweepSettings, load: Callable, score: Callable | None, threads: int | None = None):
+        if threads is not None:
+            import torch
+
+            # Ray gives a worker one thread per CPU it holds; torch's CPU kernels split their sums by thread, so a
+            # worker computes with as many as the driver does, and its images equal a local sweep's to the bit
+            torch.set_num_threads(threads)
+        self.settings, self.load, self.score = settings, load, score
+        self.pipe, self.model = None, None
+
+    def render(self, unit: Unit, skips: list, reference) -> list[Cell] | dict:
+        if unit.model != self.model:
+            self.pipe, self.model = None, None  # the last model goes before the next one loads
+            try:
+                self.pipe, self.model = self.load(unit.model), unit.model
+            except ValueError as error:
+                return {"load_error": str(error)}
+        try:
+            return render_unit(self.pipe, unit, self.settings, skips, self.score, reference)
+        except ValueError as error:
+            return {"error": str(error)}
+
+
 @dataclass
 class Outcome:
     """What a run did: cells written now, cells found done, units that failed (each with its error)."""
@@ -268,46 +299,25 @@ class Outcome:
     failed: list[dict] = field(default_factory=list)
 
 
-def run_local(
-    folder: Path,
-    settings: SweepSettings,
-    units: list[Unit],
-    load: Callable[[str], object],
-    score: Callable | None,
-    done: dict[str, dict],
-    bar=None,
-) -> Outcome:
-    """Renders every unit not `done` (`done_cells`), model by model (`load(model)` is called once per model with
-    work left), keeping each unit's cells as it ends. A unit `compare` refuses is written to errors.jsonl and the
-    sweep goes on; `bar` (a tqdm-like object) is advanced by each cell written."""
-    outcome = Outcome(found=count_done(units, settings.skips, done))
-    pipe, loaded = None, None
-    for unit in units:
-        missing = missing_skips(unit, settings.skips, done)
-        if not missing:
-            continue
-        if unit.model != loaded:
-            pipe, loaded = None, None  # the last model goes before the next one loads
-            pipe, loaded = load(unit.model), unit.model
-        try:
-            cells = render_unit(pipe, unit, settings, missing, score, unit_reference(unit, settings.skips, done))
-        except ValueError as error:
-            record_failure(folder, outcome, unit, str(error))
-            continue
-        record_cells(folder, outcome, cells, bar)
-    return outcome
-
-
-def record_failure(folder: Path, outcome: Outcome, unit: Unit, error: str) -> None:
-    """A unit that could not be rendered, in errors.jsonl and the outcome (a rerun tries it again)."""
-    failure = {"model": unit.model, "prompt_index": unit.prompt_index, "seed": unit.seed, "error": error}
-    append_lines(folder / ERRORS, [failure])
-    outcome.failed.append(failure)
-
-
-def record_cells(folder: Path, outcome: Outcome, cells: list[Cell], bar) -> None:
-    """A unit's cells kept (`keep`), counted, and the progress bar advanced."""
-    keep(folder, cells)
-    outcome.rendered += len(cells)
+def record(folder: Path, outcome: Outcome, unit: Unit, answer: list[Cell] | dict, bar=None) -> None:
+    """A `Renderer`'s answer for `unit` kept: its cells (`keep`, counted, `bar` advanced), or its failure in
+    errors.jsonl and the outcome (a rerun tries it again). Raises ValueError for a model that cannot load."""
+    if isinstance(answer, dict) and "load_error" in answer:
+        raise ValueError(answer["load_error"])
+    if isinstance(answer, dict):
+        failure = {"model": unit.model, "prompt_index": unit.prompt_index, "seed": unit.seed, "error": answer["error"]}
+        append_lines(folder / ERRORS, [failure])
+        outcome.failed.append(failure)
+        return
+    keep(folder, answer)
+    outcome.rendered += len(answer)
     if bar is not None:
-        bar.update(len(cells))
+        bar.update(len(answer))
+
+
+def run_local(folder: Path, renderer: Renderer, work, outcome: Outcome, bar=None) -> Outcome:
+    """Renders each unit of `work` (`work_left`) here, one after another, keeping each as it ends; a unit
+    `compare` refuses is written to errors.jsonl and the sweep goes on."""
+    for unit, missing, reference in work:
+        record(folder, outcome, unit, renderer.render(unit, missing, reference), bar)
+    return outcome
