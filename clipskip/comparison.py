@@ -360,7 +360,7 @@ def compare(
             lora_notes += [note] if note not in lora_notes else []
         lora_sets[text], notes = row_weights(tags, lora_defaults, known_loras)
         lora_notes += [note for note in notes if note not in lora_notes]
-    positives, negatives, empties = {}, {}, {}
+    positives, negatives, empties, lengths = {}, {}, {}, {}
     negative_note, zero_negative = "unused: CFG scale is 1 or less", False
     zeros_asked = getattr(pipe.config, "force_zeros_for_empty_prompt", False)  # SDXL's option; SD 3 encodes ""
     if guided and family.pooled and not request.negative_prompt and zeros_asked:
@@ -387,6 +387,7 @@ def compare(
         # (AUTOMATIC1111's "pad prompt/negative prompt to be same length"), so a cell's conditioning is as long as
         # the longer of the two
         longer = {text: max(positives[text].chunks, negative.chunks if negative is not None else 0) for text in texts}
+        lengths |= longer
         if any(positives[text].chunks != longer[text] for text in texts) or (
             negative is not None and negative.chunks != max(longer.values())
         ):
@@ -394,10 +395,6 @@ def compare(
     warnings += lora_notes
     positives = {text: positives[text] for text in lora_sets}  # back in the rows' order
     negative = next(iter(negatives.values()))  # as long, whatever the LoRAs: for the metadata
-    lengths = {
-        text: max(e.chunks, negatives[lora_sets[text]].chunks if negative is not None else 0)
-        for text, e in positives.items()
-    }
     empty = next(iter(empties.values()), None)
 
     # 3. The cells to denoise: within a row, a skip whose conditioning equals an earlier skip's is rendered once
