@@ -167,6 +167,21 @@ def apply_image(args: argparse.Namespace, given: set[str], found: ImageSettings,
     return notes
 
 
+def render_settings(args: argparse.Namespace) -> dict:
+    """`compare`'s settings from the flags a comparison and a sweep share (`--skips`, `--steps`, `--cfg`, …)."""
+    return {
+        "negative_prompt": args.negative_prompt,
+        "skips": args.skips,
+        "steps": args.steps,
+        "guidance_scale": args.cfg,
+        "width": args.width,
+        "height": args.height,
+        "scheduler": args.sampler,
+        "reference": args.reference,
+        "prompt_syntax": args.prompt_syntax,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["sweep"]:
@@ -206,19 +221,11 @@ def main(argv: list[str] | None = None) -> int:
         result = compare(
             pipe,
             prompt,
-            negative_prompt=args.negative_prompt,
             seed=args.seeds or args.seed,
-            skips=args.skips,
-            steps=args.steps,
-            guidance_scale=args.cfg,
-            width=args.width,
-            height=args.height,
-            scheduler=args.sampler,
-            reference=args.reference,
             max_batch=args.max_batch,
             progress=report,
-            prompt_syntax=args.prompt_syntax,
             loras=lora_weights(args),
+            **render_settings(args),
         )
     except ValueError as error:
         print(f"clipskip: error: {error}", file=sys.stderr)
@@ -254,16 +261,7 @@ def sweep_main(argv: list[str]) -> int:
             out,
             prompts,
             seeds=args.seeds,
-            skips=args.skips,
             models=args.model or ["embedded"],
-            negative_prompt=args.negative_prompt,
-            steps=args.steps,
-            guidance_scale=args.cfg,
-            width=args.width,
-            height=args.height,
-            scheduler=args.sampler,
-            reference=args.reference,
-            prompt_syntax=args.prompt_syntax,
             score=None if args.score == "none" else args.score,
             clip_model=args.clip_model,
             device=args.device,
@@ -271,6 +269,7 @@ def sweep_main(argv: list[str]) -> int:
             options=load_options(args),
             ray=args.ray,
             workers=args.workers,
+            **render_settings(args),
         )
     except ValueError as error:
         print(f"clipskip: error: {error}", file=sys.stderr)
