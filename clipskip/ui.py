@@ -1049,10 +1049,10 @@ def build_demo(
         if from_link:
             text = "Settings from the link." + (" " + sentence("; ".join(notes)) + "." if notes else "")
             form["status"] = message(as_text(text), "note")
+        sampler, syntax, preset = family_menus(view_)
         if view_.plain_only or DEFAULT_SAMPLER not in view_.samplers:  # SD 3: its own samplers and syntax
-            menus = dict(zip(("scheduler", "prompt_syntax"), family_menus(view_)[:2], strict=True))
-            form = menus | form  # a link's own values stay (and are refused with the reason when rendered)
-        form |= {"note": view_.note, "generate": ready_button(), "preset": family_menus(view_)[2]}
+            form = {"scheduler": sampler, "prompt_syntax": syntax} | form  # a link's own values stay (refused later)
+        form |= {"note": view_.note, "generate": ready_button(), "preset": preset}
         fields = ["prompt", "negative_prompt", "seed", "skips", "steps", "guidance_scale", "width", "height"]
         fields += ["scheduler", "prompt_syntax", "seeds", "prompt_rows", "reference", "status", "note", "generate"]
         fields += ["more_skips", "preset"]
