@@ -1311,11 +1311,14 @@ def build_demo(
                 check_size, [width, height, model], size_warning, queue=False, show_progress="hidden",
                 api_visibility="private",
             )  # fmt: skip
+        # the rows' labels follow the seed rows and prompt rows; after a link, a reload or an image filled the form
+        # too, since the rows' boxes sit in a folded accordion that may not be drawn yet to report their change
+        show_rows = dict(
+            fn=rows_state, inputs=[seeds, prompt_rows], outputs=[seed, rows], queue=False, show_progress="hidden",
+            api_visibility="private",
+        )  # fmt: skip
         for rows_input in (seeds, prompt_rows):
-            rows_input.change(
-                rows_state, [seeds, prompt_rows], [seed, rows], queue=False, show_progress="hidden",
-                api_visibility="private",
-            )  # fmt: skip
+            rows_input.change(**show_rows)
         form_fields = [prompt, negative_prompt, seed, seeds, prompt_rows, skips, steps, guidance_scale, width, height]
         form_fields += [scheduler, model, reference, prompt_syntax, note, status, more_skips]
         settings_file.upload(
@@ -1324,7 +1327,7 @@ def build_demo(
             [*form_fields, settings_file],
             api_visibility="private",
             preprocess=False,  # raw values: the handler checks them
-        )
+        ).then(**show_rows)
         copy_link.click(
             None,
             [prompt, negative_prompt, seed, skips, steps, guidance_scale, width, height, scheduler, prompt_syntax]
@@ -1350,7 +1353,7 @@ def build_demo(
             )  # fmt: skip
             gr.on([box.change, prompt_syntax.change, model.change], trigger_mode="always_last", **counting)
             opened.then(**counting)
-        opened.then(
+        restored = opened.then(
             restore,
             saved,
             [grid, gallery, metadata, result_state, fresh_state, *form_fields],
@@ -1358,7 +1361,9 @@ def build_demo(
             show_progress="hidden",
             api_visibility="private",
             preprocess=False,  # the browser's stored value, raw: the handler checks it
-        ).success(show_fresh_analysis, fresh_state, analysis, api_visibility="private")
+        )
+        restored.success(show_fresh_analysis, fresh_state, analysis, api_visibility="private")
+        restored.then(**show_rows)
         dice.click(lambda: RANDOM_SEED, None, seed, api_visibility="private")
         reuse.click(reuse_seed, seed_used, seed, api_visibility="private", preprocess=False)
     return demo
