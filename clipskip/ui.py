@@ -260,7 +260,7 @@ def lora_weights(text, server: dict[str, float]) -> dict[str, float]:
         raise ValueError(f"loras must be text like 'name:0.8, other:0', not {type(text).__name__}")
     if len(text) > MAX_LORA_TEXT_CHARS:
         raise ValueError(f"loras is {len(text):,} characters; at most {MAX_LORA_TEXT_CHARS:,}")
-    weights = dict(server)
+    weights, named = dict(server), set()
     for part in text.split(","):
         name, colon, number = part.strip().rpartition(":")
         if not colon or name not in server:
@@ -277,6 +277,9 @@ def lora_weights(text, server: dict[str, float]) -> dict[str, float]:
                 f"loras: the weight of {name} must be from {-MAX_LORA_WEIGHT:g} to {MAX_LORA_WEIGHT:g} (0 is off), "
                 f"not {short_repr(number)}"
             )
+        if name in named:  # which weight was meant is not for this app to guess
+            raise ValueError(f"loras gives {name} twice; give each LoRA's weight once")
+        named.add(name)
         weights[name] = weight
     return weights
 

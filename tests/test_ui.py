@@ -203,6 +203,8 @@ def test_lora_weights_are_the_servers_own_names_within_bounds():
         ("detail:5", "must be from -4 to 4"),
         ("detail:nan", "must be from -4 to 4"),
         ("detail:x", "not 'x'"),
+        ("detail:1, style:0, detail:0", "loras gives detail twice; give each LoRA's weight once"),
+        ("detail, style", "loras names 'detail'"),
         ("x" * (MAX_LORA_TEXT_CHARS + 1), "at most 4,000"),
         (["detail:1"], "loras must be text"),
     ]:
