@@ -145,6 +145,21 @@ def inject_text_encoder(encoder, state: dict, alphas: dict | None, metadata: dic
     return True
 
 
+def check_unet_fit(unet, state: dict, name: str, shown: str) -> None:
+    """LoraError when some of the file's UNet layers found no layer of this UNet: diffusers loads the rest and only
+    logs the keys it dropped, so the LoRA would act partly, unlike in the tool it was made for. A layer is counted by
+    its down (A) matrix, in any of diffusers' key layouts."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    in_file = sum(1 for key in state if key.startswith("unet.") and key.endswith(("down.weight", "lora_A.weight")))
+    taken = sum(1 for m in unet.modules() if isinstance(m, BaseTunerLayer) and name in getattr(m, "lora_A", {}))
+    if taken < in_file:
+        raise LoraError(
+            f"refusing {shown}: only {taken} of its {in_file} UNet layers match a layer of this model's UNet; the others would be left "
+            "out, so it would not act as it does where it was made. Give a LoRA made for this model's architecture"
+        )
+
+
 def load_lora(pipe, path: str | Path) -> Lora:
     """One file checked, hashed and loaded into `pipe` as the adapter `name` (its stem), switched off; LoraError
     naming the file when it is refused or does not fit the pipeline."""
@@ -180,6 +195,8 @@ def load_lora(pipe, path: str | Path) -> Lora:
         raise LoraError(f"could not load LoRA {shown} into this model: {short_repr(cause, 200)}") from error
     if not components:
         raise LoraError(f"refusing {shown}: none of its weights are for this model's UNet or text encoders")
+    if "unet" in components:
+        check_unet_fit(pipe.unet, state, name, shown)
     # 3. Hash the file as AUTOMATIC1111 does
     digest = addnet_hash(path)
     return Lora(name, str(path), digest, digest[:12], tuple(components))

@@ -309,6 +309,23 @@ def test_a_refused_load_leaves_the_model_as_it_was_and_broken_weights_are_refuse
     assert same(compare(pipe, "a cat", **TINY), solo["off"])
 
 
+def test_a_lora_whose_unet_layers_only_partly_match_is_refused_not_half_applied(files, tmp_path):
+    from safetensors.torch import load_file
+
+    kohya = load_file(files["sd1.kohya"])
+    layer = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q"
+    assert f"{layer}.lora_down.weight" in kohya
+    extra = {k.replace("down_blocks_0", "down_blocks_7"): v.clone() for k, v in kohya.items() if k.startswith(layer)}
+    assert len(extra) == 3  # down, up, alpha: a layer of an 8th down block, which no UNet has
+    layers = sum(k.startswith("lora_unet_") and k.endswith("lora_down.weight") for k in kohya)
+    partial = save(tmp_path / "partial.safetensors", kohya | extra)
+    pipe = tiny_models.sd1()
+    message = refused(pipe, partial)
+    assert f"refusing 'partial.safetensors': only {layers} of its {layers + 1} UNet layers match" in message
+    assert not any(isinstance(m, BaseTunerLayer) for c in (pipe.unet, pipe.text_encoder) for m in c.modules())
+    assert load_loras([files["sd1.kohya"]], pipe)["kohya"].components == ("unet", "text_encoder")  # the whole fits
+
+
 def test_a_tag_in_a_syntax_without_loras_is_a_warning_saying_it_stays_words(sd1):
     result = compare(sd1, "a cat <lora:detail:1>", **TINY | {"prompt_syntax": "comfyui"})
     assert "<lora:…> tags are words in the comfyui syntax, not LoRAs" in " ".join(result.warnings)
