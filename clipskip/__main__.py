@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from .formats.fields import MODEL_EXTENSIONS, ImageSettings
-from .request import DEFAULT_SKIPS, MAX_PROMPT_CHARS, MAX_ROWS, seed_list, short_repr
+from .request import DEFAULT_SKIPS, MAX_PROMPT_CHARS, MAX_ROWS, as_text, seed_list, short_repr
 from .settings import PATH_SHOWN_CHARS, cli_parser, load_options, lora_weights, sweep_parser
 from .skips import from_number, parse_skip
 
@@ -29,7 +29,8 @@ MAX_PROMPTS_FILE_BYTES = 64 * 1024  # MAX_ROWS prompts of MAX_PROMPT_CHARS chara
 
 def read_prompts(path: str, max_bytes: int = MAX_PROMPTS_FILE_BYTES, most: int = MAX_ROWS) -> list[str]:
     """The non-blank lines of a UTF-8 text file, stripped, at most `most` of them (a comparison's rows by default; a
-    sweep allows more); its kind and size (at most `max_bytes`) are checked before it is opened."""
+    sweep allows more), each at most MAX_PROMPT_CHARS characters; its kind and size (at most `max_bytes`) are checked
+    before it is opened. ValueError naming the file (and the line, for a prompt too long) otherwise."""
     shown = short_repr(path, PATH_SHOWN_CHARS)
     try:
         info = os.stat(path)
@@ -49,7 +50,10 @@ def read_prompts(path: str, max_bytes: int = MAX_PROMPTS_FILE_BYTES, most: int =
         raise ValueError(f"cannot read the prompts file {shown}: it is not UTF-8 text ({error.reason})") from None
     if len(data) > max_bytes:
         raise ValueError(f"the prompts file {shown} grew past {max_bytes:,} bytes while being read")
-    prompts = [line.strip() for line in lines if line.strip()]
+    prompts = []
+    for number, line in enumerate(lines, 1):  # each prompt checked here, so its message can say where it is
+        if line.strip():
+            prompts.append(as_text(f"line {number:,} of the prompts file {shown}", line.strip()))
     if not prompts:
         raise ValueError(f"the prompts file {shown} has no prompts (one per line)")
     if len(prompts) > most:

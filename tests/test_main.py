@@ -99,8 +99,12 @@ def test_cli_refuses_an_empty_prompts_file(tmp_path, capsys, no_model, monkeypat
             lambda: Path("p").write_bytes(b"a fox\n\xff\n"),
             "cannot read the prompts file 'p': it is not UTF-8 text (invalid start byte)",
         ),
+        (
+            lambda: Path("p").write_text("a fox\n\n" + "x" * 2001 + "\n"),
+            "line 3 of the prompts file 'p' is 2,001 characters long; shorten it to at most 2,000",
+        ),
     ],
-    ids=["missing", "folder", "pipe", "too-big", "not-utf-8"],
+    ids=["missing", "folder", "pipe", "too-big", "not-utf-8", "a-prompt-too-long"],
 )
 def test_cli_checks_the_prompts_file_before_reading_it(make, message, tmp_path, capsys, no_model, monkeypatch):
     monkeypatch.chdir(tmp_path)
