@@ -156,6 +156,7 @@ def test_a_dropped_png_replaces_the_form_and_is_not_kept(page, tmp_path):
     page.get_by_text("Rows and reference").click()
     page.get_by_label("Seeds, one row each").fill("7, 8")
     page.get_by_label("One prompt per line of the prompt box, one row each").check()
+    expect(page.get_by_text("Rows and reference · on: one row per line of the prompt box")).to_be_visible()
     info = PngImagePlugin.PngInfo()
     info.add_text(
         "parameters", "a red fox in the snow\nNegative prompt: blurry\nSteps: 2, Seed: 1234, Size: 64x64, Clip skip: 2"
@@ -170,6 +171,8 @@ def test_a_dropped_png_replaces_the_form_and_is_not_kept(page, tmp_path):
     expect(page.get_by_label("Seed (−1 = random)")).to_have_value("1234")
     expect(page.get_by_label("Seeds, one row each")).to_have_value("")  # one row, the image's seed
     expect(page.get_by_label("One prompt per line of the prompt box, one row each")).not_to_be_checked()
+    expect(page.get_by_text("Rows and reference", exact=True)).to_be_visible()  # its title says no rows now
+    expect(page.get_by_label("Seed (−1 = random)", exact=True)).to_have_value("1234")  # no longer "replaced by…"
     expect(page.get_by_label("2", exact=True)).to_be_checked()  # the image's skip, among those ticked
     expect(page.locator("#status")).to_contain_text("Settings loaded from AUTOMATIC1111")  # lasts
     page.get_by_role("button", name="Generate").click()
