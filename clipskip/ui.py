@@ -620,15 +620,16 @@ class RenderSteps:
 
 
 LINK_FIELDS = ("prompt", "negative_prompt", "seed", "skips", "steps", "cfg", "width", "height", "sampler", "syntax")
-LINK_FIELDS += ("seeds", "rows")  # rows=prompts: one prompt per line, one row each
+LINK_FIELDS += ("seeds", "rows", "loras")  # rows=prompts: one prompt per line, one row each; loras="name:w, …"
 LINK_NAMED_KEYS = 3  # unknown keys a note names; the rest are counted
 COPY_LINK_JS = """(prompt, negative_prompt, seed, skips, steps, cfg, width, height, sampler, syntax, seeds, rows,
-  more) => {
+  more, loras) => {
   const url = new URL(window.location.href.split("?")[0]);
   const columns = [...skips, ...more.split(",").map((part) => part.trim()).filter(Boolean)].join(",");
   const values = {prompt, negative_prompt, seed, skips: columns, steps, cfg, width, height, sampler, syntax};
   if (seeds.trim()) values.seeds = seeds;
   if (rows) values.rows = "prompts";
+  if (loras) values.loras = loras;
   for (const [key, value] of Object.entries(values)) url.searchParams.set(key, String(value));
   if (url.search.length > 12000) return "Too long for a link: shorten the prompts";
   navigator.clipboard?.writeText(url.toString());
@@ -695,7 +696,20 @@ def link_settings(params) -> tuple[dict, list[str]]:
             values.form["prompt_rows"] = True
         else:
             values.notes.append(f"the link's rows {shown(rows)} was left out: it is rows=prompts or nothing")
+    if (loras := given.get("loras")) is not None:
+        values.form["loras"] = loras  # read against the server's LoRAs where they are known (`link_loras`)
     return values.form, values.notes
+
+
+def link_loras(text: str, server: dict[str, float]) -> tuple[dict[str, float] | None, str | None]:
+    """A link's `loras` over the server's starting weights (see `lora_weights`), or None and a note saying why it was
+    left out."""
+    if not server:
+        return None, "the link's LoRA weights were left out: this server has no LoRAs"
+    try:
+        return lora_weights(text, server), None
+    except ValueError as error:
+        return None, f"the link's LoRA weights were left out: {error}"
 
 
 def refusal(message: str, title: str) -> gr.Error:
@@ -1034,9 +1048,13 @@ def build_demo(
             else:
                 title, reason = "This model cannot be used", sentence(str(error))
             why = message(f"**{title}.** {as_text(reason)}")
-            return [gr.skip()] * 13 + [why, gr.skip(), gr.skip(), gr.skip(), gr.skip()]
+            return [gr.skip()] * 13 + [why] + [gr.skip()] * (4 + 2 + len(lora_sliders))
         form, notes = link_settings(request.query_params if request is not None else {})
         from_link = bool(form or notes)
+        weights = None
+        if "loras" in form:
+            weights, why_not = link_loras(form.pop("loras"), server_loras)
+            notes += [why_not] if why_not else []
         if "skips" in form or view_ != replace(view, note=view_.note, family=view_.family):
             ticked = [skip for skip in form.get("skips", view_.skips) if any(skip == n for _, n in view_.choices)]
             if "skips" in form and len(ticked) < len(form["skips"]):
@@ -1059,7 +1077,10 @@ def build_demo(
         fields = ["prompt", "negative_prompt", "seed", "skips", "steps", "guidance_scale", "width", "height"]
         fields += ["scheduler", "prompt_syntax", "seeds", "prompt_rows", "reference", "status", "note", "generate"]
         fields += ["more_skips", "preset"]
-        return [form[field] if field in form else gr.skip() for field in fields]
+        sliders = [gr.skip()] * (2 + len(lora_sliders))  # the LoRAs' box, the hidden text /compare reads, each slider
+        if weights is not None:  # the text too: a folded slider's own change may not be reported
+            sliders = [gr.Accordion(open=True), lora_text(list(weights), list(weights.values())), *weights.values()]
+        return [form[field] if field in form else gr.skip() for field in fields] + sliders
 
     def check_size(width, height, model) -> str:
         return size_note(shown_view(model), width, height)
@@ -1153,7 +1174,7 @@ def build_demo(
                         value=0,
                         label="Reference column for the difference view",
                     )
-                with gr.Accordion("LoRAs", open=False, visible=bool(server_loras)):
+                with gr.Accordion("LoRAs", open=False, visible=bool(server_loras)) as lora_box:
                     gr.Markdown(
                         "Each weight applies to every row; 0 is off. `<lora:name:weight>` in a prompt sets it for "
                         "that prompt's row (AUTOMATIC1111 syntax).",
@@ -1334,7 +1355,7 @@ def build_demo(
         copy_link.click(
             None,
             [prompt, negative_prompt, seed, skips, steps, guidance_scale, width, height, scheduler, prompt_syntax]
-            + [seeds, prompt_rows, more_skips],
+            + [seeds, prompt_rows, more_skips, lora_values],
             copy_link,
             js=COPY_LINK_JS,
         )
@@ -1342,7 +1363,8 @@ def build_demo(
             page_opened,
             None,
             [prompt, negative_prompt, seed, skips, steps, guidance_scale, width, height, scheduler, prompt_syntax]
-            + [seeds, prompt_rows, reference, status, note, generate_button, more_skips, preset],
+            + [seeds, prompt_rows, reference, status, note, generate_button, more_skips, preset, lora_box, lora_values]
+            + lora_sliders,
             queue=False,
             show_progress="hidden",
             api_visibility="private",

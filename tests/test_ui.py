@@ -1,5 +1,6 @@
 """The app on localhost, driven through gradio_client at /compare: good, bad, bad, good again."""
 
+import asyncio
 import json
 import re
 import socket
@@ -7,6 +8,7 @@ import sys
 import types
 from dataclasses import replace
 
+import gradio as gr
 import httpx
 import numpy as np
 import pytest
@@ -236,8 +238,30 @@ def test_the_page_lists_the_servers_loras_and_compare_takes_their_weights(saved,
         components = httpx.get(demo.local_url + "config", timeout=30).json()["components"]
         sliders = [c["props"] for c in components if c["type"] == "slider" and c["props"].get("label") == "detail"]
         assert [(s["minimum"], s["maximum"], s["value"]) for s in sliders] == [(-4, 4, 0)]
+        opened = next(fn.fn for fn in demo.fns.values() if getattr(fn.fn, "__name__", "") == "page_opened")
+        link = types.SimpleNamespace(query_params={"loras": "detail:0.75"})
+        answer = asyncio.run(opened(link))
+        assert answer[-2:] == ["detail:0.75", 0.75]  # /compare's hidden text, then the slider
+        answer = asyncio.run(opened(types.SimpleNamespace(query_params={"loras": "detail:9"})))
+        assert answer[-3:] == [gr.skip()] * 3
+        said = answer[13]["value"].replace("\\", "")  # Markdown, its escapes taken out
+        assert "The link's LoRA weights were left out: loras: the weight of detail must be from -4 to 4" in said
     finally:
         demo.close()
+
+
+def test_a_links_lora_weights_are_read_against_the_servers_loras():
+    from starlette.datastructures import QueryParams
+
+    from clipskip.ui import link_loras, link_settings
+
+    form, notes = link_settings(QueryParams("loras=detail%3A0.5%2C+style%3A0"))
+    assert (form, notes) == ({"loras": "detail:0.5, style:0"}, [])
+    server = {"detail": 1.0, "style": 1.0, "other": 0.5}
+    assert link_loras(form["loras"], server) == ({"detail": 0.5, "style": 0.0, "other": 0.5}, None)
+    assert link_loras("detail:1", {}) == (None, "the link's LoRA weights were left out: this server has no LoRAs")
+    weights, note = link_loras("detail:1, nope:1", server)
+    assert weights is None and note.startswith("the link's LoRA weights were left out: loras names 'nope:1'")
 
 
 def busy_line(port: int) -> str:
@@ -390,7 +414,7 @@ def test_a_links_unknown_repeated_and_bad_row_keys_are_named():
     assert form == {"seed": 2}
     assert notes == [
         "the link's 'promt', 'x', 'y' and 1 more are not settings of this page (it reads prompt, negative_prompt, "
-        "seed, skips, steps, cfg, width, height, sampler, syntax, seeds, rows)",
+        "seed, skips, steps, cfg, width, height, sampler, syntax, seeds, rows, loras)",
         "the link gives seed more than once; the last is used",
         "the link's seeds were left out: random seeds: ask for 1 to 8, not 99",
         "the link's rows 'seeds' was left out: it is rows=prompts or nothing",
@@ -398,7 +422,7 @@ def test_a_links_unknown_repeated_and_bad_row_keys_are_named():
     _, notes = link_settings(QueryParams("&".join(f"k{i}=1" for i in range(5000))))
     assert notes == [
         "the link's 'k0', 'k1', 'k2' and 4,997 more are not settings of this page (it reads prompt, negative_prompt, "
-        "seed, skips, steps, cfg, width, height, sampler, syntax, seeds, rows)"
+        "seed, skips, steps, cfg, width, height, sampler, syntax, seeds, rows, loras)"
     ]
 
 
