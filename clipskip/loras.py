@@ -155,8 +155,9 @@ def check_unet_fit(unet, state: dict, name: str, shown: str) -> None:
     taken = sum(1 for m in unet.modules() if isinstance(m, BaseTunerLayer) and name in getattr(m, "lora_A", {}))
     if taken < in_file:
         raise LoraError(
-            f"refusing {shown}: only {taken} of its {in_file} UNet layers match a layer of this model's UNet; the others would be left "
-            "out, so it would not act as it does where it was made. Give a LoRA made for this model's architecture"
+            f"refusing {shown}: only {taken} of its {in_file} UNet layers match a layer of this model's UNet; the "
+            "others would be left out, so it would not act as it does where it was made. Give a LoRA made for this "
+            "model's architecture"
         )
 
 

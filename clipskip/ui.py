@@ -220,6 +220,23 @@ def describe(name: str, pipe) -> ModelView:
     )
 
 
+def image_menus(view: ModelView, form: dict, notes: list[str]) -> dict:
+    """The sampler and prompt syntax menus for an image's settings on `view`'s model: that model's choices and, as
+    `family_menus`, its own values where it has them; else the image's, where the model takes them (a note says so
+    where it does not)."""
+    sampler_menu, syntax_menu, _ = family_menus(view)
+    sampler, syntax = form.get("scheduler"), form.get("prompt_syntax")
+    if sampler is not None and sampler not in view.samplers:
+        notes.append(f"its sampler {sampler} does not work on {view.family} models here; {view.samplers[0]} is used")
+    elif sampler is not None:
+        sampler_menu = gr.Dropdown(choices=list(view.samplers), value=sampler)
+    if view.plain_only and syntax not in (None, "plain"):
+        notes.append(f"its prompt syntax {syntax} does not apply to {view.family} models; plain is used")
+    elif syntax is not None:
+        syntax_menu = gr.Dropdown(choices=SYNTAX_CHOICES, value=syntax)
+    return {"scheduler": sampler_menu, "prompt_syntax": syntax_menu}
+
+
 def family_menus(view: ModelView) -> tuple:
     """The sampler and prompt syntax menus for a model: SD 3 offers Euler and "plain" only, and chooses them; other
     models every sampler and syntax, the visitor's choice kept. Then the "AUTOMATIC1111 SDXL" button, shown for
@@ -966,6 +983,7 @@ def build_demo(
             if form.get("reference") in beyond:
                 form["reference"] = 0
         view_ = model_view(model)
+        form.update(image_menus(view_, form, notes))
         ticked, form["more_skips"] = split_columns(form["skips"])
         form["reference"] = gr.Dropdown(
             choices=reference_choices(view_, ticked, form["more_skips"]), value=form["reference"]

@@ -458,6 +458,24 @@ def test_an_sd3_model_renders_through_the_endpoint_and_its_form_offers_what_work
     assert family_menus(describe("x", load_pipeline(str(saved["sdxl"]), device="cpu")))[2].visible is True
     assert [value for _, value in others[0].choices] == list(SAMPLERS) and "value" not in others[0].constructor_args
     assert [value for _, value in others[1].choices] == [value for _, value in SYNTAX_CHOICES]
+    from clipskip.ui import image_menus
+
+    notes = []  # an AUTOMATIC1111 image loaded while an SD 3 model is chosen: the model's menus, saying why
+    menus = image_menus(view, {"scheduler": "DPM++ 2M Karras", "prompt_syntax": "a1111"}, notes)
+    assert (menus["scheduler"].value, [value for _, value in menus["scheduler"].choices]) == ("Euler", ["Euler"])
+    assert (menus["prompt_syntax"].value, [value for _, value in menus["prompt_syntax"].choices]) == (
+        "plain",
+        ["plain"],
+    )
+    assert notes == [
+        "its sampler DPM++ 2M Karras does not work on SD 3 models here; Euler is used",
+        "its prompt syntax a1111 does not apply to SD 3 models; plain is used",
+    ]
+    notes = []  # and an SD 3 image's Euler on the built-in model: every sampler offered again, the image's chosen
+    menus = image_menus(describe("embedded", pipe), {"scheduler": "Euler", "prompt_syntax": "plain"}, notes)
+    assert menus["scheduler"].value == "Euler" and len(menus["scheduler"].choices) == len(SAMPLERS)
+    assert menus["prompt_syntax"].value == "plain" and len(menus["prompt_syntax"].choices) == len(SYNTAX_CHOICES)
+    assert notes == []
     demo = serve(settings(str(sd3_folder)), prevent_thread_lock=True)
     try:
         client = Client(demo.local_url, verbose=False)
