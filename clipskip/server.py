@@ -4,6 +4,7 @@ port is free before it starts."""
 
 import contextlib
 import errno
+import json
 import logging
 import os
 import socket
@@ -66,12 +67,51 @@ class BodyLimit:
         await self.app(scope, counted, watched)
 
 
+EVENT_PATHS = ("/queue/join", "/run/predict", "/api/predict")  # Gradio's routes that take an event by fn_index
+
+
+class KnownEvents:
+    """ASGI middleware after `BodyLimit`: a Gradio event request whose `fn_index` names no event of the page is
+    answered 422 saying so (Gradio's own lookup failed with a traceback and a bare 500). `events` is the Blocks' own
+    dict of events, read at each request. Other requests pass untouched."""
+
+    def __init__(self, app, events: dict):
+        self.app, self.events = app, events
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].endswith(EVENT_PATHS):
+            return await self.app(scope, receive, send)
+        body, more = b"", True
+        while more:  # bounded: BodyLimit stops it at its limit
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            body, more = body + message.get("body", b""), message.get("more_body", False)
+        try:
+            index = json.loads(body).get("fn_index")
+        except (ValueError, AttributeError):  # not JSON, or not an object: Gradio's own check answers it
+            index = None
+        if index is not None and (not isinstance(index, int) or isinstance(index, bool) or index not in self.events):
+            shown = json.dumps(index)[:40]
+            return await refuse(send, 422, f"fn_index {shown} is not an event of this page")
+        sent = False
+
+        async def replay():
+            nonlocal sent
+            if sent:
+                return await receive()
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
 async def too_large(send, limit: int) -> None:
     await refuse(send, 413, f"request body too large: at most {limit:,} bytes")
 
 
 async def refuse(send, status: int, detail: str) -> None:
-    body = f'{{"detail": "{detail}"}}'.encode()
+    body = json.dumps({"detail": detail}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -2,6 +2,7 @@
 
 import asyncio
 import html
+import inspect
 import json
 import math
 import re
@@ -54,6 +55,7 @@ from .samplers import DEFAULT_SAMPLER, SAMPLERS, samplers_for
 from .server import (
     MAX_UPLOAD_BYTES,
     BodyLimit,
+    KnownEvents,
     RenderGate,
     current_event_alive,
     keep_pruned,
@@ -1409,7 +1411,24 @@ def build_demo(
         restored.then(**show_rows)
         dice.click(lambda: RANDOM_SEED, None, seed, api_visibility="private")
         reuse.click(reuse_seed, seed_used, seed, api_visibility="private", preprocess=False)
+    demo.validate_inputs = exact_inputs  # this Blocks' own: Gradio's method stays as it is elsewhere
     return demo
+
+
+def exact_inputs(block_fn, inputs: list) -> None:
+    """Gradio's input check, made exact: an event sent more or fewer values than it takes is refused, naming the
+    endpoint and its values (`/compare`: prompt, negative_prompt, …). Gradio's own lets extra values through, and
+    answers too few with an empty error while it logs every value received (a stranger's, up to the body limit)."""
+    wanted = len(block_fn.inputs)
+    if len(inputs) == wanted:
+        return
+    try:
+        names = list(inspect.signature(block_fn.fn).parameters)[:wanted] if block_fn.fn is not None else []
+    except (TypeError, ValueError):  # a callable without a signature Python can read
+        names = []
+    listed = f" ({', '.join(names)})" if len(names) == wanted and wanted else ""
+    endpoint = f"/{block_fn.api_name}" if block_fn.api_name and block_fn.api_name != "<lambda>" else "this event"
+    raise refusal(f"{endpoint} takes {wanted} values{listed}, not {len(inputs):,}", "Wrong number of values")
 
 
 def serve(settings: AppSettings, *, prevent_thread_lock: bool = False) -> gr.Blocks:
@@ -1434,7 +1453,8 @@ def serve(settings: AppSettings, *, prevent_thread_lock: bool = False) -> gr.Blo
         css=CSS,
         js=KEYS_JS,
         max_file_size=MAX_UPLOAD_BYTES,
-        app_kwargs={"middleware": [Middleware(BodyLimit)]},  # every body bounded before it is parsed
+        # every body bounded before it is parsed; an event that names no event of the page refused
+        app_kwargs={"middleware": [Middleware(BodyLimit), Middleware(KnownEvents, events=demo.fns)]},
         state_session_capacity=STATE_SESSIONS,
     )
     load_in_background(load, settings.models[0], settings.max_loaded, first_model)

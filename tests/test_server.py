@@ -242,6 +242,30 @@ def test_render_gate_holds_the_bound_and_lets_a_stopped_waiter_go():
     release.set()
 
 
+def test_an_event_with_too_many_or_too_few_values_or_no_such_event_is_refused_saying_what_it_takes(app, capfd):
+    url, fn_index, renders = app
+    takes = (
+        "/compare takes 15 values (prompt, negative_prompt, seed, skips, steps, guidance_scale, width, height, "
+        "scheduler, model, seeds, prompt_rows, reference, prompt_syntax, loras)"
+    )
+    for n, data in enumerate([QUICK[:1], [], QUICK + ["x" * 100_000], QUICK + [None] * 40]):
+        join(url, fn_index, data, f"counted-{n}")
+        said = listen_until(url, f"counted-{n}", lambda m: m.get("msg") == "process_completed")
+        assert said["output"]["error"] == f"{takes}, not {len(data):,}", said
+        assert said["output"]["title"] == "Wrong number of values"
+    for index in (9999, -1, "0", True, 1.5, [fn_index]):
+        body = {"data": QUICK, "fn_index": index, "session_hash": "s", "event_data": None, "trigger_id": None}
+        for path in ("queue/join", "run/predict"):
+            answer = httpx.post(f"{url}/gradio_api/{path}", json=body)
+            assert answer.status_code == 422, (index, path, answer.text)
+            assert answer.json() == {"detail": f"fn_index {json.dumps(index)} is not an event of this page"}
+    assert renders.log == []  # nothing of it rendered
+    join(url, fn_index, QUICK, "counted-right")  # and the right count still renders
+    assert listen_until(url, "counted-right", lambda m: m.get("msg") == "process_completed")["success"]
+    logged = capfd.readouterr()
+    assert "Traceback" not in logged.out + logged.err and "xxxxxxxxxx" not in logged.out + logged.err
+
+
 def test_body_limit_counts_chunked_bodies():
     seen = []
 
