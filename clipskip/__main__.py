@@ -61,6 +61,23 @@ def read_prompts(path: str, max_bytes: int = MAX_PROMPTS_FILE_BYTES, most: int =
     return prompts
 
 
+def built_in_model_notes(model: str, prompt) -> list[str]:
+    """What the built-in model cannot draw: it knows only the scene words of its captions, as the page's token count
+    says; a note per prompt with words it does not know."""
+    from .embedded import NAME as EMBEDDED
+    from .toy.scenes import unknown_words_text
+
+    if model != EMBEDDED or not isinstance(prompt, (str, list)):
+        return []
+    texts = [prompt] if isinstance(prompt, str) else prompt
+    return [
+        f"the built-in model does not know {words}: it draws coloured shapes only (give --model a checkpoint for "
+        "other pictures)"
+        for words in map(unknown_words_text, texts)
+        if words
+    ]
+
+
 def check_out(path: str) -> Path:
     """The output folder, refused before any work when it could not be written: empty, a file, under a file, or
     where this user may not write (checked on the nearest folder that exists). Nothing is created here."""
@@ -222,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
         for note in family_defaults(args, given, pipe):
             print(f"clipskip: note: {note}", file=sys.stderr)
         prompt = prompts or args.prompt
+        for note in built_in_model_notes(model, prompt):
+            print(f"clipskip: note: {note}", file=sys.stderr)
         result = compare(
             pipe,
             prompt,

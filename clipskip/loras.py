@@ -145,19 +145,38 @@ def inject_text_encoder(encoder, state: dict, alphas: dict | None, metadata: dic
     return True
 
 
+def one_unet_layout(state: dict) -> dict:
+    """`state` with its UNet keys in PEFT's layout (lora_A/lora_B) where the file mixes layouts, as diffusers' own
+    `convert_state_dict_to_diffusers` writes a PEFT LoRA with attention and other layers (lora.down for the first,
+    lora_A for the rest): diffusers picks one layout by the first key and drops the other's layers."""
+    from diffusers.utils import convert_unet_state_dict_to_peft
+
+    unet = {key: value for key, value in state.items() if key.startswith("unet.")}
+    peft = sum(".lora_A." in key or ".lora_B." in key for key in unet)
+    if peft in (0, len(unet)):
+        return state
+    converted = convert_unet_state_dict_to_peft({key.removeprefix("unet."): value for key, value in unet.items()})
+    return {key: value for key, value in state.items() if key not in unet} | {
+        f"unet.{k}": v for k, v in converted.items()
+    }
+
+
 def check_unet_fit(unet, state: dict, name: str, shown: str) -> None:
-    """LoraError when some of the file's UNet layers found no layer of this UNet: diffusers loads the rest and only
-    logs the keys it dropped, so the LoRA would act partly, unlike in the tool it was made for. A layer is counted by
-    its down (A) matrix, in any of diffusers' key layouts."""
+    """LoraError naming the file's UNet layers that found no layer of this UNet, as diffusers reads the file: it
+    loads the rest and only logs the keys it dropped, so the LoRA would act in part, unlike in the tool it was made
+    for. Layers are named by their down (A) matrix, in PEFT's layout."""
+    from diffusers.utils import convert_unet_state_dict_to_peft
     from peft.tuners.tuners_utils import BaseTunerLayer
 
-    in_file = sum(1 for key in state if key.startswith("unet.") and key.endswith(("down.weight", "lora_A.weight")))
-    taken = sum(1 for m in unet.modules() if isinstance(m, BaseTunerLayer) and name in getattr(m, "lora_A", {}))
-    if taken < in_file:
+    unet_part = {key.removeprefix("unet."): value for key, value in state.items() if key.startswith("unet.")}
+    layers = [key.removesuffix(".lora_A.weight") for key in convert_unet_state_dict_to_peft(unet_part)]
+    layers = [layer for layer in layers if not layer.endswith((".lora_B.weight", ".alpha"))]
+    taken = {n for n, m in unet.named_modules() if isinstance(m, BaseTunerLayer) and name in getattr(m, "lora_A", {})}
+    if missing := [layer for layer in layers if layer not in taken]:
         raise LoraError(
-            f"refusing {shown}: only {taken} of its {in_file} UNet layers match a layer of this model's UNet; the "
-            "others would be left out, so it would not act as it does where it was made. Give a LoRA made for this "
-            "model's architecture"
+            f"refusing {shown}: {len(missing)} of its {len(layers)} UNet layers match no layer of this model's UNet "
+            f"as diffusers reads the file ({short_repr(missing[:2], 160)}); they would be left out, so the LoRA would "
+            "act only in part. Give a LoRA made for this model's family, in Kohya's or diffusers' layout"
         )
 
 
@@ -178,6 +197,7 @@ def load_lora(pipe, path: str | Path) -> Lora:
         with warnings.catch_warnings():  # loads run one at a time (loading.PipelineCache)
             warnings.filterwarnings("ignore", "Already found a `peft_config`")  # a second LoRA: what is meant
             if any(key.startswith("unet.") for key in state):
+                state = one_unet_layout(state)
                 type(pipe).load_lora_into_unet(
                     state, alphas, pipe.unet, adapter_name=name, _pipeline=pipe, metadata=metadata
                 )
@@ -186,6 +206,8 @@ def load_lora(pipe, path: str | Path) -> Lora:
                 encoder = getattr(pipe, component, None)
                 if encoder is not None and inject_text_encoder(encoder, state, alphas, metadata, component, name):
                     components.append(component)
+    except LoraError as error:  # ours, already one line saying what is wrong: only the file is added
+        raise LoraError(f"could not load LoRA {shown} into this model: {error}") from error
     except Exception as error:
         if "size mismatch" in str(error):
             raise LoraError(

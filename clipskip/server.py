@@ -7,6 +7,7 @@ import errno
 import json
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -67,20 +68,29 @@ class BodyLimit:
         await self.app(scope, counted, watched)
 
 
-EVENT_PATHS = ("/queue/join", "/run/predict", "/api/predict")  # Gradio's routes that take an event by fn_index
+API_PATH = re.compile(r".*/(?:(queue)/join|(run|api|call|call/v2)/([^/]+))/?")  # Gradio's routes to an event
 
 
 class KnownEvents:
-    """ASGI middleware after `BodyLimit`: a Gradio event request whose `fn_index` names no event of the page is
-    answered 422 saying so (Gradio's own lookup failed with a traceback and a bare 500). `events` is the Blocks' own
-    dict of events, read at each request. Other requests pass untouched."""
+    """ASGI middleware after `BodyLimit`, for Gradio's routes that start an event (`queue/join`, `run/NAME`,
+    `api/NAME`, `call/NAME`, `call/v2/NAME`, each with or without a trailing slash): answers what Gradio's own lookup
+    answered with a traceback and a bare 500. An endpoint name that is none of the page's is 404, naming the public
+    ones; a `fn_index` that names no event is 422; a body nested too deeply to parse is 400; `call/v2`'s named values
+    that do not fit the endpoint are 422 with Gradio's own sentence. `events` is the Blocks' own dict of events, read
+    at each request. Other requests pass untouched."""
 
     def __init__(self, app, events: dict):
         self.app, self.events = app, events
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].endswith(EVENT_PATHS):
+        route = API_PATH.fullmatch(scope.get("path", "")) if scope["type"] == "http" else None
+        if route is None or scope["method"] != "POST":
             return await self.app(scope, receive, send)
+        _, kind, name = route.groups()
+        names = {fn.api_name for fn in self.events.values() if getattr(fn, "api_name", None)}
+        if name is not None and not (kind in ("run", "api") and name == "predict") and name not in names:
+            public = sorted(f"/{fn.api_name}" for fn in self.events.values() if is_public(fn))
+            return await refuse(send, 404, f"no endpoint /{name[:40]} here; this server's: {', '.join(public)}")
         body, more = b"", True
         while more:  # bounded: BodyLimit stops it at its limit
             message = await receive()
@@ -89,12 +99,13 @@ class KnownEvents:
             body, more = body + message.get("body", b""), message.get("more_body", False)
         try:
             index = json.loads(body).get("fn_index")
+        except RecursionError:
+            return await refuse(send, 400, "request body nests too deeply to read")
         except (ValueError, AttributeError):  # not JSON, or not an object: Gradio's own check answers it
             index = None
         if index is not None and (not isinstance(index, int) or isinstance(index, bool) or index not in self.events):
-            shown = json.dumps(index)[:40]
-            return await refuse(send, 422, f"fn_index {shown} is not an event of this page")
-        sent = False
+            return await refuse(send, 422, f"fn_index {json.dumps(index)[:40]} is not an event of this page")
+        sent, started = False, False
 
         async def replay():
             nonlocal sent
@@ -103,7 +114,22 @@ class KnownEvents:
             sent = True
             return {"type": "http.request", "body": body, "more_body": False}
 
-        await self.app(scope, replay, send)
+        async def watched(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, replay, watched)
+        except TypeError as error:  # call/v2: Gradio's sentence on values that do not fit ("No value provided …")
+            if kind != "call/v2" or started:
+                raise
+            log.info("refused (call/v2/%s): %s", name, error)
+            await refuse(send, 422, str(error).splitlines()[0][:300] if str(error) else "values that do not fit")
+
+
+def is_public(fn) -> bool:
+    return getattr(fn, "api_visibility", "public") == "public" and bool(getattr(fn, "api_name", None))
 
 
 async def too_large(send, limit: int) -> None:

@@ -66,14 +66,14 @@ from .server import (
 from .settings import AppSettings, app_settings, model_name
 from .skips import A1111_SDXL, a1111_sdxl, from_number, parse_skip, skip_texts
 from .toy.scenes import SIZE as EMBEDDED_SIZE
-from .toy.scenes import unknown_words
+from .toy.scenes import unknown_words_text
 
 STATE_TTL_S = 3600  # a session's last comparison (a folder name) is forgotten after an hour, as its files are
 STATE_SESSIONS = 200  # sessions whose state (form values, the last folder) Gradio keeps; the oldest go first
 # Examples that show the effect at a glance: prompt, negative prompt, seed, skips, width, height. With the built-in
 # model (found by rendering: at these seeds the shapes, their places or the colours change between the skips).
 EMBEDDED_EXAMPLES = [
-    ["a large white triangle at the top and a large black circle at the bottom, on a red background", "", 3]
+    ["a large white triangle at the top and a large black circle at the bottom, on a red background", "", 9]
     + [[1, 4, 8, 12], 64, 64],
     ["a large orange star in the centre, on a purple background", "", 5, [1, 4, 8, 12], 64, 64],
     ["a small white square in the centre, on a blue background", "", 3, [1, 2, 3, 4], 64, 64],
@@ -107,7 +107,7 @@ top, bottom or in the centre, on a coloured background (see the examples)."""
 EMPTY_COUNT = "0/75 tokens"  # an empty prompt's count for every CLIP model, shown before the first model is in
 KEYS_HINT = "Ctrl+Enter (Cmd+Enter on a Mac) generates, wherever you are on the page."
 EMBEDDED_EXAMPLE_LABELS = [
-    "Triangle and circle trade places (skips 1, 4, 8, 12)",
+    "Shapes trade places at skip 12 (skips 1, 4, 8, 12)",
     "The background turns yellow (skips 1, 4, 8, 12)",
     "A white square, then a white background (skips 1–4)",
 ]
@@ -232,8 +232,9 @@ def image_menus(view: ModelView, form: dict, notes: list[str]) -> dict:
         notes.append(f"its sampler {sampler} does not work on {view.family} models here; {view.samplers[0]} is used")
     elif sampler is not None:
         sampler_menu = gr.Dropdown(choices=list(view.samplers), value=sampler)
-    if view.plain_only and syntax not in (None, "plain"):
-        notes.append(f"its prompt syntax {syntax} does not apply to {view.family} models; plain is used")
+    if view.plain_only:  # the model's one syntax, whatever the image's
+        if syntax not in (None, "plain"):
+            notes.append(f"its prompt syntax {syntax} does not apply to {view.family} models; plain is used")
     elif syntax is not None:
         syntax_menu = gr.Dropdown(choices=SYNTAX_CHOICES, value=syntax)
     return {"scheduler": sampler_menu, "prompt_syntax": syntax_menu}
@@ -923,8 +924,7 @@ def build_demo(
         except ValueError as error:
             return f"⚠ {sentence(str(error))}"
         count = f"{used}/{available} tokens"
-        if names[model] == EMBEDDED and (unknown := unknown_words(text)):
-            words = ", ".join(f"“{word}”" + (f" (did you mean “{near}”?)" if near else "") for word, near in unknown)
+        if names[model] == EMBEDDED and (words := unknown_words_text(text)):
             count += f" · ⚠ the built-in model does not know {words}"
         return count
 
@@ -1127,17 +1127,6 @@ def build_demo(
                     label="CLIP skip values (one column each)",
                     info="skip N uses the N-th layer from the end of each text encoder",
                 )
-                with gr.Row(equal_height=True):  # one line: Generate stays in a laptop's first screen
-                    more_skips = gr.Textbox(
-                        "",
-                        label=MORE_LABEL,
-                        placeholder="1.5, 2.25, L1/G2",
-                        scale=4,
-                        min_width=200,
-                    )
-                    preset = gr.Button(
-                        "AUTOMATIC1111 SDXL", size="sm", scale=0, min_width=150, visible=view.family == SDXL.name
-                    )
                 with gr.Row(equal_height=True):
                     seed = gr.Number(RANDOM_SEED, label=SEED_LABEL, scale=3, min_width=120)
                     dice = gr.Button("Random", scale=0, min_width=80, size="sm")
@@ -1166,6 +1155,17 @@ def build_demo(
                 with gr.Row():
                     gr.Markdown(KEYS_HINT, elem_classes="caption")
                     copy_link = gr.Button("Copy a link to these settings", size="sm", scale=0, min_width=200)
+                with gr.Row(equal_height=True):  # under the examples: a laptop's first screen shows them
+                    more_skips = gr.Textbox(
+                        "",
+                        label=MORE_LABEL,
+                        placeholder="1.5, 2.25, L1/G2",
+                        scale=4,
+                        min_width=200,
+                    )
+                    preset = gr.Button(
+                        "AUTOMATIC1111 SDXL", size="sm", scale=0, min_width=150, visible=view.family == SDXL.name
+                    )
                 prompt_syntax = gr.Dropdown(
                     SYNTAX_CHOICES,
                     value=DEFAULT_SYNTAX,

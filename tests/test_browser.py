@@ -194,10 +194,11 @@ def test_the_first_minute_on_a_laptop(watched, browser, tmp_path):
         page.get_by_label("Prompt", exact=True),
         page.get_by_label("12", exact=True),  # the last skip checkbox
         page.get_by_role("button", name="Generate"),
+        page.get_by_text("Shapes trade places at skip 12"),  # the lead says "pick an example": one is in sight
     ):
         box = element.bounding_box()
         assert box is not None and box["y"] + box["height"] <= 900, box  # inside the first viewport
-    page.get_by_text("Triangle and circle trade places").click()
+    page.get_by_text("Shapes trade places at skip 12").click()
     expect(page.get_by_label("12", exact=True)).to_be_checked()  # the example ticks skips 1, 4, 8, 12
     expect(page.get_by_label("2", exact=True)).not_to_be_checked()
     page.get_by_role("button", name="Generate").click()
@@ -236,7 +237,7 @@ def test_every_cell_shows_on_a_phone(watched, browser):
     demo, _ = watched
     page = browser.new_page(viewport={"width": 390, "height": 844})
     page.goto(demo.local_url)
-    page.get_by_text("Triangle and circle trade places").click()
+    page.get_by_text("Shapes trade places at skip 12").click()
     page.get_by_text("Rows and reference").click()
     page.get_by_label("Seeds, one row each").fill("11, 12")
     page.get_by_role("button", name="Generate").click()

@@ -321,9 +321,32 @@ def test_a_lora_whose_unet_layers_only_partly_match_is_refused_not_half_applied(
     partial = save(tmp_path / "partial.safetensors", kohya | extra)
     pipe = tiny_models.sd1()
     message = refused(pipe, partial)
-    assert f"refusing 'partial.safetensors': only {layers} of its {layers + 1} UNet layers match" in message
+    assert (
+        f"refusing 'partial.safetensors': 1 of its {layers + 1} UNet layers match no layer of this model's UNet"
+        in message
+    )
+    assert "(['down_blocks.7." in message  # the layer, named
     assert not any(isinstance(m, BaseTunerLayer) for c in (pipe.unet, pipe.text_encoder) for m in c.modules())
     assert load_loras([files["sd1.kohya"]], pipe)["kohya"].components == ("unet", "text_encoder")  # the whole fits
+
+
+def test_a_diffusers_file_that_mixes_key_layouts_loads_every_layer(tmp_path):
+    """diffusers' `convert_state_dict_to_diffusers` writes attention layers as lora.down/up and the others (proj_in,
+    conv1) as lora_A/B; diffusers' loader picks one layout by the first key and dropped the other's layers."""
+    scratch = tiny_models.sd1()
+    torch.manual_seed(3)
+    targets = [*UNET_TARGETS, "proj_in", "conv1"]
+    config = LoraConfig(r=RANK, lora_alpha=ALPHA, target_modules=targets, init_lora_weights=False)
+    inject_adapter_in_model(config, scratch.unet, "made")
+    made = {k: v * 4 for k, v in get_peft_model_state_dict(scratch.unet, adapter_name="made").items()}
+    layers = {key.removesuffix(".lora_A.weight") for key in made if key.endswith(".lora_A.weight")}
+    written = convert_state_dict_to_diffusers(made)
+    assert any(".lora.down." in k for k in written) and any(".lora_A." in k for k in written)  # the two layouts
+    path = save(tmp_path / "mixed.safetensors", {f"unet.{k}": v.contiguous() for k, v in written.items()})
+    pipe = tiny_models.sd1()
+    assert load_loras([path], pipe)["mixed"].components == ("unet",)
+    tuned = {n for n, m in pipe.unet.named_modules() if isinstance(m, BaseTunerLayer) and "mixed" in m.lora_A}
+    assert tuned == layers and len(layers) > 20
 
 
 def test_a_tag_in_a_syntax_without_loras_is_a_warning_saying_it_stays_words(sd1):

@@ -59,6 +59,19 @@ def test_cli_writes_grid_cells_and_json_with_their_settings(pipe, tmp_path, caps
     captured = capsys.readouterr()
     assert "seed 42: wrote grid.png, difference.png, skip-3.png, skip-1.png, comparison.json" in captured.out
     assert "Denoising all cells" in captured.err  # the progress bar
+    assert "clipskip: note: the built-in model does not know “fox”: it draws coloured shapes only" in captured.err
+
+
+def test_the_built_in_model_note_names_each_prompts_unknown_words_only_for_that_model():
+    from clipskip.__main__ import built_in_model_notes
+
+    caption = "a large red circle in the centre, on a blue background"
+    assert built_in_model_notes("embedded", caption) == []  # a scene caption: every word known
+    notes = built_in_model_notes("embedded", [caption, "a watercolr painting"])
+    assert len(notes) == 1 and notes[0].startswith(
+        "the built-in model does not know “watercolr”, “painting”: it draws coloured shapes only"
+    )
+    assert built_in_model_notes("runwayml/stable-diffusion-v1-5", "a watercolor painting") == []
 
 
 def test_cli_rows_of_seeds_and_of_prompts(pipe, tmp_path):

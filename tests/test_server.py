@@ -243,6 +243,7 @@ def test_render_gate_holds_the_bound_and_lets_a_stopped_waiter_go():
 
 
 def test_an_event_with_too_many_or_too_few_values_or_no_such_event_is_refused_saying_what_it_takes(app, capfd):
+    """Each of these was a traceback and a bare 500, or an empty error, from Gradio's own handling."""
     url, fn_index, renders = app
     takes = (
         "/compare takes 15 values (prompt, negative_prompt, seed, skips, steps, guidance_scale, width, height, "
@@ -255,10 +256,19 @@ def test_an_event_with_too_many_or_too_few_values_or_no_such_event_is_refused_sa
         assert said["output"]["title"] == "Wrong number of values"
     for index in (9999, -1, "0", True, 1.5, [fn_index]):
         body = {"data": QUICK, "fn_index": index, "session_hash": "s", "event_data": None, "trigger_id": None}
-        for path in ("queue/join", "run/predict"):
+        for path in ("queue/join", "run/predict", "run/predict/", "api/compare", "run/compare/"):
             answer = httpx.post(f"{url}/gradio_api/{path}", json=body)
             assert answer.status_code == 422, (index, path, answer.text)
             assert answer.json() == {"detail": f"fn_index {json.dumps(index)} is not an event of this page"}
+    for path in ("call/nope", "call/v2/nope/", "run/nope", "api/" + "x" * 500):
+        answer = httpx.post(f"{url}/gradio_api/{path}", json={"data": QUICK})
+        assert answer.status_code == 404, (path, answer.text)
+        assert answer.json()["detail"].endswith("here; this server's: /compare")
+    deep = '{"fn_index": 1, "data": ' + "[" * 100_000 + "}"  # Python's JSON reader gives up: RecursionError
+    answer = httpx.post(f"{url}/gradio_api/queue/join", content=deep)
+    assert (answer.status_code, answer.json()) == (400, {"detail": "request body nests too deeply to read"})
+    answer = httpx.post(f"{url}/gradio_api/call/v2/compare", json={"prompt": "a fox", "bogus": 1})
+    assert answer.status_code == 422 and "Parameter `bogus` is not a valid key-word argument" in answer.text
     assert renders.log == []  # nothing of it rendered
     join(url, fn_index, QUICK, "counted-right")  # and the right count still renders
     assert listen_until(url, "counted-right", lambda m: m.get("msg") == "process_completed")["success"]

@@ -471,6 +471,8 @@ def test_an_sd3_model_renders_through_the_endpoint_and_its_form_offers_what_work
         "its sampler DPM++ 2M Karras does not work on SD 3 models here; Euler is used",
         "its prompt syntax a1111 does not apply to SD 3 models; plain is used",
     ]
+    menus = image_menus(view, {"scheduler": "Euler", "prompt_syntax": "plain"}, notes)  # an SD 3 image's own
+    assert [value for _, value in menus["prompt_syntax"].choices] == ["plain"] and len(notes) == 2
     notes = []  # and an SD 3 image's Euler on the built-in model: every sampler offered again, the image's chosen
     menus = image_menus(describe("embedded", pipe), {"scheduler": "Euler", "prompt_syntax": "plain"}, notes)
     assert menus["scheduler"].value == "Euler" and len(menus["scheduler"].choices) == len(SAMPLERS)

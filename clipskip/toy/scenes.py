@@ -177,6 +177,14 @@ WORDS = frozenset([*COLOURS, *SHAPES, *SIZES, *" ".join(PHRASES.values()).split(
 WORD = re.compile(r"[^\W\d_]+")  # letters only: numbers, weights and punctuation are not words
 
 
+def unknown_words_text(text: str) -> str:
+    """`unknown_words` as the page and the command line say them: “fox”, “watercolr” (did you mean “watercolor”?);
+    empty when every word is known."""
+    return ", ".join(
+        f"“{word}”" + (f" (did you mean “{near}”?)" if near else "") for word, near in unknown_words(text)
+    )
+
+
 def unknown_words(text: str, limit: int = 5) -> list[tuple[str, str | None]]:
     """The words of `text` that no caption holds, each with the nearest one that does (None when none is near), in
     order, each once, at most `limit`. Linear in the text; each lookup compares against a few dozen words."""
