@@ -239,8 +239,6 @@ def main(argv: list[str] | None = None) -> int:
         for note in family_defaults(args, given, pipe):
             print(f"clipskip: note: {note}", file=sys.stderr)
         prompt = prompts or args.prompt
-        for note in built_in_model_notes(model, prompt):
-            print(f"clipskip: note: {note}", file=sys.stderr)
         result = compare(
             pipe,
             prompt,
@@ -264,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
             f"clipskip: error: could not write to {short_repr(str(out), PATH_SHOWN_CHARS)}: {error}", file=sys.stderr
         )
         return 2
+    for note in built_in_model_notes(model, prompt):  # with the result, as the page's token count says it
+        print(f"clipskip: note: {note}", file=sys.stderr)
     for warning in result.warnings:
         print(f"clipskip: warning: {warning}", file=sys.stderr)
     print(f"{seeds_text(result.metadata)}: wrote {', '.join(path.name for path in paths)} to {out}")
