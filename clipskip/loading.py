@@ -80,9 +80,10 @@ class PipelineCache:
             if key in self._pipelines:
                 self._pipelines.move_to_end(key)
                 return self._pipelines[key]
-            while len(self._pipelines) >= self.max_loaded:
-                self._pipelines.popitem(last=False)
-                free_memory()
+            if len(self._pipelines) >= self.max_loaded:
+                while len(self._pipelines) >= self.max_loaded:
+                    self._pipelines.popitem(last=False)
+                free_memory()  # once for all of them: a full collection can take a second in a large process
             pipe = self._pipelines[key] = load()
             return pipe
 
