@@ -996,27 +996,17 @@ def build_demo(
         form["status"] = message(as_text(loaded_from), "note")
         return [form[field] if field in form else gr.skip() for field in FORM_FIELDS]
 
-    def restore(saved, request: gr.Request):
-        """After a reload (Gradio's theme switch reloads the page): the visitor's last comparison, read back from its
-        files, and its settings in the form unless a link brought others. `saved` is the folder's name, from the
-        browser's storage: a stranger's value, so only the name of a folder this server wrote is used."""
+    def restored_folder(saved) -> tuple[Path, dict, list] | None:
+        """The visitor's last comparison (`saved`: its folder's name from the browser's storage, a stranger's value,
+        so only the name of a folder this server wrote is used), its metadata and cells; None when it is gone or
+        partly cleaned up."""
         folder = saved_bundle(downloads, saved)
         metadata_ = bundle_metadata(str(folder)) if folder is not None else None
         cells = gallery_items(folder, metadata_) if metadata_ is not None else []
         files = [folder / "grid.png", folder / "difference.png", zip_path(folder)] if folder is not None else []
         if metadata_ is None or not all(Path(path).is_file() for path in files + [path for path, _ in cells]):
-            return [gr.skip()] * (5 + len(FORM_FIELDS))  # gone, or partly cleaned up: nothing to show
-        results = [str(folder / "grid.png"), cells, metadata_, str(folder), str(folder)]
-        if link_settings(request.query_params if request is not None else {}) != ({}, []):
-            return results + [gr.skip()] * len(FORM_FIELDS)  # the link's settings stay
-        try:
-            form = form_from_image(folder / "grid.png", [], metadata_["model"])
-        except ValueError:
-            return results + [gr.skip()] * len(FORM_FIELDS)
-        form[FORM_FIELDS.index("status")] = message(
-            "Your last comparison and its settings, kept across the reload.", "note"
-        )
-        return results + form
+            return None
+        return folder, metadata_, cells
 
     @wraps(rendered)  # the same inputs as /compare
     async def generate(*args, **kwargs):
@@ -1054,9 +1044,11 @@ def build_demo(
         value = reference if any(reference == n for _, n in choices) else 0
         return gr.Dropdown(choices=choices, value=value)
 
-    async def page_opened(request: gr.Request):
+    async def page_opened(saved, request: gr.Request):
         """When a page opens: the model's own form once it is loaded (the page says it is loading until then), then
-        the settings a link carries (`?prompt=…&skips=1,4`). Where the model's form is the one shown while it
+        the settings a link carries (`?prompt=…&skips=1,4`), or else, after a reload (Gradio's theme switch reloads
+        the page), the visitor's last comparison read back from its files and its settings (`saved`: the folder's
+        name from the browser's storage). Where the model's form is the one shown while it
         loaded (the built-in model's), nothing is replaced: what the visitor set meanwhile stays."""
         try:
             if loading():  # the first model loads while the server listens: wait without a worker thread
@@ -1068,14 +1060,29 @@ def build_demo(
             else:
                 title, reason = "This model cannot be used", sentence(str(error))
             why = message(f"**{title}.** {as_text(reason)}")
-            return [gr.skip()] * 13 + [why] + [gr.skip()] * (4 + 2 + len(lora_sliders))
+            return [gr.skip()] * 13 + [why] + [gr.skip()] * (5 + 1 + 5 + 2 + len(lora_sliders))
         form, notes = link_settings(request.query_params if request is not None else {})
         from_link = bool(form or notes)
-        weights = None
+        weights, results = None, [gr.skip()] * 5
+        found = None if from_link else restored_folder(saved)
+        if found is not None:  # after a reload: the last comparison, and its settings in the form
+            folder, metadata_, cells = found
+            results = [str(folder / "grid.png"), cells, metadata_, str(folder), str(folder)]
+            try:
+                form = dict(
+                    zip(
+                        FORM_FIELDS,
+                        await asyncio.to_thread(form_from_image, folder / "grid.png", [], metadata_["model"]),
+                        strict=True,
+                    )
+                )
+                form["status"] = message("Your last comparison and its settings, kept across the reload.", "note")
+            except ValueError:
+                found = None
         if "loras" in form:
             weights, why_not = link_loras(form.pop("loras"), server_loras)
             notes += [why_not] if why_not else []
-        if "skips" in form or view_ != replace(view, note=view_.note, family=view_.family):
+        if found is None and ("skips" in form or view_ != replace(view, note=view_.note, family=view_.family)):
             ticked = [skip for skip in form.get("skips", view_.skips) if any(skip == n for _, n in view_.choices)]
             if "skips" in form and len(ticked) < len(form["skips"]):
                 notes.append(f"the link's skips beyond this model's {len(view_.choices)} were left out")
@@ -1084,23 +1091,26 @@ def build_demo(
             form["reference"] = gr.Dropdown(
                 choices=reference_choices(view_, ticked or ([] if more else view_.skips), more), value=0
             )
-        if (view_.width, view_.height) != (view.width, view.height):
+        if found is None and (view_.width, view_.height) != (view.width, view.height):
             form.setdefault("width", view_.width)
             form.setdefault("height", view_.height)
         if from_link:
             text = "Settings from the link." + (" " + sentence("; ".join(notes)) + "." if notes else "")
             form["status"] = message(as_text(text), "note")
+        if "seeds" in form or "prompt_rows" in form:  # the rows' labels too: no later event may touch the form
+            seed_label, form["rows"] = rows_state(form.get("seeds", ""), form.get("prompt_rows", False))
+            form["seed"] = seed_label | ({"value": form["seed"]} if "seed" in form else {})
         sampler, syntax, preset = family_menus(view_)
-        if view_.plain_only or DEFAULT_SAMPLER not in view_.samplers:  # SD 3: its own samplers and syntax
+        if found is None and (view_.plain_only or DEFAULT_SAMPLER not in view_.samplers):  # SD 3: its own menus
             form = {"scheduler": sampler, "prompt_syntax": syntax} | form  # a link's own values stay (refused later)
-        form |= {"note": view_.note, "generate": ready_button(), "preset": preset}
+        form |= {"generate": ready_button(), "preset": preset} | ({} if found else {"note": view_.note})
         fields = ["prompt", "negative_prompt", "seed", "skips", "steps", "guidance_scale", "width", "height"]
         fields += ["scheduler", "prompt_syntax", "seeds", "prompt_rows", "reference", "status", "note", "generate"]
-        fields += ["more_skips", "preset"]
+        fields += ["more_skips", "preset", "rows", "model"]
         sliders = [gr.skip()] * (2 + len(lora_sliders))  # the LoRAs' box, the hidden text /compare reads, each slider
         if weights is not None:  # the text too: a folded slider's own change may not be reported
             sliders = [gr.Accordion(open=True), lora_text(list(weights), list(weights.values())), *weights.values()]
-        return [form[field] if field in form else gr.skip() for field in fields] + sliders
+        return [form[field] if field in form else gr.skip() for field in fields] + results + sliders
 
     def check_size(width, height, model) -> str:
         return size_note(shown_view(model), width, height)
@@ -1110,7 +1120,7 @@ def build_demo(
         note = gr.Markdown(view.note, elem_classes="caption")
         result_state = gr.State(time_to_live=STATE_TTL_S)  # the folder of the session's latest comparison
         fresh_state = gr.State()  # the folder of a render that just finished; None after a refusal
-        saved = gr.BrowserState(None)  # the latest comparison's folder name, kept across a reload (see restore)
+        saved = gr.BrowserState(None)  # the latest comparison's folder name, kept across a reload (see page_opened)
         # set by the examples above them, so made first and placed below
         width = gr.Slider(MIN_SIZE, MAX_SIZE, view.width, step=8, label="Width", min_width=140, render=False)
         height = gr.Slider(MIN_SIZE, MAX_SIZE, view.height, step=8, label="Height", min_width=140, render=False)
@@ -1355,8 +1365,9 @@ def build_demo(
                 check_size, [width, height, model], size_warning, queue=False, show_progress="hidden",
                 api_visibility="private",
             )  # fmt: skip
-        # the rows' labels follow the seed rows and prompt rows; after a link, a reload or an image filled the form
-        # too, since the rows' boxes sit in a folded accordion that may not be drawn yet to report their change
+        # the rows' labels follow the seed rows and prompt rows: as the visitor edits them, and once a link, a reload
+        # or an image has filled the form (the rows' boxes sit in a folded accordion, whose boxes may not be drawn
+        # yet to report a change)
         show_rows = dict(
             fn=rows_state, inputs=[seeds, prompt_rows], outputs=[seed, rows], queue=False, show_progress="hidden",
             api_visibility="private",
@@ -1379,15 +1390,20 @@ def build_demo(
             copy_link,
             js=COPY_LINK_JS,
         )
+        # one event fills the form when a page opens (the model's form, a link's settings, or the last comparison's
+        # after a reload): an event that lists a folded box as an output, even answering `gr.skip()`, puts back the
+        # value the box had when the event started, so seeds typed while a second one ran were lost
         opened = demo.load(
             page_opened,
-            None,
+            saved,
             [prompt, negative_prompt, seed, skips, steps, guidance_scale, width, height, scheduler, prompt_syntax]
-            + [seeds, prompt_rows, reference, status, note, generate_button, more_skips, preset, lora_box, lora_values]
+            + [seeds, prompt_rows, reference, status, note, generate_button, more_skips, preset, rows, model]
+            + [grid, gallery, metadata, result_state, fresh_state, lora_box, lora_values]
             + lora_sliders,
             queue=False,
             show_progress="hidden",
             api_visibility="private",
+            preprocess=False,  # the browser's stored value, raw: `restored_folder` checks it
         )
         # the token count under each prompt, as AUTOMATIC1111 shows it: tokenizing only, no model pass, no queue; also
         # once the page has the model, for what was typed while it loaded
@@ -1398,17 +1414,7 @@ def build_demo(
             )  # fmt: skip
             gr.on([box.change, prompt_syntax.change, model.change], trigger_mode="always_last", **counting)
             opened.then(**counting)
-        restored = opened.then(
-            restore,
-            saved,
-            [grid, gallery, metadata, result_state, fresh_state, *form_fields],
-            queue=False,
-            show_progress="hidden",
-            api_visibility="private",
-            preprocess=False,  # the browser's stored value, raw: the handler checks it
-        )
-        restored.success(show_fresh_analysis, fresh_state, analysis, api_visibility="private")
-        restored.then(**show_rows)
+        opened.success(show_fresh_analysis, fresh_state, analysis, api_visibility="private")
         dice.click(lambda: RANDOM_SEED, None, seed, api_visibility="private")
         reuse.click(reuse_seed, seed_used, seed, api_visibility="private", preprocess=False)
     demo.validate_inputs = exact_inputs  # this Blocks' own: Gradio's method stays as it is elsewhere

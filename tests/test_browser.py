@@ -58,8 +58,15 @@ def page(watched, browser):
 
 def open_app(browser, url: str):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    return opened(page, url)
+
+
+def opened(page, url: str):
+    """`page` at `url` once the page's opening event has answered (Generate is ready): an answer to an event that
+    lists a box among its outputs puts back the value the box had when the event started (Gradio), so what a
+    visitor types before then can be undone; the tests type after it."""
     page.goto(url)
-    page.get_by_label("Prompt", exact=True).wait_for()
+    page.get_by_role("button", name="Generate", exact=True).wait_for()
     return page
 
 
@@ -189,7 +196,7 @@ def test_the_first_minute_on_a_laptop(watched, browser, tmp_path):
 
     demo, _ = watched
     page = browser.new_page(viewport={"width": 1440, "height": 900})
-    page.goto(demo.local_url)
+    opened(page, demo.local_url)
     for element in (
         page.get_by_label("Prompt", exact=True),
         page.get_by_label("12", exact=True),  # the last skip checkbox
@@ -236,10 +243,12 @@ def test_every_cell_shows_on_a_phone(watched, browser):
 
     demo, _ = watched
     page = browser.new_page(viewport={"width": 390, "height": 844})
-    page.goto(demo.local_url)
+    opened(page, demo.local_url)
     page.get_by_text("Shapes trade places at skip 12").click()
+    expect(page.get_by_text("20/75 tokens")).to_be_visible()  # the example's events answered (see `opened`)
     page.get_by_text("Rows and reference").click()
     page.get_by_label("Seeds, one row each").fill("11, 12")
+    expect(page.get_by_text("Rows and reference · on: one row per seed (11, 12)")).to_be_visible()
     page.get_by_role("button", name="Generate").click()
     settle(page, "#cells .thumbnail-item")
     cells = page.locator("#cells .thumbnail-item")
@@ -264,16 +273,18 @@ def test_a_copied_link_reopens_the_page_with_its_settings(watched, browser):
         permissions=["clipboard-read", "clipboard-write"], viewport={"width": 1440, "height": 900}
     )
     page = context.new_page()
-    page.goto(watched[0].local_url)
+    opened(page, watched[0].local_url)
     page.get_by_text("The background turns yellow").click()
     expect(page.get_by_label("Seed (−1 = random)")).to_have_value("5")
+    expect(page.get_by_text("12/75 tokens")).to_be_visible()  # the example's events answered (see `opened`)
     page.get_by_text("Rows and reference").click()
     page.get_by_label("Seeds, one row each").fill("5, 6")
+    expect(page.get_by_text("Rows and reference · on: one row per seed (5, 6)")).to_be_visible()
     page.get_by_role("button", name="Copy a link to these settings").click()
     expect(page.get_by_role("button", name="Link copied ✓")).to_be_visible()
     link = page.evaluate("navigator.clipboard.readText()")
     other = context.new_page()
-    other.goto(link)
+    opened(other, link)
     expect(other.get_by_label("Prompt", exact=True)).to_have_value(
         "a large orange star in the centre, on a purple background"
     )
@@ -292,7 +303,7 @@ def test_a_renders_warning_stays_beside_generate_rather_than_fading(watched, bro
     demo, _ = watched
     page = browser.new_page(viewport={"width": 1440, "height": 900})
     settings = {"prompt": "a small red circle on the left, " * 12, "syntax": "plain", "steps": "1", "skips": "1,2"}
-    page.goto(f"{demo.local_url}?{urlencode(settings)}")
+    opened(page, f"{demo.local_url}?{urlencode(settings)}")
     page.get_by_role("button", name="Generate").click()
     settle(page, "#grid img")
     expect(page.locator("#status")).to_contain_text("The prompt is longer than the text encoder's 77-token window")

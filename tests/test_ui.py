@@ -240,9 +240,9 @@ def test_the_page_lists_the_servers_loras_and_compare_takes_their_weights(saved,
         assert [(s["minimum"], s["maximum"], s["value"]) for s in sliders] == [(-4, 4, 0)]
         opened = next(fn.fn for fn in demo.fns.values() if getattr(fn.fn, "__name__", "") == "page_opened")
         link = types.SimpleNamespace(query_params={"loras": "detail:0.75"})
-        answer = asyncio.run(opened(link))
+        answer = asyncio.run(opened(None, link))  # nothing saved in the browser
         assert answer[-2:] == ["detail:0.75", 0.75]  # /compare's hidden text, then the slider
-        answer = asyncio.run(opened(types.SimpleNamespace(query_params={"loras": "detail:9"})))
+        answer = asyncio.run(opened(None, types.SimpleNamespace(query_params={"loras": "detail:9"})))
         assert answer[-3:] == [gr.skip()] * 3
         said = answer[13]["value"].replace("\\", "")  # Markdown, its escapes taken out
         assert "The link's LoRA weights were left out: loras: the weight of detail must be from -4 to 4" in said
