@@ -53,11 +53,7 @@ def load_embedding(path: str | Path) -> TextualInversion:
     # 1. Refuse by name and size, before opening
     suffix = path.suffix.lower()
     if suffix in PICKLE_SUFFIXES:
-        raise EmbeddingError(
-            f"refusing {shown}: {suffix} files are Python pickles, and loading one can run arbitrary code "
-            "(--allow-pickle does not apply to embeddings). Use a .safetensors version of the embedding, or convert "
-            "it to .safetensors where you trust its source"
-        )
+        raise EmbeddingError(pickle_refusal(shown, suffix, "embedding"))
     if suffix != ".safetensors":
         raise EmbeddingError(f"could not load embedding {shown}: expected a .safetensors textual-inversion file")
     name = embedding_name(path)
@@ -80,6 +76,15 @@ def load_embedding(path: str | Path) -> TextualInversion:
     # 3. Hash the file as AUTOMATIC1111 does
     digest = file_sha256(path)
     return TextualInversion(name, vectors, counts.pop(), digest, digest[:12], str(path))
+
+
+def pickle_refusal(shown: str, suffix: str, kind: str) -> str:
+    """Why a `suffix` file (a Python pickle) holding a `kind` ("embedding", "LoRA") is refused."""
+    return (
+        f"refusing {shown}: {suffix} files are Python pickles, and loading one can run arbitrary code "
+        f"(--allow-pickle does not apply to {kind}s). Use a .safetensors version of the {kind}, or convert it to "
+        ".safetensors where you trust its source"
+    )
 
 
 def embedding_name(path: Path) -> str:

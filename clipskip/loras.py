@@ -19,7 +19,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from .embeddings import MAX_NAME_CHARS, NAME, RESERVED_NAMES
+from .embeddings import MAX_NAME_CHARS, NAME, RESERVED_NAMES, pickle_refusal
 from .families import detect_family
 from .loading import PICKLE_SUFFIXES
 from .request import short_repr
@@ -56,11 +56,7 @@ def check_file(path: Path) -> str:
     shown = shown_name(path)
     suffix = path.suffix.lower()
     if suffix in PICKLE_SUFFIXES:
-        raise LoraError(
-            f"refusing {shown}: {suffix} files are Python pickles, and loading one can run arbitrary code "
-            "(--allow-pickle does not apply to LoRAs). Use a .safetensors version of the LoRA, or convert it to "
-            ".safetensors where you trust its source"
-        )
+        raise LoraError(pickle_refusal(shown, suffix, "LoRA"))
     if suffix != ".safetensors":
         raise LoraError(f"could not load LoRA {shown}: expected a .safetensors LoRA file")
     name = path.stem

@@ -134,17 +134,23 @@ def config_argument(text: str) -> str:
     return text
 
 
-def embedding_argument(text: str) -> str:
-    """--embedding: an existing .safetensors file, checked before any model loads (its contents are checked against
-    the model's encoders when the model loads: clipskip.embeddings)."""
+def existing_safetensors(text: str, kinds: str, pickles: str) -> None:
+    """ArgumentTypeError unless `text` names an existing .safetensors file; `kinds` names what such files hold
+    ("LoRAs") and `pickles` the pickle suffixes people give instead (".pt and .bin")."""
     path = Path(text).expanduser()
     if path.suffix.lower() != ".safetensors":
         raise argparse.ArgumentTypeError(
-            f"{short_repr(text, PATH_SHOWN_CHARS)} is not a .safetensors file; textual inversions are read from "
-            ".safetensors only (.pt and .bin files are Python pickles: convert them)"
+            f"{short_repr(text, PATH_SHOWN_CHARS)} is not a .safetensors file; {kinds} are read from .safetensors "
+            f"only ({pickles} files are Python pickles: convert them)"
         )
     if not path.is_file():
         raise argparse.ArgumentTypeError(f"no such file: {short_repr(text, PATH_SHOWN_CHARS)}")
+
+
+def embedding_argument(text: str) -> str:
+    """--embedding: an existing .safetensors file, checked before any model loads (its contents are checked against
+    the model's encoders when the model loads: clipskip.embeddings)."""
+    existing_safetensors(text, "textual inversions", ".pt and .bin")
     return text
 
 
@@ -164,14 +170,7 @@ def lora_argument(text: str) -> tuple[str, float]:
             f"the weight after {short_repr(path, PATH_SHOWN_CHARS)}: must be from {-MAX_LORA_WEIGHT:g} to "
             f"{MAX_LORA_WEIGHT:g} (0 loads it off, for prompts to select), not {short_repr(tail)}"
         )
-    file = Path(path).expanduser()
-    if file.suffix.lower() != ".safetensors":
-        raise argparse.ArgumentTypeError(
-            f"{short_repr(path, PATH_SHOWN_CHARS)} is not a .safetensors file; LoRAs are read from .safetensors only "
-            "(.ckpt, .pt and .bin files are Python pickles: convert them)"
-        )
-    if not file.is_file():
-        raise argparse.ArgumentTypeError(f"no such file: {short_repr(path, PATH_SHOWN_CHARS)}")
+    existing_safetensors(path, "LoRAs", ".ckpt, .pt and .bin")
     return path, weight
 
 
