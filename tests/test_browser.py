@@ -70,6 +70,17 @@ def opened(page, url: str):
     return page
 
 
+def unfold(page, title: str, box: str) -> None:
+    """Opens the folded section `title` and returns once Gradio has given its newly drawn `box` its value: Gradio
+    draws a folded section's boxes when it first opens, then sets their values an animation frame later, undoing
+    anything typed in between (a test types within milliseconds; a person cannot). The three frames waited here
+    come after that one (`render_previously_invisible_children` in Gradio's frontend)."""
+    page.get_by_text(title).click()
+    page.get_by_label(box).wait_for()
+    page.evaluate("() => new Promise(done => { let n = 3; const f = () => --n ? requestAnimationFrame(f) : done(); "
+                  "requestAnimationFrame(f); })")  # fmt: skip
+
+
 def settle(page, selector: str, timeout_ms: int = 60_000) -> None:
     page.wait_for_selector(selector, timeout=timeout_ms)
     page.wait_for_timeout(500)  # the gallery and the JSON arrive with the grid
@@ -160,7 +171,7 @@ def test_a_dropped_png_replaces_the_form_and_is_not_kept(page, tmp_path):
     from PIL import Image, PngImagePlugin
     from playwright.sync_api import expect
 
-    page.get_by_text("Rows and reference").click()
+    unfold(page, "Rows and reference", "Seeds, one row each")
     page.get_by_label("Seeds, one row each").fill("7, 8")
     page.get_by_label("One prompt per line of the prompt box, one row each").check()
     expect(page.get_by_text("Rows and reference · on: one row per line of the prompt box")).to_be_visible()
@@ -246,7 +257,7 @@ def test_every_cell_shows_on_a_phone(watched, browser):
     opened(page, demo.local_url)
     page.get_by_text("Shapes trade places at skip 12").click()
     expect(page.get_by_text("20/75 tokens")).to_be_visible()  # the example's events answered (see `opened`)
-    page.get_by_text("Rows and reference").click()
+    unfold(page, "Rows and reference", "Seeds, one row each")
     page.get_by_label("Seeds, one row each").fill("11, 12")
     expect(page.get_by_text("Rows and reference · on: one row per seed (11, 12)")).to_be_visible()
     page.get_by_role("button", name="Generate").click()
@@ -277,7 +288,7 @@ def test_a_copied_link_reopens_the_page_with_its_settings(watched, browser):
     page.get_by_text("The background turns yellow").click()
     expect(page.get_by_label("Seed (−1 = random)")).to_have_value("5")
     expect(page.get_by_text("12/75 tokens")).to_be_visible()  # the example's events answered (see `opened`)
-    page.get_by_text("Rows and reference").click()
+    unfold(page, "Rows and reference", "Seeds, one row each")
     page.get_by_label("Seeds, one row each").fill("5, 6")
     expect(page.get_by_text("Rows and reference · on: one row per seed (5, 6)")).to_be_visible()
     page.get_by_role("button", name="Copy a link to these settings").click()
