@@ -3,12 +3,15 @@ cell by cell, with a results table in Parquet and CSV."""
 
 import csv
 import json
+import re
 import shutil
 
 import numpy as np
 import pyarrow.parquet
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from clipskip import comparison
@@ -16,6 +19,7 @@ from clipskip.__main__ import main
 from clipskip.sweep import run as sweep_run
 from clipskip.sweep import sweep
 from clipskip.sweep.plan import cell_path, drawn_seeds, plan
+from clipskip.sweep.table import write_table
 from clipskip.toy.scenes import parse_caption, sample_scenes
 from clipskip.toy.score import Tally, judge
 
@@ -270,3 +274,42 @@ def test_a_prompts_file_is_read_as_an_editor_shows_its_lines(tmp_path):
 
     (tmp_path / "p.txt").write_bytes("\ufeffa red fox\r\na blue\u2028bird\n\n  a cat \n".encode())
     assert read_prompts(str(tmp_path / "p.txt"), 1000, 10) == ["a red fox", "a blue\u2028bird", "a cat"]
+
+
+FORMULA_STARTS = "=+-@|%"  # OWASP's CSV injection advice, as defusedcsv applies it
+
+
+def spreadsheet_safe(value) -> str:
+    """The CSV text of a row's `value`, from the definition: empty for None; a text that starts like a formula and
+    is not a number gets a `'` first and its `|` escaped; anything else as Python writes it."""
+    if value is None:
+        return ""
+    text = str(value)
+    if isinstance(value, str) and text and text[0] in FORMULA_STARTS and not re.fullmatch(r"-?[0-9,.]+", text):
+        return "'" + text.replace("|", "\\|")
+    return text
+
+
+@given(
+    prompts=st.lists(
+        st.one_of(
+            st.text(max_size=40),
+            st.sampled_from(['=HYPERLINK("http://x","click")', "+1+cmd|' /C calc'!A0", "-2", "@SUM(A1)", "%0a"]),
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_the_csv_shows_a_formula_like_prompt_as_text_and_parquet_keeps_it_exactly(prompts, tmp_path):
+    """A prompts file from someone else may hold `=HYPERLINK(…)`: a spreadsheet opening results.csv ran it."""
+    rows = [
+        {"model": "-model", "prompt": prompt, "seed": -i, "ssim": 0.5 - i, "score": None, "file": f"p{i}.png"}
+        for i, prompt in enumerate(prompts)
+    ]
+    parquet, written = write_table(tmp_path, rows)
+    assert pyarrow.parquet.read_table(parquet).to_pylist() == rows
+    with open(written, newline="", encoding="utf-8") as f:
+        read = list(csv.reader(f))
+    assert read == [list(rows[0])] + [[spreadsheet_safe(value) for value in row.values()] for row in rows]
+    assert not any(cell and cell[0] in "=+@" for line in read for cell in line)  # nothing a spreadsheet would run
