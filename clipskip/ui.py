@@ -1391,8 +1391,8 @@ def build_demo(
             js=COPY_LINK_JS,
         )
         # one event fills the form when a page opens (the model's form, a link's settings, or the last comparison's
-        # after a reload): an event that lists a folded box as an output, even answering `gr.skip()`, puts back the
-        # value the box had when the event started, so seeds typed while a second one ran were lost
+        # after a reload), rows' labels included: no later event touches the form, and what a visitor types while the
+        # first model loads stays where the event answers `gr.skip()`
         opened = demo.load(
             page_opened,
             saved,

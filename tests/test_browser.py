@@ -62,9 +62,8 @@ def open_app(browser, url: str):
 
 
 def opened(page, url: str):
-    """`page` at `url` once the page's opening event has answered (Generate is ready): an answer to an event that
-    lists a box among its outputs puts back the value the box had when the event started (Gradio), so what a
-    visitor types before then can be undone; the tests type after it."""
+    """`page` at `url` once the page's opening event has answered (Generate is ready): a link's or a reload's
+    settings arrive with it, and replace what was typed before."""
     page.goto(url)
     page.get_by_role("button", name="Generate", exact=True).wait_for()
     return page
@@ -256,7 +255,7 @@ def test_every_cell_shows_on_a_phone(watched, browser):
     page = browser.new_page(viewport={"width": 390, "height": 844})
     opened(page, demo.local_url)
     page.get_by_text("Shapes trade places at skip 12").click()
-    expect(page.get_by_text("20/75 tokens")).to_be_visible()  # the example's events answered (see `opened`)
+    expect(page.get_by_text("20/75 tokens")).to_be_visible()  # the example has filled the form
     unfold(page, "Rows and reference", "Seeds, one row each")
     page.get_by_label("Seeds, one row each").fill("11, 12")
     expect(page.get_by_text("Rows and reference · on: one row per seed (11, 12)")).to_be_visible()
@@ -277,6 +276,47 @@ def test_every_cell_shows_on_a_phone(watched, browser):
     page.close()
 
 
+def test_what_a_visitor_types_while_the_first_model_loads_stays(pipe, browser, monkeypatch):
+    """The page opens on the built-in model's form while its weights load; the event that readies the page answers
+    once they have, and must leave the prompt and the rows typed meanwhile as they are."""
+    import threading
+
+    from playwright.sync_api import expect
+
+    release = threading.Event()
+
+    def load_pipeline(*args, **kwargs):  # a model that loads until the test lets it
+        assert release.wait(60)
+        return pipe
+
+    monkeypatch.setattr(ui, "load_pipeline", load_pipeline)
+    demo = ui.serve(
+        AppSettings(("embedded",), "cpu", None, LoadOptions(), "127.0.0.1", free_port(), False, 1),
+        prevent_thread_lock=True,
+    )
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    try:
+        page.goto(demo.local_url)
+        expect(page.get_by_role("button", name="Loading the model…")).to_be_disabled()
+        unfold(page, "Rows and reference", "Seeds, one row each")
+        page.get_by_label("Seeds, one row each").fill("5, 6")
+        page.get_by_label("Prompt", exact=True).fill("a small red circle at the top, on a green background")
+        expect(page.get_by_text("Rows and reference · on: one row per seed (5, 6)")).to_be_visible()
+        assert not demo.first_model.done()
+        release.set()
+        expect(page.get_by_role("button", name="Generate", exact=True)).to_be_enabled(timeout=30_000)
+        page.wait_for_timeout(500)  # the answers that follow it (the token counts)
+        expect(page.get_by_label("Prompt", exact=True)).to_have_value(
+            "a small red circle at the top, on a green background"
+        )
+        expect(page.get_by_label("Seeds, one row each")).to_have_value("5, 6")
+        expect(page.get_by_text("Rows and reference · on: one row per seed (5, 6)")).to_be_visible()
+    finally:
+        release.set()
+        page.close()
+        demo.close()
+
+
 def test_a_copied_link_reopens_the_page_with_its_settings(watched, browser):
     from playwright.sync_api import expect
 
@@ -287,7 +327,7 @@ def test_a_copied_link_reopens_the_page_with_its_settings(watched, browser):
     opened(page, watched[0].local_url)
     page.get_by_text("The background turns yellow").click()
     expect(page.get_by_label("Seed (−1 = random)")).to_have_value("5")
-    expect(page.get_by_text("12/75 tokens")).to_be_visible()  # the example's events answered (see `opened`)
+    expect(page.get_by_text("12/75 tokens")).to_be_visible()  # the example has filled the form
     unfold(page, "Rows and reference", "Seeds, one row each")
     page.get_by_label("Seeds, one row each").fill("5, 6")
     expect(page.get_by_text("Rows and reference · on: one row per seed (5, 6)")).to_be_visible()
