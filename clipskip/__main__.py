@@ -211,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.prompt is None and args.prompts_file is None and args.from_image is None:
         parser.error("one of the arguments --prompt --prompts-file --from-image is required")
+    if args.seeds is not None and {"seed", "seeds"} <= given_flags(argv):  # --seeds replaces --seed: one is lost
+        parser.error("give --seed or --seeds, not both: --seeds gives one row per seed and replaces --seed")
     from tqdm import tqdm  # imported here so that --help answers at once
 
     from .comparison import compare

@@ -497,8 +497,9 @@ def sweep_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt-syntax", type=one_of(SYNTAXES), choices=SYNTAXES, default=DEFAULT_SYNTAX)
     p.add_argument(
         "--reference",
-        type=whole_argument,
-        help="the skip the difference metrics compare with (default: the model's native one, if listed)",
+        type=skip_argument,
+        help="the skip the difference metrics compare with, in any notation --skips takes (default: the model's "
+        "native one, if listed)",
     )
     p.add_argument(
         "--score",

@@ -184,6 +184,10 @@ def test_cli_refuses_an_out_where_nobody_may_write_even_root(capsys, no_model):
             "argument --seeds: seeds is 5,007 characters long; at most 200 (up to "
             "8 seeds, like 42, 43, 44, or random:3)",
         ),
+        (
+            ["--seed", "5", "--seeds", "1,2"],
+            "give --seed or --seeds, not both: --seeds gives one row per seed and replaces --seed",
+        ),
     ],
 )
 def test_cli_refuses_impossible_flags_before_loading(flags, message, tmp_path, capsys, no_model):

@@ -191,6 +191,15 @@ def test_plan_groups_units_by_model_and_cell_paths_never_collide():
         plan(["m"] * 2, ["p"] * 1000, list(range(501)))
 
 
+def test_a_sweep_too_large_or_with_a_prompt_twice_is_refused_before_its_folder_is_made(tmp_path):
+    prompts = [f"prompt {i}" for i in range(10_000)]  # the most a sweep takes; counted in linear time
+    with pytest.raises(ValueError, match="1,010,000 comparisons .* at most 1,000,000: split it"):
+        sweep(tmp_path / "big", prompts, seeds=list(range(101)), **TINY)
+    with pytest.raises(ValueError, match="prompts: 'prompt 9' is listed twice"):
+        sweep(tmp_path / "twice", prompts[:-1] + ["prompt 9"], seeds=[1], **TINY)
+    assert not (tmp_path / "big").exists() and not (tmp_path / "twice").exists()
+
+
 @pytest.fixture(scope="module")
 def tiny_clip(tmp_path_factory):
     """A tiny CLIP model and its processor saved to a folder, as a user's local CLIP model would be."""
@@ -230,6 +239,8 @@ def test_the_clip_score_is_the_cosine_of_image_and_prompt_embeddings_times_100(p
         sweep(tmp_path / "other", ["a red fox"], seeds=[1], score="clip", clip_model="/nowhere", **TINY)
     with pytest.raises(ValueError, match="the clip score needs a CLIP model"):
         sweep(tmp_path / "other", ["a red fox"], seeds=[1], score="clip", **TINY)
+    with pytest.raises(ValueError, match="clip_model is for the clip score only"):  # not ignored without a word
+        sweep(tmp_path / "other", ["a red fox"], seeds=[1], score="shapes", clip_model=str(tiny_clip), **TINY)
 
 
 def test_fractional_columns_are_swept_like_whole_ones_and_named_in_their_canonical_text(pipe, tmp_path):
@@ -246,6 +257,13 @@ def test_fractional_columns_are_swept_like_whole_ones_and_named_in_their_canonic
     assert rows[1]["layers"] == "between layers 12 and 11 of 12" and rows[1]["embedding_cosine"] is None
     with pytest.raises(ValueError, match="gives each CLIP text encoder its own layer"):
         sweep(tmp_path / "l", ["a red fox"], seeds=[1], **TINY | {"skips": ["L1/G2"]})
+    (tmp_path / "fox.txt").write_text("a red fox\n", encoding="utf-8")
+    argv = ["sweep", "--prompts-file", str(tmp_path / "fox.txt"), "--seeds", "1", "--skips", "1,1.5"]
+    argv += ["--reference", "1.50", "--steps", "1", "--width", "64", "--height", "64", "--device", "cpu"]
+    assert main([*argv, "--out", str(tmp_path / "r")]) == 0  # the reference in any notation `--skips` takes
+    rows = pyarrow.parquet.read_table(tmp_path / "r" / "results.parquet").to_pylist()
+    assert [(row["skip"], row["reference_skip"]) for row in rows] == [("1", "1.5"), ("1.5", "1.5")]
+    assert rows[0]["ssim"] < rows[1]["ssim"] == 1.0
 
 
 def test_cells_of_other_settings_are_never_taken_for_done_and_one_sweep_holds_a_folder(pipe, tmp_path, monkeypatch):

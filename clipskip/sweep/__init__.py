@@ -5,6 +5,7 @@ written cell by cell into a folder that a rerun continues, with a results table.
 table and the page to browse them, `scores` scores the cells.
 """
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,7 +66,8 @@ def checked_list(name: str, values, most: int, check) -> tuple:
     if len(values) > most:
         raise ValueError(f"{name}: at most {most:,}, not {len(values):,}")
     checked = tuple(check(value) for value in values)
-    repeated = [value for value in dict.fromkeys(checked) if checked.count(value) > 1 and value != RANDOM_SEED]
+    counts = Counter(checked)  # linear: 10,000 prompts took 2.6 s with list.count
+    repeated = [value for value, n in counts.items() if n > 1 and value != RANDOM_SEED]
     if repeated:
         raise ValueError(f"{name}: {short_repr(repeated[0])} is listed twice; list each once")
     return checked
@@ -110,7 +112,7 @@ def sweep(
     width: int | None = None,
     height: int | None = None,
     scheduler: str | None = None,
-    reference: int | None = None,
+    reference: int | float | str | None = None,
     prompt_syntax: str = DEFAULT_SYNTAX,
     score: str | None = None,
     clip_model: str | None = None,
@@ -127,13 +129,15 @@ def sweep(
     `seeds` may hold -1s, drawn once when the sweep starts and kept in `out`/sweep.json (a rerun with the same -1s
     uses them); `score` is one of `clipskip.sweep.scores.SCORES` or None (`clip` with `clip_model`, a Hub id or
     folder); `device`, `dtype` and `options` (`LoadOptions`) are how each model loads (`load_pipeline`); the rest
-    are `compare`'s settings, the same for every unit. A unit `compare` refuses (its prompt's weights overflow, say)
-    goes to `out`/errors.jsonl and the sweep goes on. `ray` runs the units on a Ray cluster instead of here: "auto"
-    (the cluster this machine is part of), an address (the head node's, "10.0.0.5:6379"), or "local" (a cluster of
-    this machine alone); `workers` is how many (default: one per GPU of the cluster, else 2). Raises ValueError for
-    bad settings, a model that cannot load, or a folder holding another sweep."""
+    are `compare`'s settings, the same for every unit (`reference` in any notation `skips` takes). A unit `compare`
+    refuses (its prompt's weights overflow, say) goes to `out`/errors.jsonl and the sweep goes on. `ray` runs the
+    units on a Ray cluster instead of here: "auto" (the cluster this machine is part of), an address (the head
+    node's, "10.0.0.5:6379"), or "local" (a cluster of this machine alone); `workers` is how many (default: one per
+    GPU of the cluster, else 2). Raises ValueError for bad settings, a model that cannot load, or a folder holding
+    another sweep."""
     from ..loading import load_pipeline
     from ..provenance import weights_hash
+    from ..skips import parse_skip
 
     if not isinstance(out, (str, Path)) or not str(out):
         raise ValueError(f"out must be the sweep's folder (a path), not {short_repr(out)}")
@@ -164,16 +168,16 @@ def sweep(
         width=width,
         height=height,
         scheduler=scheduler,
-        reference=reference,
+        reference=None if reference is None else parse_skip(reference, "reference", short_repr).json,
         prompt_syntax=prompt_syntax,
         score=score,
         clip_model=clip_model if score == "clip" else None,
         dtype=dtype,
     )
+    units = plan(list(models), list(prompts), list(settings.seeds))  # a sweep too large is refused before its folder
     lock = hold(folder)  # before sweep.json is read or written: one sweep at a time in a folder
     try:
         open_folder(folder, settings)
-        units = plan(list(models), list(prompts), list(settings.seeds))
 
         def load(model: str):
             pipe = load_pipeline(model, device, dtype, options)

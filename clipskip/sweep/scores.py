@@ -120,7 +120,9 @@ def shapes_rates(rows: list[dict]) -> dict[str, dict[str, float]]:
 def scorer(name: str | None, clip_model: str | None = None) -> Callable[[str, Image.Image], dict] | None:
     """The score function called `name` (one of SCORES), or None for none; `clip` needs `clip_model`, loaded here
     so that a model that cannot load stops the sweep before its first cell. Raises ValueError for another name or
-    a missing or broken CLIP model."""
+    a missing or broken CLIP model, or a CLIP model given with another score."""
+    if clip_model is not None and name != "clip":  # given for nothing: the visitor meant a clip score
+        raise ValueError("clip_model is for the clip score only: give score clip (--score clip), or leave it out")
     if name is None:
         return None
     if name == "shapes":
