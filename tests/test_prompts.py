@@ -7,7 +7,7 @@ import re
 import pytest
 
 from clipskip.embedded import build_tokenizer
-from clipskip.prompts import CHUNK_TOKENS, SYNTAXES, Vocabulary, parse, token_count
+from clipskip.prompts import CHUNK_TOKENS, MAX_CHUNKS, SYNTAXES, Vocabulary, parse, token_count
 from clipskip.prompts.a1111 import find_scheduling, lora_tags, parse_prompt_attention
 from clipskip.prompts.comfyui import token_weights
 from tests import tiny_models
@@ -193,6 +193,24 @@ def test_a1111_break_closes_chunks_and_counts_a_full_chunk():
     assert token_count("a BREAK b", "a1111", vocabulary) == (76, 150)
     inside = parse("(a BREAK b)", "a1111", vocabulary).chunks
     assert len(inside) == 1 and inside[0].weights[1:4] == (1.1, -1.1, 1.1)  # "break" is a word there
+
+
+def test_a_prompt_of_more_than_sixteen_chunks_is_refused_naming_it():
+    """A 2,000-character prompt of BREAKs made 333 chunks: one request took 17 GB. 16 chunks is 1,200 tokens."""
+    vocabulary = word_vocabulary()
+    assert len(parse(" BREAK ".join(["a"] * MAX_CHUNKS), "a1111", vocabulary).chunks) == MAX_CHUNKS == 16
+    with pytest.raises(ValueError, match=r"^the prompt makes 17 chunks of 75 tokens \(each BREAK starts one\); at "
+                       r"most 16 \(1,200 tokens\): shorten it or use fewer BREAKs$"):  # fmt: skip
+        parse(" BREAK ".join(["a"] * 17), "a1111", vocabulary)
+    with pytest.raises(ValueError, match="^the negative prompt makes 333 chunks"):
+        parse(("BREAK " * 333).strip(), "a1111-no-norm", vocabulary, negative=True)
+    assert len(parse(numbered(75 * 16), "comfyui", vocabulary).chunks) == 16
+    with pytest.raises(ValueError, match=r"^the prompt makes 17 chunks of 75 tokens; at most 16 \(1,200 tokens\): "
+                       r"shorten it$"):  # fmt: skip
+        parse(numbered(75 * 16 + 1), "comfyui", vocabulary)
+    with pytest.raises(ValueError, match="makes 17 chunks"):  # the count under the prompt box says it as typed
+        token_count(" BREAK ".join(["a"] * 17), "a1111", vocabulary)
+    assert len(parse(numbered(5000), "plain", vocabulary).chunks) == 1  # plain cuts past its one window
 
 
 def test_a1111_empty_prompt_is_one_chunk_of_end_tokens():

@@ -10,6 +10,9 @@ from types import MappingProxyType
 
 SYNTAXES = ("a1111", "a1111-no-norm", "comfyui", "plain")  # a1111 is the default
 CHUNK_TOKENS = 75  # prompt tokens per chunk; start and end make the encoder's 77
+# The most chunks one prompt may make (1,200 tokens): neither tool has a bound, but the denoiser attends to every
+# chunk of every cell, and a 2,000-character prompt of BREAKs made 333 of them (17 GB for one request here)
+MAX_CHUNKS = 16
 
 
 @dataclass(frozen=True)
@@ -108,18 +111,28 @@ def parse_plain(text: str, vocabulary: Vocabulary) -> ParsedPrompt:
 
 
 def parse(text: str, syntax: str, vocabulary: Vocabulary, negative: bool = False) -> ParsedPrompt:
-    """Read `text` as `syntax` does. `negative`: a negative prompt, which AUTOMATIC1111 does not split at AND."""
+    """Read `text` as `syntax` does. `negative`: a negative prompt, which AUTOMATIC1111 does not split at AND.
+    Raises ValueError for a prompt that makes more than MAX_CHUNKS chunks (neither tool bounds them)."""
     from . import a1111, comfyui
 
     if not isinstance(text, str):
         raise ValueError(f"a prompt is text, not {type(text).__name__}")
     if syntax in ("a1111", "a1111-no-norm"):
-        return a1111.parse(text, syntax, vocabulary, negative)
-    if syntax == "comfyui":
-        return comfyui.parse(text, vocabulary)
-    if syntax == "plain":
+        parsed = a1111.parse(text, syntax, vocabulary, negative)
+    elif syntax == "comfyui":
+        parsed = comfyui.parse(text, vocabulary)
+    elif syntax == "plain":
         return parse_plain(text, vocabulary)
-    raise ValueError(f"unknown prompt syntax {syntax!r}; choose one of {', '.join(SYNTAXES)}")
+    else:
+        raise ValueError(f"unknown prompt syntax {syntax!r}; choose one of {', '.join(SYNTAXES)}")
+    if len(parsed.chunks) > MAX_CHUNKS:
+        which = "negative prompt" if negative else "prompt"
+        why = " (each BREAK starts one)" if syntax != "comfyui" else ""
+        raise ValueError(
+            f"the {which} makes {len(parsed.chunks)} chunks of {CHUNK_TOKENS} tokens{why}; at most {MAX_CHUNKS} "
+            f"({MAX_CHUNKS * CHUNK_TOKENS:,} tokens): shorten it" + (" or use fewer BREAKs" if why else "")
+        )
+    return parsed
 
 
 def token_count(text: str, syntax: str, vocabulary: Vocabulary, negative: bool = False) -> tuple[int, int]:
