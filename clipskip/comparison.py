@@ -111,6 +111,15 @@ class Stopped(Exception):
     """The render was stopped on request (a Stop button, a closed tab)."""
 
 
+class Overflowed(Exception):
+    """A cell's latents became infinite or NaN in the denoiser: its image would be black. `cell` is its index among
+    the cells of the `denoise` call, `step` the step (from 1)."""
+
+    def __init__(self, cell: int, step: int):
+        super().__init__(f"cell {cell} overflowed at step {step}")
+        self.cell, self.step = cell, step
+
+
 class OutOfMemory(ValueError):
     """Not even one cell fits in memory; the message says what to make smaller."""
 
@@ -181,6 +190,10 @@ def denoise(run, conditioning: dict, seeds: list[int], settings: dict, max_batch
         def report(_pipe, step, _timestep, tensors, done=done, count=count):
             if should_stop is not None and should_stop():
                 raise Stopped("stopped")
+            latents = tensors.get("latents")
+            if latents is not None and not torch.isfinite(latents).all():  # black cells: stop at once, say why
+                finite = torch.isfinite(latents.reshape(len(latents), -1)).all(dim=1)
+                raise Overflowed(done + int((~finite).nonzero()[0]), step + 1)
             if progress is not None:  # steps done, as a share of the whole job, in units of steps
                 steps_done = Fraction(done * settings["num_inference_steps"] + (step + 1) * count, cells)
                 whole = steps_done.denominator == 1  # always, unless memory ran short and chunks are uneven
@@ -455,9 +468,18 @@ def compare(
             bound, bound_by = memory_bound(run, device, len(cells), settings), "free CUDA memory"
         report = part_of(progress, done, len(cells), len(missing), request.steps)
         done += len(cells)
-        fresh, flagged, group_sizes, group_halvings = denoise(
-            run, conditioning, seeds, settings, bound, report, should_stop
-        )
+        try:
+            fresh, flagged, group_sizes, group_halvings = denoise(
+                run, conditioning, seeds, settings, bound, report, should_stop
+            )
+        except Overflowed as overflow:
+            r, skip = cells[overflow.cell]
+            where = f"row {r + 1}'s cell" if len(rows) > 1 else "the cell"
+            raise ValueError(
+                f"{where} at CLIP skip {skip} overflowed in the denoiser at step {overflow.step} of {request.steps} "
+                f"({str(denoiser(run).dtype).removeprefix('torch.')}): its image would be black. Weights far above 1 "
+                "in the prompt or negative prompt, like (word:1e20), do this: use smaller ones"
+            ) from None
         sizes += group_sizes
         halvings += group_halvings
         for cell, image, bad in zip(cells, fresh, flagged, strict=True):

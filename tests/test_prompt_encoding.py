@@ -446,3 +446,19 @@ def test_a_weight_that_overflows_the_conditioning_is_refused_not_rendered_black(
         compare(pipe, "(a:1" + "0" * 40 + ") red star", seed=1, skips=[1], steps=1, prompt_syntax=syntax)
     heavy = compare(pipe, "(a:100) red star", seed=1, skips=[1], steps=1, prompt_syntax=syntax).images[1]
     assert np.asarray(heavy).max() > 0  # a large but finite weight still renders
+
+
+@pytest.mark.parametrize("syntax", ["a1111-no-norm", "comfyui"])
+def test_a_weight_that_overflows_the_denoiser_is_refused_not_rendered_black(pipe, syntax):
+    """(a:1e21) keeps the conditioning finite, and the UNet's latents became NaN: black cells, no warning, and a
+    difference view that called them identical."""
+    from clipskip import compare
+
+    huge = "(red star:1" + "0" * 21 + ")"
+    with pytest.raises(ValueError, match=r"^the cell at CLIP skip 1 overflowed in the denoiser at step 1 of 2 "
+                       r"\(float32\): its image would be black\. Weights far above 1"):  # fmt: skip
+        compare(pipe, huge, seed=1, skips=[1, 2], steps=2, prompt_syntax=syntax)
+    with pytest.raises(ValueError, match=r"^row 2's cell at CLIP skip 1 overflowed"):
+        compare(pipe, ["red star", huge], seed=1, skips=[1], steps=1, prompt_syntax=syntax)
+    with pytest.raises(ValueError, match=r"^the cell at CLIP skip 1 overflowed in the denoiser"):
+        compare(pipe, "red star", negative_prompt=huge, seed=1, skips=[1], steps=1, prompt_syntax=syntax)
