@@ -9,7 +9,7 @@ import re
 import sys
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
@@ -28,7 +28,7 @@ from .embedded import NAME as EMBEDDED
 from .families import SDXL, detect_family
 from .formats import form_for, match_model, read_image
 from .formats.a1111 import MAX_PARAMETERS_CHARS
-from .formats.fields import FormValues, cut, shown
+from .formats.fields import FormValues, cut, number_in_range, shown
 from .formats.png import png_texts
 from .metadata import cell_caption, metrics_rows
 from .outputs import BUNDLE_NAME, cell_name, finish_bundle, start_bundle, zip_path
@@ -642,6 +642,7 @@ class RenderSteps:
 LINK_FIELDS = ("prompt", "negative_prompt", "seed", "skips", "steps", "cfg", "width", "height", "sampler", "syntax")
 LINK_FIELDS += ("seeds", "rows", "loras")  # rows=prompts: one prompt per line, one row each; loras="name:w, …"
 LINK_NAMED_KEYS = 3  # unknown keys a note names; the rest are counted
+LINK_SKIPS = 64  # the skips a link's `skips` may list; the rest are left out with a note
 COPY_LINK_JS = """(prompt, negative_prompt, seed, skips, steps, cfg, width, height, sampler, syntax, seeds, rows,
   more, loras) => {
   const url = new URL(window.location.href.split("?")[0]);
@@ -682,13 +683,28 @@ def link_settings(params) -> tuple[dict, list[str]]:
     values.number("seed", "seed", given.get("seed"), RANDOM_SEED, MAX_SEED)  # -1: a new random seed
     values.number("steps", "steps", given.get("steps"))
     values.number("guidance_scale", "cfg", given.get("cfg"))
-    if "width" in given or "height" in given:
-        values.size("width and height", given.get("width"), given.get("height"))
+    sides = [side for side in ("width", "height") if side in given]
+    if len(sides) == 2:
+        values.size("width and height", given["width"], given["height"])
+    elif sides:  # one side: the other stays the model's
+        (side,) = sides
+        size = number_in_range(given[side], int, MIN_SIZE, MAX_SIZE)
+        if size is None or size % 8:
+            values.notes.append(
+                f"the link's {side} {shown(given[side])} was left out: a multiple of 8 from {MIN_SIZE} to {MAX_SIZE}"
+            )
+        else:
+            values.form[side] = size
     if (skips := given.get("skips")) is not None:
         try:
-            parts = skip_texts(skips, "the link's skips")[:64]
+            parts = skip_texts(skips, "the link's skips")
+            if len(parts) > LINK_SKIPS:
+                values.notes.append(f"the link's skips past the first {LINK_SKIPS} were left out")
+                parts = parts[:LINK_SKIPS]
             preset = [part for part in parts if part.strip().lower() == A1111_SDXL]  # "More columns" takes it as is
             columns = [parse_skip(part) for part in parts if part not in preset]
+            if twice := [str(skip) for skip, n in Counter(skip.json for skip in columns).items() if n > 1]:
+                values.notes.append(f"the link lists skip {', '.join(twice)} more than once: one column each")
             whole = sorted({skip.json for skip in columns if skip.whole})
             values.form["skips"] = whole
             more = [*(str(skip) for skip in columns if not skip.whole), *preset[:1]]
@@ -712,7 +728,10 @@ def link_settings(params) -> tuple[dict, list[str]]:
         except ValueError as error:
             values.notes.append(f"the link's seeds were left out: {error}")
     if (rows := given.get("rows")) is not None:
-        if rows == "prompts":
+        if rows == "prompts" and "seeds" in values.form:
+            values.notes.append("the link's rows=prompts was left out: rows are several seeds or several prompts, "
+                                "and it gives seeds")  # fmt: skip
+        elif rows == "prompts":
             values.form["prompt_rows"] = True
         else:
             values.notes.append(f"the link's rows {shown(rows)} was left out: it is rows=prompts or nothing")
@@ -1084,8 +1103,10 @@ def build_demo(
             notes += [why_not] if why_not else []
         if found is None and ("skips" in form or view_ != replace(view, note=view_.note, family=view_.family)):
             ticked = [skip for skip in form.get("skips", view_.skips) if any(skip == n for _, n in view_.choices)]
-            if "skips" in form and len(ticked) < len(form["skips"]):
-                notes.append(f"the link's skips beyond this model's {len(view_.choices)} were left out")
+            if "skips" in form and (left := [str(skip) for skip in form["skips"] if skip not in ticked]):
+                notes.append(
+                    f"the link's skips {', '.join(left)} were left out: this model takes 1 to {len(view_.choices)}"
+                )
             more = form.get("more_skips", "")
             form["skips"] = gr.CheckboxGroup(choices=view_.choices, value=ticked or ([] if more else view_.skips))
             form["reference"] = gr.Dropdown(

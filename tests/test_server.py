@@ -397,3 +397,15 @@ def test_the_token_count_takes_any_model_value_a_client_sends(served):
         assert count("a red cirlce", "a1111", model) == (
             "5/75 tokens · ⚠ the built-in model does not know “cirlce” (did you mean “circle”?)"
         )
+
+
+def test_a_links_skips_the_model_lacks_are_named_when_the_page_opens(served):
+    import asyncio
+    import types
+
+    demo, *_ = served
+    opened = next(fn.fn for fn in demo.fns.values() if getattr(fn.fn, "__name__", "") == "page_opened")
+    answer = asyncio.run(opened(None, types.SimpleNamespace(query_params={"skips": "0,2,13"})))
+    assert answer[3].value == [2]  # the skips box: the one this model has
+    said = answer[13]["value"].replace("\\", "")  # the status, Markdown with its escapes taken out
+    assert "The link's skips 0, 13 were left out: this model takes 1 to 12" in said  # 0 was "beyond this model's 12"

@@ -368,8 +368,8 @@ def test_a_link_carries_settings_each_checked_as_a_strangers():
     from clipskip.ui import link_settings
 
     form, notes = link_settings(
-        {"prompt": "a red circle", "seed": "-1", "skips": "12,1,4,4", "steps": "7", "cfg": "5.5", "width": "72"}
-        | {"height": "64", "sampler": "Euler", "syntax": "comfyui", "seeds": "5, 6", "rows": "prompts"}
+        {"prompt": "a red circle", "seed": "-1", "skips": "12,1,4", "steps": "7", "cfg": "5.5", "width": "72"}
+        | {"height": "64", "sampler": "Euler", "syntax": "comfyui", "seeds": "5, 6"}
         | {"__theme": "dark", "view": "api"}  # Gradio's own
     )
     assert form == {
@@ -383,7 +383,6 @@ def test_a_link_carries_settings_each_checked_as_a_strangers():
         "scheduler": "Euler",
         "prompt_syntax": "comfyui",
         "seeds": "5, 6",
-        "prompt_rows": True,
     }
     assert notes == []
     form, notes = link_settings(
@@ -394,8 +393,29 @@ def test_a_link_carries_settings_each_checked_as_a_strangers():
     assert len(notes) == 8 and all(note.isprintable() for note in notes)
     assert notes[0] == "the link's prompt (2,001 characters) was left out: it is too long"
     assert link_settings({}) == ({}, [])
-    form, notes = link_settings({"skips": "2,l1/g2,1.5,L1/G2"})  # fractional and per-encoder columns: More columns
+    form, notes = link_settings({"skips": "2,l1/g2,1.5"})  # fractional and per-encoder columns: More columns
     assert (form, notes) == ({"skips": [2], "more_skips": "L1/G2, 1.5"}, [])
+
+
+def test_a_link_says_what_it_changed_or_left_out_rather_than_doing_it_silently():
+    """Found by a stranger: each of these was taken, cut or refused without a word, or with a wrong one."""
+    from clipskip.ui import LINK_SKIPS, link_settings
+
+    form, notes = link_settings({"skips": "1,4,1.0,L1/G2,l1/g2", "width": "96"})
+    assert form == {"skips": [1, 4], "more_skips": "L1/G2", "width": 96}  # the height stays the model's
+    assert notes == ["the link lists skip 1, L1/G2 more than once: one column each"]
+    form, notes = link_settings({"skips": ",".join(["1"] * LINK_SKIPS + ["2"]), "height": "65"})
+    assert form == {"skips": [1]}
+    assert notes == [
+        "the link's height '65' was left out: a multiple of 8 from 64 to 2048",
+        "the link's skips past the first 64 were left out",
+        "the link lists skip 1 more than once: one column each",
+    ]
+    form, notes = link_settings({"seeds": "1,2", "rows": "prompts"})
+    assert form == {"seeds": "1,2"}
+    assert notes == [
+        "the link's rows=prompts was left out: rows are several seeds or several prompts, and it gives seeds"
+    ]
 
 
 def test_a_link_keeps_the_automatic1111_sdxl_preset_for_more_columns():
