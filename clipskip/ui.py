@@ -58,6 +58,7 @@ from .server import (
     KnownEvents,
     RenderGate,
     current_event_alive,
+    is_public,
     keep_pruned,
     log,
     port_in_use,
@@ -393,14 +394,21 @@ def cell_parameters_text(path: str | None) -> str:
         return ""
 
 
-def pick_from_gallery(folder: str | None, event: gr.SelectData):
+def pick_from_gallery(folder: str | None, event: gr.EventData):
     """A click on a gallery cell opens the A/B tab with that cell as A and its row's reference cell as B (another
-    skip of the row when it is the reference): the skip's effect, side by side."""
+    skip of the row when it is the reference): the skip's effect, side by side. The click's event data is read
+    here, raw: Gradio's own `gr.SelectData` failed with a traceback on data a client left out."""
+    clicked = event._data.get("index") if isinstance(event._data, dict) else None
+    if not isinstance(clicked, int) or isinstance(clicked, bool):
+        raise refusal(
+            f"a gallery click's event data must be {{'index': a cell's number, …}}, not {short_repr(event._data)}",
+            "Wrong value",
+        )
     metadata = bundle_metadata(folder)
     choices = cell_choices(metadata) if metadata is not None else []
-    if not isinstance(event.index, int) or not 0 <= event.index < len(choices):
+    if not 0 <= clicked < len(choices):
         return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
-    a = choices[event.index][1]
+    a = choices[clicked][1]
     row = a.split(":")[0]
     b = f"{row}:{metadata['reference_skip']}"
     if b == a:
@@ -1438,24 +1446,109 @@ def build_demo(
         opened.success(show_fresh_analysis, fresh_state, analysis, api_visibility="private")
         dice.click(lambda: RANDOM_SEED, None, seed, api_visibility="private")
         reuse.click(reuse_seed, seed_used, seed, api_visibility="private", preprocess=False)
-    demo.validate_inputs = exact_inputs  # this Blocks' own: Gradio's method stays as it is elsewhere
+    # this Blocks' own: Gradio's method stays as it is elsewhere. Before Gradio's own check and preprocessing, with
+    # the session's state: a menu's choices are the session's own (the skips follow the model, the reference the skips)
+    demo.preprocess_data = partial(checked_first, demo.preprocess_data)
     return demo
 
 
-def exact_inputs(block_fn, inputs: list) -> None:
+async def checked_first(preprocess, block_fn, inputs: list, state=None, explicit_call: bool = False):
+    """Gradio's `Blocks.preprocess_data`, after `exact_inputs`."""
+    exact_inputs(block_fn, inputs, state)
+    return await preprocess(block_fn, inputs, state, explicit_call)
+
+
+def exact_inputs(block_fn, inputs: list, state=None) -> None:
     """Gradio's input check, made exact: an event sent more or fewer values than it takes is refused, naming the
     endpoint and its values (`/compare`: prompt, negative_prompt, …). Gradio's own lets extra values through, and
-    answers too few with an empty error while it logs every value received (a stranger's, up to the body limit)."""
+    answers too few with an empty error while it logs every value received (a stranger's, up to the body limit).
+    Where Gradio preprocesses the values (every event but those whose handlers check their own, preprocess=False),
+    each must be what its box holds (`refused_value`), checked against the box as the session has it (`state`):
+    Gradio's preprocessing failed on others with an empty error and a traceback. An event that runs only in the
+    page (no Python function) is refused: Gradio preprocessed its values, then failed with a traceback."""
     wanted = len(block_fn.inputs)
-    if len(inputs) == wanted:
+    names = value_names(block_fn)
+    endpoint = f"/{block_fn.api_name}" if is_public(block_fn) else "this event"  # a private one's name is no route
+    if len(inputs) != wanted:
+        listed = f" ({', '.join(names)})" if names and wanted else ""
+        raise refusal(f"{endpoint} takes {wanted} values{listed}, not {len(inputs):,}", "Wrong number of values")
+    if block_fn.fn is None:
+        raise refusal(f"{endpoint} runs in the page only", "Not an event of the server")
+    if not block_fn.preprocess:
         return
+    for i, (block, value) in enumerate(zip(block_fn.inputs, inputs, strict=True)):
+        if block.stateful or i in block_fn.component_prop_inputs:  # the session's own value, or Gradio's props
+            continue
+        if state is not None and block._id in state:  # as Gradio's preprocessing reads it
+            block = state[block._id]
+        if (takes := refused_value(block, value)) is not None:
+            name = names[i] if names else f"value {i + 1}"
+            raise refusal(f"{endpoint}'s {name} must be {takes}, not {short_repr(value)}", "Wrong value")
+
+
+def value_names(block_fn) -> list[str] | None:
+    """The names of an event's values: its function's parameters (`*weights`: weights[0], weights[1], …)."""
+    wanted = len(block_fn.inputs)
     try:
-        names = list(inspect.signature(block_fn.fn).parameters)[:wanted] if block_fn.fn is not None else []
+        parameters = inspect.signature(block_fn.fn).parameters.values() if block_fn.fn is not None else []
     except (TypeError, ValueError):  # a callable without a signature Python can read
-        names = []
-    listed = f" ({', '.join(names)})" if len(names) == wanted and wanted else ""
-    endpoint = f"/{block_fn.api_name}" if block_fn.api_name and block_fn.api_name != "<lambda>" else "this event"
-    raise refusal(f"{endpoint} takes {wanted} values{listed}, not {len(inputs):,}", "Wrong number of values")
+        return None
+    names = []
+    for parameter in parameters:
+        if parameter.kind is parameter.VAR_POSITIONAL:
+            names += [f"{parameter.name}[{n}]" for n in range(wanted - len(names))]
+        elif parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
+            names.append(parameter.name.rstrip("_"))  # `model_`: a name taken in the function's scope
+    return names[:wanted] if len(names) >= wanted else None
+
+
+def refused_value(block, value) -> str | None:
+    """What `block` takes from a client, where `value` is not that (None where it is): what Gradio's preprocessing
+    of the box reads without failing and the page itself sends. Boxes of other kinds are left to Gradio."""
+    whole = isinstance(value, int) and not isinstance(value, bool)
+    number = whole or isinstance(value, float) and math.isfinite(value)
+    if isinstance(block, gr.Textbox | gr.Markdown):
+        fits = value is None or isinstance(value, str) and len(value) <= MAX_PROMPT_BOX_CHARS and is_text(value)
+        return None if fits else f"text (valid UTF-8) of at most {MAX_PROMPT_BOX_CHARS:,} characters"
+    if isinstance(block, gr.Checkbox):
+        return None if isinstance(value, bool) else "true or false"
+    if isinstance(block, gr.Number | gr.Slider):
+        low, high = block.minimum, block.maximum
+        fits = number and (low is None or value >= low) and (high is None or value <= high)
+        empty = " or null" if isinstance(block, gr.Number) else ""
+        bounds = f" from {low:g} to {high:g}" if low is not None and high is not None else ""
+        return None if fits or empty and value is None else f"a number{bounds}{empty}"
+    if isinstance(block, gr.Dropdown | gr.Radio | gr.CheckboxGroup):
+        choices, custom = [choice for _, choice in block.choices], getattr(block, "allow_custom_value", False)
+        listed = short_repr(choices, 120) + (" or any text" if custom else "")
+
+        def one(item) -> bool:
+            return is_choice(item, choices) or custom and isinstance(item, str) and is_text(item)
+
+        if isinstance(block, gr.CheckboxGroup) or getattr(block, "multiselect", False):
+            return None if isinstance(value, list) and all(map(one, value)) else f"a list of values from {listed}"
+        return None if value is None or one(value) else f"one of {listed}"
+    if isinstance(block, gr.Dataset):
+        fits = whole and 0 <= value < len(block.raw_samples)
+        return None if fits else f"the number of one of its {len(block.raw_samples)} examples"  # None fails too
+    return None
+
+
+def is_choice(value, choices: list) -> bool:
+    """Whether `value` is one of `choices`: equal as JSON values (2 is 2.0, as the page sends it), never True for 1."""
+    return isinstance(value, str | int | float) and any(
+        value == choice and isinstance(value, bool) == isinstance(choice, bool) for choice in choices
+    )
+
+
+def is_text(value: str) -> bool:
+    """Whether `value` can be written as UTF-8: only lone surrogates (U+D800 to U+DFFF) cannot, and an answer that
+    holds one breaks the event stream."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def serve(settings: AppSettings, *, prevent_thread_lock: bool = False) -> gr.Blocks:

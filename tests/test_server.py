@@ -409,3 +409,92 @@ def test_a_links_skips_the_model_lacks_are_named_when_the_page_opens(served):
     assert answer[3].value == [2]  # the skips box: the one this model has
     said = answer[13]["value"].replace("\\", "")  # the status, Markdown with its escapes taken out
     assert "The link's skips 0, 13 were left out: this model takes 1 to 12" in said  # 0 was "beyond this model's 12"
+
+
+def private_events(demo) -> dict:
+    """The page's private events a raw client can still call by fn_index, by what they do."""
+    named = {fn.api_name: i for i, fn in demo.fns.items()}
+    preset = next(i for i, fn in demo.fns.items() if fn.preprocess and [b.label for b in fn.inputs] == ["Model"])
+    copy_link = next(i for i, fn in demo.fns.items() if fn.fn is None and len(fn.inputs) > 1)
+    return {
+        "gallery": named["pick_from_gallery"],
+        "skips": named["follow_skips"],
+        "size": named["check_size"],
+        "rows": named["rows_state"],
+        "example": named["load_example"],
+        "preset": preset,
+        "copy_link": copy_link,
+    }
+
+
+GOOD_SKIPS = [[1, 2], 0, "embedded", ""]
+HOSTILE = [  # (event, its values, its event data, the one-line message's start)
+    ("gallery", [None], None, "A gallery click's event data must be {'index': a cell's number, …}, not None"),
+    ("gallery", [None], {"value": None}, "A gallery click's event data must be"),
+    ("gallery", [None], {"index": "0", "value": None}, "A gallery click's event data must be"),
+    ("gallery", [None], {"index": True, "value": None}, "A gallery click's event data must be"),
+    ("gallery", [None], [1, 2], "A gallery click's event data must be"),
+    ("skips", [None, *GOOD_SKIPS[1:]], None, "This event's ticked must be a list of values from [1, 2, 3,"),
+    ("skips", [5, *GOOD_SKIPS[1:]], None, "This event's ticked must be a list of values from"),
+    ("skips", [[True], *GOOD_SKIPS[1:]], None, "This event's ticked must be a list of values from"),
+    ("skips", [[99], *GOOD_SKIPS[1:]], None, "This event's ticked must be a list of values from"),
+    ("skips", [["\ud800"], *GOOD_SKIPS[1:]], None, "This event's ticked must be a list of values from"),
+    ("skips", [[1], [0], "embedded", ""], None, "This event's reference must be one of"),
+    ("skips", [[1], 0, 5, ""], None, "This event's model must be one of ['embedded'], not 5"),
+    ("skips", [[1], 0, "embedded", {"a": 1}], None, "This event's more must be text (valid UTF-8) of at most"),
+    ("skips", [[1], 0, "embedded", "x" * 20_000], None, "This event's more must be text (valid UTF-8) of at most"),
+    ("size", ["x", 64, "embedded"], None, "This event's width must be a number from 64 to 2048, not 'x'"),
+    ("size", [None, 64, "embedded"], None, "This event's width must be a number from 64 to 2048, not None"),
+    ("size", [64, True, "embedded"], None, "This event's height must be a number from 64 to 2048, not True"),
+    ("size", [64, 10**400, "embedded"], None, "This event's height must be a number from 64 to 2048"),
+    ("size", [64, 0, "embedded"], None, "This event's height must be a number from 64 to 2048, not 0"),
+    ("size", [64, 64, ["embedded"]], None, "This event's model must be one of ['embedded'], not ['embedded']"),
+    ("preset", ["\ud800"], None, "This event's model must be one of ['embedded'], not '\\ud800'"),
+    ("rows", [5, False], None, "This event's seeds must be text (valid UTF-8) of at most"),
+    ("rows", ["\ud800", False], None, "This event's seeds must be text (valid UTF-8) of at most"),
+    ("rows", ["", "yes"], None, "This event's prompt_rows must be true or false, not 'yes'"),
+    ("rows", ["", None], None, "This event's prompt_rows must be true or false, not None"),
+    ("example", ["0"], None, "This event's example_tuple must be the number of one of its"),
+    ("example", [None], None, "This event's example_tuple must be the number of one of its"),
+    ("example", [99], None, "This event's example_tuple must be the number of one of its"),
+    ("copy_link", [None] * 14, None, "This event runs in the page only"),
+]
+
+
+def test_a_private_event_sent_values_of_the_wrong_kind_is_refused_in_one_line(served, app, capfd, caplog):
+    """Each of these was `{"error": null}` and a traceback from Gradio's preprocessing (or its SelectData), and a
+    lone surrogate that Gradio echoed broke the event stream."""
+    demo, *_ = served
+    url, _, renders = app
+    events = private_events(demo)
+    caplog.set_level("INFO", logger="clipskip")
+    capfd.readouterr()
+    for n, (event, data, event_data, said) in enumerate(HOSTILE):
+        body = {"data": data, "fn_index": events[event], "session_hash": f"kind-{n}", "event_data": event_data}
+        sent = json.dumps(body | {"trigger_id": None})  # ASCII: a lone surrogate arrives as JSON's \ud800
+        joined = httpx.post(f"{url}/gradio_api/queue/join", content=sent, headers={"content-type": "application/json"})
+        assert joined.status_code == 200, joined.text
+        message = listen_until(url, f"kind-{n}", lambda m: m.get("msg") == "process_completed")
+        error = message["output"]["error"]
+        assert error.startswith(said) and "\n" not in error and len(error) < 300, (event, data, error)
+        assert message["output"]["title"] in ("Wrong value", "Not an event of the server")
+    answer = httpx.post(
+        f"{url}/gradio_api/run/predict", json={"data": ["x", 64, "embedded"], "fn_index": events["size"]}
+    )
+    assert answer.json()["error"].startswith("This event's width must be a number from 64 to 2048, not 'x'")
+    refused = [r.getMessage() for r in caplog.records if r.name == "clipskip" and r.getMessage().startswith("refused")]
+    assert len(refused) == len(HOSTILE) + 1
+    # and the server goes on: the same events answer good values
+    for n, (event, data) in enumerate([("skips", GOOD_SKIPS), ("size", [64, 64, "embedded"]), ("rows", ["1", True])]):
+        body = {"data": data, "fn_index": events[event], "session_hash": f"good-{n}", "event_data": None}
+        assert httpx.post(f"{url}/gradio_api/queue/join", json=body | {"trigger_id": None}).status_code == 200
+        assert listen_until(url, f"good-{n}", lambda m: m.get("msg") == "process_completed")["success"], event
+    # a menu's choices are the session's: More columns' "1.5" is a reference choice once its change has answered
+    for data in ([[1], 0, "embedded", "1.5"], [[1], "1.5", "embedded", "1.5"]):
+        body = {"data": data, "fn_index": events["skips"], "session_hash": "more", "event_data": None}
+        assert httpx.post(f"{url}/gradio_api/queue/join", json=body | {"trigger_id": None}).status_code == 200
+        said = listen_until(url, "more", lambda m: m.get("msg") == "process_completed")
+        assert said["success"] and said["output"]["data"][0]["choices"][-1] == ["1.5", "1.5"], said
+    assert renders.log == []
+    logged = capfd.readouterr()
+    assert "Traceback" not in logged.out + logged.err and "xxxxxxxxxx" not in logged.out + logged.err
