@@ -7,6 +7,7 @@ Backs the fuzz rows of docs/RELIABILITY.md.
 import json
 import os
 
+import gradio as gr
 import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -133,3 +134,46 @@ def test_a_claimed_path_outside_the_uploads_is_neither_read_nor_deleted(app, tmp
     message = answer(url, index["load_settings"], json.dumps([file, [1], "embedded"]))
     assert not message.get("success", False)
     assert victim.read_bytes() == b"not yours"
+
+
+@pytest.fixture(scope="module")
+def boxes():
+    """Every value Gradio preprocesses for the page's events: (event, position), of events with a Python function."""
+    demo = ui.build_demo(["embedded"], load=lambda path: None)
+    events = [fn for fn in demo.fns.values() if fn.fn is not None and fn.preprocess]
+    return [(fn, i) for fn in events for i, box in enumerate(fn.inputs) if not box.stateful]
+
+
+def kinds_of(box) -> st.SearchStrategy:
+    """Values of any type, and some of the kind the box holds (its choices, numbers in its range)."""
+    choices = [value for _, value in getattr(box, "choices", None) or []]
+    extra = [st.lists(st.sampled_from(choices), max_size=3), st.sampled_from(choices)] if choices else []
+    return st.one_of(anything, st.integers(-5, 3000), st.floats(-5, 3000), *extra)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_a_value_the_event_check_lets_through_is_one_gradio_preprocesses(boxes, data):
+    """`exact_inputs` either refuses a value in one line naming the parameter, or Gradio's preprocessing of the box
+    takes it (Gradio's own failures were tracebacks and an empty error)."""
+    fn, position = data.draw(st.sampled_from(boxes))
+    box = fn.inputs[position]
+    value = data.draw(kinds_of(box))
+    takes = ui.refused_value(box, value)
+    if takes is None:
+        box.preprocess(value)
+        return
+    values = [None] * len(fn.inputs)  # refused at the first value that is not the box's kind
+    values[position] = value
+    first = next(i for i, box in enumerate(fn.inputs) if ui.refused_value(box, values[i]) is not None)
+    with pytest.raises(gr.Error) as refused:
+        ui.exact_inputs(fn, values)
+    said, name = refused.value.message, ui.value_names(fn)[first]
+    takes = ui.refused_value(fn.inputs[first], values[first])
+    assert said == f"This event's {name} must be {takes}, not {ui.short_repr(values[first])}", said
+    assert "\n" not in said and len(said) < 300 and said.encode("utf-8")
+
+
+def test_every_box_an_event_preprocesses_is_checked(boxes):
+    """A box of a kind `refused_value` does not know would reach Gradio's preprocessing unchecked."""
+    assert all(ui.refused_value(fn.inputs[i], object()) is not None for fn, i in boxes)
