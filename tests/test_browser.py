@@ -290,8 +290,8 @@ def test_what_a_visitor_types_while_the_first_model_loads_stays(pipe, browser, m
         return pipe
 
     monkeypatch.setattr(ui, "load_pipeline", load_pipeline)
-    demo = ui.serve(
-        AppSettings(("embedded",), "cpu", None, LoadOptions(), "127.0.0.1", free_port(), False, 1),
+    demo = ui.serve(  # 32 models kept loaded, as conftest's roomy_cache asks: serve sets it for the process
+        AppSettings(("embedded",), "cpu", None, LoadOptions(), "127.0.0.1", free_port(), False, 32),
         prevent_thread_lock=True,
     )
     page = browser.new_page(viewport={"width": 1440, "height": 900})
