@@ -28,7 +28,7 @@ from .embedded import NAME as EMBEDDED
 from .families import SDXL, detect_family
 from .formats import form_for, match_model, read_image
 from .formats.a1111 import MAX_PARAMETERS_CHARS
-from .formats.fields import FormValues, cut, number_in_range, shown
+from .formats.fields import FormValues, cut, shown, size_of
 from .formats.png import png_texts
 from .metadata import cell_caption, metrics_rows
 from .outputs import BUNDLE_NAME, cell_name, finish_bundle, start_bundle, zip_path
@@ -696,8 +696,8 @@ def link_settings(params) -> tuple[dict, list[str]]:
         values.size("width and height", given["width"], given["height"])
     elif sides:  # one side: the other stays the model's
         (side,) = sides
-        size = number_in_range(given[side], int, MIN_SIZE, MAX_SIZE)
-        if size is None or size % 8:
+        size = size_of(given[side])
+        if size is None:
             values.notes.append(
                 f"the link's {side} {shown(given[side])} was left out: a multiple of 8 from {MIN_SIZE} to {MAX_SIZE}"
             )

@@ -90,6 +90,13 @@ def model_stem(name: str) -> str:
     return next((stem[: -len(ext)] for ext in MODEL_EXTENSIONS if stem.lower().endswith(ext)), stem)
 
 
+def size_of(value) -> int | None:
+    """A width or height (`value` an int or its plain decimal text): a multiple of 8 from MIN_SIZE to MAX_SIZE, else
+    None."""
+    size = number_in_range(value, int, MIN_SIZE, MAX_SIZE)
+    return size if size is not None and size % 8 == 0 else None
+
+
 class FormValues:
     """Form values from one image, each checked as it is put; what fails is left out, with a note."""
 
@@ -126,8 +133,8 @@ class FormValues:
 
     def size(self, label: str, width, height, written: str | None = None) -> None:
         """Width and height: multiples of 8 from MIN_SIZE to MAX_SIZE; `written` is how the file wrote them."""
-        sides = [number_in_range(side, int, MIN_SIZE, MAX_SIZE) for side in (width, height)]
-        if None in sides or any(side % 8 for side in sides):
+        sides = [size_of(side) for side in (width, height)]
+        if None in sides:
             self.notes.append(
                 f"{label} {shown(written or f'{width}x{height}')} was left out: this app takes a width and height "
                 f"that are multiples of 8 from {MIN_SIZE} to {MAX_SIZE}, like 512x768"
